@@ -1,0 +1,1 @@
+"""Prediction with text prompts (nnU-Net predictor subclass and its command)."""

@@ -1,0 +1,178 @@
+"""``nnUNetv2_predict_text``: ``nnUNetv2_predict`` plus text prompts.
+
+Per case it writes the label map (value i = i-th prompt, nnU-Net's file format), ``CASE.prompts.json``
+(prompt -> label value, resolved terms, how it was segmented, voxel count, max probability) and, with
+``--save_binary``, ``CASE__<prompt>.<ending>`` with one independent binary mask per prompt (overlaps kept).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.errors import NnunetCausalError, PromptError
+
+logger = logging.getLogger(__name__)
+
+EXAMPLES = """examples:
+  nnUNetv2_predict_text -i imagesTs -o pred -d 1 -c 3d_fullres -f 0 -tr nnUNetTrainerText \\
+      -prompts "liver" "renal organs" "spleen"
+  nnUNetv2_predict_text -i imagesTs -o pred -d 1 -c 2d -f 0 -tr nnUNetTrainerText -prompt_file prompts.txt \\
+      --save_binary -device cpu
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nnUNetv2_predict_text",
+        description="Run an nnunet_causal text model (trained with -tr nnUNetTrainerText or a variant) on a "
+                    "folder of images and segment the structures named by text prompts. Accepts every "
+                    "nnUNetv2_predict flag.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-i", required=True, help="input folder (nnU-Net naming: CASE_0000.ext, ...)")
+    p.add_argument("-o", required=True, help="output folder (created if missing)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("-d", help="dataset name or id (with -tr/-p/-c, as nnUNetv2_predict)")
+    model.add_argument("-m", help="trained model folder (as nnUNetv2_predict_from_modelfolder)")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.add_argument("-tr", default="nnUNetTrainerText", help="trainer used for training (default nnUNetTrainerText)")
+    p.add_argument("-c", help="configuration (required with -d)")
+    p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default 0 1 2 3 4)")
+    p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step (default 0.5)")
+    p.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--save_probabilities", action="store_true",
+                   help="also write CASE.npz/.pkl (softmax over [background, prompts])")
+    p.add_argument("--continue_prediction", "--c", action="store_true", help="skip cases already predicted")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name (default checkpoint_final.pth)")
+    p.add_argument("-npp", type=int, default=3, help="preprocessing processes (default 3)")
+    p.add_argument("-nps", type=int, default=3, help="export processes (default 3)")
+    p.add_argument("-prev_stage_predictions", default=None, help="previous stage predictions (cascade)")
+    p.add_argument("-num_parts", type=int, default=1)
+    p.add_argument("-part_id", type=int, default=0)
+    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"))
+    p.add_argument("--disable_progress_bar", action="store_true")
+    p.add_argument("--not_on_device", action="store_true")
+    p.add_argument("-prompts", nargs="+", default=None, metavar="PROMPT",
+                   help="prompts, one structure each; use 'a|b' for synonyms of one structure")
+    p.add_argument("-prompt_file", default=None,
+                   help="text file, one structure per line, '#' comments, synonyms separated by '|'")
+    p.add_argument("--open_vocabulary", action="store_true",
+                   help="segment prompts that name no known structure through their own text embedding "
+                        "instead of stopping with an error")
+    p.add_argument("--save_binary", action="store_true", help="write one binary mask per prompt and case")
+    return p
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60] or "prompt"
+
+
+def collect_prompts(prompts: Optional[List[str]], prompt_file: Optional[str]):
+    from nnunet_causal.text.prompt_file import parse_prompts, read_prompt_file
+
+    specs = []
+    if prompt_file:
+        specs.extend(read_prompt_file(prompt_file))
+    if prompts:
+        specs.extend(parse_prompts(prompts))
+    if not specs:
+        raise PromptError("give prompts with -prompts and/or -prompt_file")
+    return specs
+
+
+def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_probabilities: bool) -> int:
+    """Sidecars (and binary masks) for every case predicted in this run; returns the number of cases."""
+    from batchgenerators.utilities.file_and_folder_operations import load_pickle
+
+    ending = predictor.dataset_json["file_ending"]
+    rw = predictor.plans_manager.image_reader_writer_class()
+    n = 0
+    for truncated, peaks in predictor.case_max_probabilities.items():
+        seg, _ = rw.read_seg(truncated + ending)
+        records = []
+        for a, peak in zip(predictor.assignments, peaks):
+            rec = {"prompt": a.prompt, "label_value": a.label_value, "terms": a.terms, "score": a.score,
+                   "resolution": a.method, "source": a.source, "trained_structures": a.trained_structures,
+                   "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak}
+            records.append(rec)
+        if save_binary:
+            probs = np.load(truncated + ".npz")["probabilities"]
+            props = load_pickle(truncated + ".pkl")
+            for a, rec in zip(predictor.assignments, records):
+                mask = (probs[a.label_value] > probs[0]).astype(np.uint8)  # <=> sigmoid(l_k) > 0.5
+                out = f"{truncated}__{_slug(a.prompt)}{ending}"
+                with atomic_path(out) as tmp:
+                    rw.write_seg(mask, tmp, props)
+                rec["binary_mask"] = os.path.basename(out)
+                rec["binary_voxel_count"] = int(mask.sum())
+            if not keep_probabilities:
+                os.remove(truncated + ".npz")
+                os.remove(truncated + ".pkl")
+        write_json_atomic(truncated + ".prompts.json",
+                          {"case": os.path.basename(truncated), "prompts": records})
+        n += 1
+    return n
+
+
+def predict_text(args) -> int:
+    """The whole command as a plain function (tests call it directly)."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+
+    if not os.path.isdir(args.i):
+        raise NnunetCausalError(f"input folder {args.i} does not exist")
+    specs = collect_prompts(args.prompts, args.prompt_file)
+    if args.m:
+        model_folder = args.m
+    else:
+        if not args.c:
+            raise NnunetCausalError("-c CONFIGURATION is required with -d")
+        model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
+    if not os.path.isdir(model_folder):
+        raise NnunetCausalError(f"model folder {model_folder} does not exist: train first, or check -d/-tr/-p/-c")
+    folds = [f if f == "all" else int(f) for f in args.f]
+    device = torch.device(args.device)
+    if args.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    predictor = nnUNetTextPredictor(tile_step_size=args.step_size, use_gaussian=True,
+                                    use_mirroring=not args.disable_tta,
+                                    perform_everything_on_device=not args.not_on_device, device=device,
+                                    verbose=args.verbose, allow_tqdm=not args.disable_progress_bar,
+                                    verbose_preprocessing=args.verbose)
+    predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
+    assignments = predictor.set_prompts(specs, open_vocabulary=args.open_vocabulary)
+    for a in assignments:
+        logger.info("prompt %d '%s' -> %s (%s, %s)", a.label_value, a.prompt, a.trained_structures or a.terms or "-",
+                    a.method, a.source)
+    Path(args.o).mkdir(parents=True, exist_ok=True)
+    predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities or args.save_binary,
+                                 overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
+                                 num_processes_segmentation_export=args.nps,
+                                 folder_with_segs_from_prev_stage=args.prev_stage_predictions,
+                                 num_parts=args.num_parts, part_id=args.part_id)
+    n = write_case_outputs(predictor, args.o, args.save_binary, args.save_probabilities)
+    logger.info("wrote %d case(s) to %s", n, args.o)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return predict_text(args)
+    except NnunetCausalError as e:
+        print(f"nnUNetv2_predict_text: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

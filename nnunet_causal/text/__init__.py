@@ -1,0 +1,1 @@
+"""Text side: encoders, embedding cache, prompt files, anatomical vocabulary, confounder dictionaries."""
