@@ -71,3 +71,14 @@ class nnUNetTrainerText_500epochs(nnUNetTrainerText):
 class nnUNetTrainerText_CrossAttentionConnector(nnUNetTrainerText):
     """The seed-002 ablation: image-conditioned cross-attention connector instead of the MLP."""
     text_connector = "cross_attention"
+
+
+class nnUNetTrainerText_CPUDemo(nnUNetTrainerText):
+    """Short schedule for CPU demos and benchmarks: 12 epochs of 25 iterations, 5 validation iterations."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 12
+        self.num_iterations_per_epoch = 25
+        self.num_val_iterations_per_epoch = 5
