@@ -21,7 +21,6 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.data.splits_cli",
     "nnunet_causal.planning.plan_stunet_cli",
     "nnunet_causal.evaluation.evaluate_cli",
-    "dataset_conversion.cli",
     "nnunet_causal.demo",
 )
 

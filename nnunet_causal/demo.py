@@ -78,7 +78,8 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
     log = output / "commands.log"
     env = dict(os.environ)
     env.update(nnUNet_raw=str(output / "nnUNet_raw"), nnUNet_preprocessed=str(output / "nnUNet_preprocessed"),
-               nnUNet_results=str(output / "nnUNet_results"), HF_HUB_OFFLINE="1", nnUNet_compile="false")
+               nnUNet_results=str(output / "nnUNet_results"), HF_HUB_OFFLINE="1", nnUNet_compile="false",
+               nnUNet_def_n_proc="2")
     from nnunet_causal.env_cli import ext_trainer_folder
     env["nnUNet_extTrainer"] = str(ext_trainer_folder())
     py = sys.executable
@@ -89,7 +90,8 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
         shutil.rmtree(raw)
     _run([py, "-m", "nnunet_causal.cli", "synth", "endoscopy2d", "-d", str(DATASET_ID), "-o", str(raw),
           "-n", str(cases_per_site), "--domains", "siteA", "siteB", "siteC", "siteD", "--heldout", "siteD",
-          "--spurious-cue", "specular", "--size", str(image_size), str(image_size), "--seed", str(seed)], env, log)
+          "--spurious-cue", "specular", "--size", str(image_size), str(image_size), "--seed", str(seed),
+          "--n-test", "8"], env, log)
 
     _banner("2/6 stock planning and preprocessing (nnUNetv2_plan_and_preprocess)")
     pre = output / "nnUNet_preprocessed" / DATASET_NAME

@@ -138,13 +138,13 @@ class TextPromptedSegmentationNetwork(nn.Module):
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor):
         skips = self.backbone.encoder(x)
+        text = self._active_text_embeddings()
         aux = {}
         if self.bottleneck is not None:
             skips = list(skips)
-            skips[-1], aux = self.bottleneck(skips[-1])
+            skips[-1], aux = self.bottleneck(skips[-1], text)
         feats = self.backbone.decoder(skips)
         feats_list = feats if isinstance(feats, (list, tuple)) else [feats]
-        text = self._active_text_embeddings()
         queries, bias = self.connector(text, feats_list[0])
         outs = []
         for s, f in enumerate(feats_list):

@@ -233,7 +233,7 @@ def vocabulary_from_labels(labels: Mapping[str, object], prompts: Optional[Mappi
         if canonical is None:
             for candidate in [label_to_text(name), *texts]:
                 res = resolve_prompt(candidate, full)
-                if len(res.terms) == 1 and res.method in ("exact", "knowledge"):
+                if len(res.terms) == 1 and res.method == "exact":
                     canonical = res.terms[0]
                     break
         if canonical is not None:

@@ -1,0 +1,1 @@
+"""Image-level augmentations (GIN, IPA)."""

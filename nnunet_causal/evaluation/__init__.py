@@ -1,0 +1,1 @@
+"""Metrics (Dice, HD95 in mm), per-domain tables and plots."""

@@ -1,0 +1,19 @@
+"""Re-exports the causal, GIN/IPA and stock-schedule trainers for nnU-Net's trainer lookup."""
+from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText  # noqa: F401
+from nnunet_causal.training.causal.variants import (  # noqa: F401
+    nnUNetTrainerCausalText_1epoch, nnUNetTrainerCausalText_2epochs, nnUNetTrainerCausalText_5epochs,
+    nnUNetTrainerCausalText_10epochs, nnUNetTrainerCausalText_20epochs, nnUNetTrainerCausalText_50epochs,
+    nnUNetTrainerCausalText_100epochs, nnUNetTrainerCausalText_250epochs, nnUNetTrainerCausalText_500epochs,
+    nnUNetTrainerCausalText_NoMTRS, nnUNetTrainerCausalText_NoBottleneck, nnUNetTrainerCausalText_NoLAD,
+    nnUNetTrainerCausalText_NoCausalLoss, nnUNetTrainerCausalText_NoImageIntervention,
+    nnUNetTrainerCausalText_GINOnly, nnUNetTrainerCausalText_FrozenEncoder, nnUNetTrainerCausalText_CPUDemo,
+)
+from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
+from nnunet_causal.training.gin.variants import (  # noqa: F401
+    nnUNetTrainerGIN_1epoch, nnUNetTrainerGIN_2epochs, nnUNetTrainerGIN_5epochs, nnUNetTrainerGIN_10epochs,
+    nnUNetTrainerGIN_20epochs, nnUNetTrainerGIN_50epochs, nnUNetTrainerGIN_100epochs, nnUNetTrainerGIN_250epochs,
+    nnUNetTrainerGIN_500epochs, nnUNetTrainerGINIPA_1epoch, nnUNetTrainerGINIPA_2epochs, nnUNetTrainerGINIPA_5epochs,
+    nnUNetTrainerGINIPA_10epochs, nnUNetTrainerGINIPA_20epochs, nnUNetTrainerGINIPA_50epochs,
+    nnUNetTrainerGINIPA_100epochs, nnUNetTrainerGINIPA_250epochs, nnUNetTrainerGINIPA_500epochs,
+    nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainerGINIPA_CPUDemo,
+)

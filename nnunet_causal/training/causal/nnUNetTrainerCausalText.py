@@ -1,0 +1,196 @@
+"""nnUNetTrainerCausalText: the text trainer plus causal interventions on features and images.
+
+What it adds to :class:`~nnunet_causal.training.text.nnUNetTrainerText.nnUNetTrainerText`:
+
+* the confounder cross-attention bottleneck with MTRS (seed 001; :mod:`nnunet_causal.networks.confounder_attention`)
+  over the dataset's confounder dictionary (:mod:`nnunet_causal.text.confounders`), whose embeddings are
+  computed once and saved with the network;
+* L_causal, L_contrast (seed 001) and L_LAD (seed 000) on bottleneck features projected to text space
+  (:mod:`nnunet_causal.training.causal_losses`), ``loss = L_seg + g(epoch) (l1 L_causal + l2 L_contrast)
+  + l3 L_LAD`` with ``g = 0`` during the first ``warmup_fraction`` of the epochs (also gating the
+  bottleneck's intervention);
+* GIN + IPA image interventions on every batch (device side, without IPA's paired consistency term,
+  which would double the batch; see :mod:`nnunet_causal.training.gin.nnUNetTrainerGIN`).
+
+Style descriptions for LAD: each case's domain record (site, scanner, modality, its ``style`` text) plus
+words measured on the patch (noise, contrast, sharpness; :func:`patch_style_words`), or the output of
+``style_captioner(image) -> str`` when a subclass sets one. A case without a domain record falls back to
+the measured words alone (logged once) -- LAD then still separates anatomy from measured style.
+
+Every option is a class attribute; ablations and schedules are one-line subclasses (``variants.py``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from nnunet_causal.augmentation.gin import check_batch, gin, ipa
+from nnunet_causal.networks.builder import build_text_network
+from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
+from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
+from nnunet_causal.training.causal_losses import (CausalLossWeights, label_map_to_onehot, progressive_gate,
+                                                  total_causal_loss)
+from nnunet_causal.training.steps import device_context, optimizer_step, to_device
+from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
+
+
+def patch_style_words(x: torch.Tensor) -> List[str]:
+    """Per-sample style words measured on a normalised patch ``(B, C, *spatial)``.
+
+    noise: 1.4826 * MAD of the Laplacian / its noise gain (z-score units; < 0.15 low, > 0.4 high);
+    contrast: 99th - 1st percentile (z units; < 2.5 low, > 4.5 high);
+    sharpness: Laplacian std / noise (< 1.5 blurred). Thresholds are coarse on purpose: a few distinct
+    descriptions per domain keep the text-embedding cache small.
+    """
+    ndim = x.ndim - 2
+    b, c = x.shape[:2]
+    k = torch.zeros((1, 1) + (3,) * ndim, device=x.device, dtype=x.dtype)
+    centre = (0, 0) + (1,) * ndim
+    k[centre] = -2.0 * ndim
+    for d in range(ndim):
+        for off in (0, 2):
+            idx = [0, 0] + [1] * ndim
+            idx[2 + d] = off
+            k[tuple(idx)] = 1.0
+    lap = (F.conv3d if ndim == 3 else F.conv2d)(x.reshape(b * c, 1, *x.shape[2:]).float(), k.float())
+    lap = lap.reshape(b, -1)
+    gain = (4 * ndim * ndim + 2 * ndim) ** 0.5
+    med = lap.median(1, keepdim=True).values
+    noise = 1.4826 * (lap - med).abs().median(1).values / gain
+    flat = x.reshape(b, -1).float()
+    q = torch.quantile(flat[:, :: max(1, flat.shape[1] // 4096)], torch.tensor([0.01, 0.99], device=x.device), dim=1)
+    contrast = q[1] - q[0]
+    sharp = lap.std(1) / noise.clamp_min(1e-3)
+    words = []
+    for n, ct, sh in zip(noise.tolist(), contrast.tolist(), sharp.tolist()):
+        words.append(", ".join([("low" if n < 0.15 else "high" if n > 0.4 else "moderate") + " noise",
+                                ("low" if ct < 2.5 else "high" if ct > 4.5 else "moderate") + " contrast",
+                                "blurred" if sh < 1.5 else "sharp"]))
+    return words
+
+
+class nnUNetTrainerCausalText(nnUNetTrainerText):
+    # ---- MCDRL bottleneck
+    confounder_layers = 3          # L; 0 = no intervention (ablation)
+    mtrs_alpha = 0.5               # fraction of bottleneck positions intervened on; 1.0 = no MTRS
+    bottleneck_width = 64
+    # ---- losses and schedule
+    loss_weights = CausalLossWeights()  # lambda1 0.5, lambda2 0.1, lambda3 0.1, tau 0.5
+    warmup_fraction = 0.2
+    # ---- image interventions
+    image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
+    # ---- LAD style descriptions
+    style_captioner: Optional[Callable[[np.ndarray], str]] = None
+
+    def _plans_with_text_settings(self, plans: dict, dataset_json: dict) -> dict:
+        from nnunet_causal.text.confounders import confounders_for_dataset
+        causal = {"confounders": confounders_for_dataset(dataset_json), "layers": self.confounder_layers,
+                  "alpha": self.mtrs_alpha, "width": self.bottleneck_width}
+        return add_text_settings(plans, dataset_json, embed_dim=self.text_embed_dim, connector=self.text_connector,
+                                 causal=causal)
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        return build_text_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                  enable_deep_supervision, bottleneck_factory=_confounder_bottleneck)
+
+    # ------------------------------------------------------------------ set-up
+    def _embed_prompts(self) -> None:
+        super()._embed_prompts()
+        from nnunet_causal.text.embedding_cache import get_text_encoder
+
+        settings = get_text_settings(self.plans_manager.plans)
+        encoder = get_text_encoder(settings["text_encoder"])
+        confounders = settings["causal"]["confounders"]
+        net = unwrap_network(self.network)
+        net.bottleneck.set_confounder_embeddings(encoder.encode(confounders))
+        anchors = []
+        for names in settings["prompts"].values():
+            e = encoder.encode([f"a {names[0]} with {c[0].lower() + c[1:]}" for c in confounders]).mean(0)
+            anchors.append(F.normalize(e, dim=0))
+        self._anchors = torch.stack(anchors).to(self.device)
+        self._encoder = encoder
+        self._domains: Dict[str, dict] = self.dataset_json.get("domains") or {}
+        self._warned_missing_domain = False
+        self.print_to_log_file(f"causal: {len(confounders)} confounders, L={net.bottleneck.num_layers}, "
+                               f"alpha={net.bottleneck.alpha}, weights={self.loss_weights}, "
+                               f"warm-up {self.warmup_fraction:.0%} of {self.num_epochs} epochs, "
+                               f"image intervention: {self.image_intervention}")
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._gate = progressive_gate(self.current_epoch, self.num_epochs, self.warmup_fraction)
+        unwrap_network(self.network).bottleneck.gate.fill_(self._gate)
+        if self.current_epoch == int(round(self.warmup_fraction * self.num_epochs)):
+            self.print_to_log_file("causal intervention switched on")
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        unwrap_network(self.network).return_aux = False
+
+    # ------------------------------------------------------------------ LAD style texts
+    def style_texts(self, keys, data: torch.Tensor) -> List[str]:
+        if self.style_captioner is not None:
+            return [self.style_captioner(d.detach().cpu().numpy()) for d in data]
+        measured = patch_style_words(data)
+        texts = []
+        for key, words in zip(keys, measured):
+            rec = self._domains.get(str(key))
+            if rec is None:
+                if not self._warned_missing_domain:
+                    self.print_to_log_file(f"WARNING: no domain record for case {key} (and maybe others): its "
+                                           f"style description uses measured statistics only")
+                    self._warned_missing_domain = True
+                texts.append(f"an image with {words}")
+            else:
+                texts.append(f"{rec.get('modality', 'image')} from {rec.get('site') or rec['domain']}, "
+                             f"{rec['style']}, {words}")
+        return texts
+
+    # ------------------------------------------------------------------ training step
+    def _image_intervention(self, data: torch.Tensor) -> torch.Tensor:
+        if self.image_intervention == "none":
+            return data
+        with torch.no_grad():
+            if self.image_intervention == "gin":
+                return gin(data)
+            # half of each batch as GIN views, half as IPA views (no second forward pass)
+            n = data.shape[0] // 2
+            return torch.cat([gin(data[:n]), ipa(data[n:])]) if n else gin(data)
+
+    def train_step(self, batch: dict) -> dict:
+        data, target = to_device(batch, self.device)
+        keys = batch.get("keys", [f"sample {i}" for i in range(data.shape[0])])
+        check_batch(data, keys)
+        styles = None
+        if self.loss_weights.lad > 0:
+            styles = self._encoder.encode(self.style_texts(keys, data)).to(self.device)
+        data = self._image_intervention(data)
+        net = unwrap_network(self.network)
+        net.return_aux = True
+        self.optimizer.zero_grad(set_to_none=True)
+        with device_context(self.device):
+            output, aux = self.network(data)
+            seg = self.loss(output, target)
+            t0 = target[0] if isinstance(target, list) else target
+            k = net.num_prompts
+            onehot = t0[:, :k].float() if self.label_manager.has_regions else label_map_to_onehot(t0, k)
+            parts = total_causal_loss(aux, onehot, aux["text_embeddings"], self._anchors,
+                                      net.bottleneck.confounder_embeddings, styles, self.loss_weights,
+                                      getattr(self, "_gate", 1.0), aux["grid"])
+            loss = seg + parts["total"]
+        optimizer_step(self, loss)
+        return {"loss": loss.detach().cpu().numpy(), "seg_loss": seg.detach().cpu().numpy()}
+
+
+def _confounder_bottleneck(configuration_manager, settings: dict):
+    causal = settings.get("causal")
+    if not causal:
+        raise ValueError("plans lack the 'causal' settings of nnUNetTrainerCausalText")
+    channels = configuration_manager.network_arch_init_kwargs["features_per_stage"][-1]
+    return ConfounderCrossAttention(channels, len(causal["confounders"]), settings["text_dim"],
+                                    d_model=causal["width"], num_layers=causal["layers"], alpha=causal["alpha"])

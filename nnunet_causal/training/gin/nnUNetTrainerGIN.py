@@ -1,0 +1,78 @@
+"""Trainers with image-level causal interventions on the plans' own network (no text).
+
+* :class:`GINMixin` -- every training batch becomes a GIN view (random shallow-network appearance change).
+* :class:`GINIPAMixin` -- each batch is seen as a GIN view and an IPA view; segmentation loss on both plus
+  the symmetric-KL consistency between their predictions (Ouyang et al., TMI 2022; see
+  :mod:`nnunet_causal.augmentation.gin` for the exact form and defaults).
+
+Where it runs: ``gin_location = "device"`` (default) augments the collated batch on the training device
+with one grouped convolution per layer; ``"workers"`` appends :class:`GINTransform` to nnU-Net's CPU
+augmentation pipeline instead. ``benchmarks/bench_gin_throughput.py`` measures both; on a GPU the
+device variant costs a few milliseconds per batch and leaves the CPU workers untouched, which is why it is
+the default. The mixins combine with any trainer (``class X(GINMixin, nnUNetTrainerText)``).
+"""
+from __future__ import annotations
+
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, symmetric_kl
+from nnunet_causal.training.steps import device_context, highest_resolution, optimizer_step, split_batch, to_device
+
+
+class GINMixin:
+    gin_location = "device"
+    gin_layers = 4
+
+    def get_training_transforms(self, *args, **kwargs):
+        transforms = super().get_training_transforms(*args, **kwargs)
+        if self.gin_location == "workers":
+            # after nnU-Net's intensity augmentations, before the target conversions at the end
+            transforms.transforms.insert(0, GINTransform(use_ipa=getattr(self, "ipa_in_workers", False),
+                                                         num_layers=self.gin_layers))
+        return transforms
+
+    def intervene(self, batch: dict) -> dict:
+        """The batch with its images replaced by a GIN (device) view; checks for NaN/inf and tiny patches."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        check_batch(data, batch.get("keys"))
+        if self.gin_location == "device":
+            with torch.no_grad():
+                data = gin(data, num_layers=self.gin_layers)
+        return {**batch, "data": data}
+
+    def train_step(self, batch: dict) -> dict:
+        return super().train_step(self.intervene(batch))
+
+
+class GINIPAMixin(GINMixin):
+    consistency_weight = 1.0
+    ipa_in_workers = True
+
+    def train_step(self, batch: dict) -> dict:
+        if self.gin_location == "workers":
+            return super().train_step(batch)  # workers already produce IPA views; no paired consistency
+        data, target = to_device(batch, self.device)
+        check_batch(data, batch.get("keys"))
+        with torch.no_grad():
+            views = torch.cat([gin(data, num_layers=self.gin_layers), ipa(data, num_layers=self.gin_layers)])
+        n = data.shape[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        with device_context(self.device):
+            output = self.network(views)
+            out_gin, out_ipa = split_batch(output, n)
+            seg = 0.5 * (self.loss(out_gin, target) + self.loss(out_ipa, target))
+            consistency = symmetric_kl(highest_resolution(out_gin).float(), highest_resolution(out_ipa).float(),
+                                       sigmoid=self.label_manager.has_regions)
+            loss = seg + self.consistency_weight * consistency
+        optimizer_step(self, loss)
+        return {"loss": loss.detach().cpu().numpy()}
+
+
+class nnUNetTrainerGIN(GINMixin, nnUNetTrainer):
+    """Stock nnU-Net + GIN appearance randomisation of every training batch."""
+
+
+class nnUNetTrainerGINIPA(GINIPAMixin, nnUNetTrainer):
+    """Stock nnU-Net + GIN and IPA views with the consistency loss."""

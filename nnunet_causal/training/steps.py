@@ -1,0 +1,49 @@
+"""Pieces shared by trainers that replace nnU-Net's ``train_step``."""
+from __future__ import annotations
+
+from typing import List, Union
+
+import torch
+from torch import autocast
+
+from nnunetv2.utilities.helpers import dummy_context
+
+
+def device_context(device: torch.device):
+    """nnU-Net's rule: autocast on CUDA only."""
+    return autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context()
+
+
+def to_device(batch: dict, device: torch.device):
+    data = batch["data"].to(device, non_blocking=True)
+    target = batch["target"]
+    if isinstance(target, list):
+        target = [t.to(device, non_blocking=True) for t in target]
+    else:
+        target = target.to(device, non_blocking=True)
+    return data, target
+
+
+def optimizer_step(trainer, loss: torch.Tensor) -> None:
+    """Backward, gradient clipping at 12 and the optimiser step, with nnU-Net's grad scaler on CUDA."""
+    if trainer.grad_scaler is not None:
+        trainer.grad_scaler.scale(loss).backward()
+        trainer.grad_scaler.unscale_(trainer.optimizer)
+        torch.nn.utils.clip_grad_norm_(trainer.network.parameters(), 12)
+        trainer.grad_scaler.step(trainer.optimizer)
+        trainer.grad_scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.network.parameters(), 12)
+        trainer.optimizer.step()
+
+
+def split_batch(output: Union[torch.Tensor, List[torch.Tensor]], n: int):
+    """Split network outputs (tensor or deep-supervision list) into the first ``n`` samples and the rest."""
+    if isinstance(output, (list, tuple)):
+        return [o[:n] for o in output], [o[n:] for o in output]
+    return output[:n], output[n:]
+
+
+def highest_resolution(output):
+    return output[0] if isinstance(output, (list, tuple)) else output

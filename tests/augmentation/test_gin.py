@@ -1,0 +1,58 @@
+"""GIN and IPA: appearance changes, geometry and statistics kept, per-sample randomness, errors."""
+import pytest
+import torch
+
+from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, smooth_mask, symmetric_kl
+from nnunet_causal.errors import DatasetError
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 8, 16, 16), (2, 2, 16, 16), (2, 4, 6, 8, 8)])
+def test_gin_changes_appearance_keeps_shape_and_statistics(shape):
+    x = torch.randn(shape) * 2 + 1
+    y = gin(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert (y - x).abs().mean() > 1e-3
+    dims = tuple(range(2, x.ndim))
+    # a * renormalised + (1 - a) * x has the input's mean exactly
+    torch.testing.assert_close(y.mean(dims), x.mean(dims), atol=1e-4, rtol=1e-4)
+
+
+def test_gin_is_random_per_sample():
+    x = torch.randn(1, 3, 16, 16).repeat(2, 1, 1, 1)
+    y = gin(x)
+    assert not torch.allclose(y[0], y[1])
+
+
+def test_constant_channel_stays_finite():
+    x = torch.randn(2, 2, 16, 16)
+    x[:, 1] = 3.0
+    y = gin(x)
+    assert torch.isfinite(y).all() and torch.all(y[:, 1] == 3.0)
+
+
+def test_ipa_mask_smooth_and_bounded():
+    m = smooth_mask((32, 32), 2)
+    assert m.min() >= 0 and m.max() <= 1
+    assert (m[..., 1:, :] - m[..., :-1, :]).abs().max() < 0.2  # low frequency
+    assert ipa(torch.randn(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_transform_only_touches_the_image():
+    seg = torch.randint(0, 2, (1, 16, 16))
+    out = GINTransform()(image=torch.randn(3, 16, 16), segmentation=seg.clone())
+    assert torch.equal(out["segmentation"], seg) and out["image"].shape == (3, 16, 16)
+
+
+def test_bad_batches_raise_clear_errors():
+    x = torch.randn(2, 1, 8, 8)
+    x[1, 0, 0, 0] = float("nan")
+    with pytest.raises(DatasetError, match="case_b"):
+        check_batch(x, ["case_a", "case_b"])
+    with pytest.raises(DatasetError, match="smaller than"):
+        check_batch(torch.randn(1, 1, 2, 8, 8), ["c"])
+
+
+def test_symmetric_kl_zero_for_equal_predictions():
+    a = torch.randn(2, 3, 8, 8)
+    assert symmetric_kl(a, a) < 1e-6 and symmetric_kl(a, torch.randn(2, 3, 8, 8)) > 0
+    assert symmetric_kl(a, a, sigmoid=True) < 1e-6
