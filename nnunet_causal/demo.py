@@ -89,9 +89,8 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
     if raw.exists():
         shutil.rmtree(raw)
     _run([py, "-m", "nnunet_causal.cli", "synth", "endoscopy2d", "-d", str(DATASET_ID), "-o", str(raw),
-          "-n", str(cases_per_site), "--domains", "siteA", "siteB", "siteC", "siteD", "--heldout", "siteD",
-          "--spurious-cue", "specular", "--size", str(image_size), str(image_size), "--seed", str(seed),
-          "--n-test", "8"], env, log)
+          "-n", str(cases_per_site + 8), "--test-fraction", f"{8 / (cases_per_site + 8):.4f}", "--domains", "siteA", "siteB", "siteC", "siteD", "--heldout", "siteD",
+          "--spurious-cue", "specular", "--size", str(image_size), str(image_size), "--seed", str(seed)], env, log)
 
     _banner("2/6 stock planning and preprocessing (nnUNetv2_plan_and_preprocess)")
     pre = output / "nnUNet_preprocessed" / DATASET_NAME

@@ -6,11 +6,10 @@ Conventions (tested):
   itself reports NaN there, which is why our Dice is compared with nnU-Net's on non-empty cases only).
   One mask empty -> 0.0.
 * HD95 (mm) = the 95th percentile of the pooled symmetric surface distances: distances from every
-  surface voxel of A to the surface of B together with those from B to A (MONAI's and the Medical
-  Segmentation Decathlon's "pooled" definition; medpy instead takes the larger of the two directed
-  95th percentiles -- both are reported by :func:`hd95`'s ``mode``). Surfaces are the mask minus its
-  erosion with full connectivity; distances use the voxel spacing (mm). Both empty -> 0.0;
-  one empty -> NaN (undefined; excluded from means and counted separately).
+  surface voxel of A to the surface of B together with those from B to A (the definition of medpy's
+  ``hd95``; ``mode="max"`` gives the larger of the two directed 95th percentiles, as MONAI does).
+  Surfaces are the mask minus its erosion with face connectivity (as medpy); distances use the voxel
+  spacing (mm). Both empty -> 0.0; one empty -> NaN (undefined; excluded from means, counted).
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
     return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
 
 

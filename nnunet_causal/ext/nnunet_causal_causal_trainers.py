@@ -7,6 +7,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_NoMTRS, nnUNetTrainerCausalText_NoBottleneck, nnUNetTrainerCausalText_NoLAD,
     nnUNetTrainerCausalText_NoCausalLoss, nnUNetTrainerCausalText_NoImageIntervention,
     nnUNetTrainerCausalText_GINOnly, nnUNetTrainerCausalText_FrozenEncoder, nnUNetTrainerCausalText_CPUDemo,
+    nnUNetTrainerCausalText_NoImageIntervention_CPUDemo,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401

@@ -148,3 +148,8 @@ class nnUNetTrainerCausalText_CPUDemo(nnUNetTrainerCausalText):
         self.num_epochs = 12
         self.num_iterations_per_epoch = 25
         self.num_val_iterations_per_epoch = 5
+
+
+class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalText_CPUDemo):
+    """The CPU-demo schedule without GIN/IPA (benchmark ablation)."""
+    image_intervention = "none"
