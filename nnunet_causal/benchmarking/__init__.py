@@ -1,0 +1,1 @@
+"""Performance benchmarks against stock nnU-Net."""
