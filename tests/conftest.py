@@ -23,6 +23,32 @@ class nnUNetTrainerText_Tiny(nnUNetTrainerText):
         self.num_epochs = 2
         self.num_iterations_per_epoch = 4
         self.num_val_iterations_per_epoch = 1
+
+
+from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
+from nnunet_causal.training.causal.variants import nnUNetTrainerCausalText_FrozenEncoder
+from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGINIPA
+
+
+class _TinySchedule:
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 4
+        self.num_val_iterations_per_epoch = 1
+
+
+class nnUNetTrainerCausalText_Tiny(_TinySchedule, nnUNetTrainerCausalText):
+    text_embed_dim = 8
+    warmup_fraction = 0.5  # epoch 0 warm-up, epoch 1 intervention on
+
+
+class nnUNetTrainerCausalText_FrozenEncoder_Tiny(_TinySchedule, nnUNetTrainerCausalText_FrozenEncoder):
+    text_embed_dim = 8
+
+
+class nnUNetTrainerGINIPA_Tiny(_TinySchedule, nnUNetTrainerGINIPA):
+    pass
 '''
 
 

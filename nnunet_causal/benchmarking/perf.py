@@ -150,6 +150,8 @@ def time_prediction(device: torch.device, repeats: int, image_size: int) -> Dict
         if key != "stock":
             n = prompt_sets[key]
             p.network.set_inference_prompts(None if n is None else torch.randn(n, enc_dim, generator=g))
+            labels = {"background": 0, **{f"prompt {i + 1}": i + 1 for i in range(p.network.num_outputs - 1)}}
+            p.label_manager = p.plans_manager.get_label_manager({**p.dataset_json, "labels": labels})
         _sync(device)
         t0 = time.perf_counter()
         with torch.no_grad():

@@ -76,6 +76,30 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     assert np.array_equal(lesion, (stock_probs[1] > stock_probs[0]).reshape(lesion.shape))
 
 
+    # bad input: a prompt that names nothing known, an image with the wrong channel count
+    bad = subprocess.run(["nnUNetv2_predict_text", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "x"), "-d", "1",
+                          "-c", "2d", "-f", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "-prompts",
+                          "banana bread recipe"], env=nnunet_env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "nearest known terms" in bad.stderr and "--open_vocabulary" in bad.stderr
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(gray / "g_0000.png")
+    bad = subprocess.run(["nnUNetv2_predict_text", "-i", str(gray), "-o", str(tmp_path / "y"), "-d", "1", "-c", "2d",
+                          "-f", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "-prompts", "lesion"],
+                         env=nnunet_env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "g_0000.png" in bad.stderr and "channel" in bad.stderr
+    assert not (tmp_path / "y" / "g.png").exists()
+
+    # stock nnUNetv2_predict with reworded prompts (one line per trained structure)
+    reword = tmp_path / "reword.txt"
+    reword.write_text("lesion\nmarker\n")
+    out_r = tmp_path / "pred_reworded"
+    run(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(out_r), "-d", "1", "-c", "2d", "-f", "0",
+         "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu"], dict(nnunet_env, nnUNet_causal_prompt_file=str(reword)))
+    # the same wording as training reproduces the stock prediction
+    assert np.array_equal(np.asarray(Image.open(out_r / "tiny_008.png")), seg)
+
+
 def test_3d_fullres_train_and_predict(nnunet_env, tmp_path):
     raw = make_tiny_3d_dataset(Path(nnunet_env["nnUNet_raw"]))
     train(nnunet_env, 2, "3d_fullres")

@@ -1,0 +1,53 @@
+"""The causal, GIN/IPA and parameter-efficient trainers through the stock nnU-Net commands (tiny 2D data)."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_tiny_2d_dataset, read_json
+from tests.integration.test_stock_cli_text import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_causal_gin_and_frozen_encoder_trainers(nnunet_env, tmp_path):
+    make_tiny_2d_dataset(Path(nnunet_env["nnUNet_raw"]), n_train=10)
+    run(["nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1", "-npfp", "1"], nnunet_env)
+    out = run(["nnunet_causal", "make-splits", "-d", "1", "--leave-one-domain-out"], nnunet_env).stdout
+    assert "fold 0: holds out domain 'site0'" in out and "fold 1: holds out domain 'site1'" in out
+    env_tr = dict(nnunet_env, nnUNet_n_proc_DA="0")
+    results = Path(nnunet_env["nnUNet_results"]) / "Dataset001_Tiny2D"
+
+    run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_Tiny", "-device", "cpu"], env_tr)
+    folder = results / "nnUNetTrainerCausalText_Tiny__nnUNetPlans__2d"
+    ckpt = torch.load(folder / "fold_1" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    z = ckpt["network_weights"]["bottleneck.confounder_embeddings"]
+    assert z.shape[0] >= 12 and torch.allclose(z.norm(dim=1), torch.ones(z.shape[0]), atol=1e-4)
+    plans = read_json(folder / "plans.json")
+    assert plans["nnunet_causal"]["causal"]["layers"] == 3
+    log = next((folder / "fold_1").glob("training_log_*.txt")).read_text()
+    assert "causal intervention switched on" in log
+    # nnU-Net's own final validation on the held-out domain (site1) ran
+    summary = read_json(folder / "fold_1" / "validation" / "summary.json")
+    assert set(summary["metric_per_case"][0]["reference_file"].split("/")[-1:]) and summary["foreground_mean"]
+
+    run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerGINIPA_Tiny", "-device", "cpu"], env_tr)
+
+    # parameter-efficient mode needs the pretrained encoder; without it: a clear error
+    bad = subprocess.run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny",
+                          "-device", "cpu"], env=env_tr, capture_output=True, text=True)
+    assert bad.returncode != 0 and "nnUNet_causal_pretrained_encoder" in bad.stderr
+    env_peft = dict(env_tr, nnUNet_causal_pretrained_encoder=str(folder / "fold_1" / "checkpoint_final.pth"))
+    run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny", "-device", "cpu"],
+        env_peft)
+    peft = results / "nnUNetTrainerCausalText_FrozenEncoder_Tiny__nnUNetPlans__2d" / "fold_1"
+    log = next(peft.glob("training_log_*.txt")).read_text()
+    fraction = float(re.search(r"trainable parameters [\d,]+ of [\d,]+ \(([\d.]+)%\)", log).group(1))
+    assert 0 < fraction < 100
+    frozen = torch.load(peft / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    key = next(k for k in frozen if k.startswith("backbone.encoder.") and k.endswith("weight"))
+    torch.testing.assert_close(frozen[key], ckpt["network_weights"][key])  # encoder did not move
