@@ -35,6 +35,8 @@ DEMO_PROMPTS = """# demo prompt file: one structure per line, synonyms after '|'
 polyp
 # never seen in training (training used "polyp" and "colorectal polyp"):
 polypoid lesion | adenomatous growth
+# not in the knowledge base either: segmented through its own text embedding (--open_vocabulary)
+raised mucosal bump
 """
 DEFAULT_TRAINERS = ("nnUNetTrainerText_CPUDemo", "nnUNetTrainerCausalText_CPUDemo")
 
@@ -120,7 +122,7 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
         for site, folder in input_dirs.items():
             pred = output / "predictions" / trainer / site
             _run([_bin_dir(py, "nnUNetv2_predict_text"), "-i", str(folder), "-o", str(pred), "-d", str(DATASET_ID),
-                  "-c", "2d", "-f", str(fold), "-tr", trainer, "-prompt_file", str(prompt_file), "--save_binary",
+                  "-c", "2d", "-f", str(fold), "-tr", trainer, "-prompt_file", str(prompt_file), "--save_binary", "--open_vocabulary",
                   "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"], env, log)
             results[trainer][site] = _dice_per_prompt(pred, raw, dataset_json)
 
@@ -182,8 +184,10 @@ def _write_report(output: Path, results, input_dirs, raw: Path, dataset_json, tr
             tag = "held-out" if site != "siteA" else "in-domain"
             lines.append(f"| {tr} | {site} ({tag}) | " + " | ".join(f"{row.get(p, float('nan')):.3f}" for p in prompts)
                          + " |")
-    lines += ["", "`polypoid lesion | adenomatous growth` never occurs in the training prompts; see each case's "
-              "`*.prompts.json` for how it was grounded (resolved terms, trained or open-vocabulary path).", "",
+    lines += ["", "`polypoid lesion | adenomatous growth` never occurs in the training prompts: the knowledge base "
+              "grounds it to `polyp`, whose trained query it then uses. `raised mucosal bump` is unknown to the "
+              "knowledge base and goes the open-vocabulary way (its own embedding through the connector). Each "
+              "case's `*.prompts.json` records how every prompt was resolved.", "",
               "## Overlays (green: reference, red: prediction for the first prompt)", ""]
     fig_dir = output / "figures"
     fig_dir.mkdir(exist_ok=True)

@@ -7,8 +7,7 @@ import pytest
 from nnunet_causal.text.resolver import nearest_terms, resolve_prompt
 from nnunet_causal.text.vocabulary import load_vocabulary, vocabulary_from_labels
 
-DEV = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "prompts_dev.tsv"
-# the development set is copied here so that the test does not depend on files outside the repository
+# a copy of the project's development prompts (../shared/eval/prompts_dev.tsv), kept with the tests
 DEV_COPY = Path(__file__).with_name("prompts_dev.tsv")
 
 
