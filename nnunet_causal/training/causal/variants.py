@@ -6,6 +6,7 @@ import torch
 from nnunet_causal.errors import NnunetCausalError
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
+from nnunet_causal.training.schedules import CPUDemoSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
 
 
@@ -139,15 +140,8 @@ class nnUNetTrainerCausalText_FrozenEncoder(nnUNetTrainerCausalText):
         return self.optimizer, PolyLRScheduler(self.optimizer, self.initial_lr, self.num_epochs)
 
 
-class nnUNetTrainerCausalText_CPUDemo(nnUNetTrainerCausalText):
-    """Short schedule for CPU demos and benchmarks: 12 epochs of 25 iterations, 5 validation iterations."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 12
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
+class nnUNetTrainerCausalText_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText):
+    """Short CPU schedule (see :class:`~nnunet_causal.training.schedules.CPUDemoSchedule`)."""
 
 
 class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalText_CPUDemo):

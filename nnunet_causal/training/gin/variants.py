@@ -4,6 +4,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
+from nnunet_causal.training.schedules import CPUDemoSchedule
 
 
 class nnUNetTrainerGIN_1epoch(nnUNetTrainerGIN):
@@ -133,24 +134,13 @@ class nnUNetTrainerGINIPA_500epochs(nnUNetTrainerGINIPA):
 
 
 # ---------------------------------------------------------------- short CPU schedule (demo, benchmarks)
-class _CPUDemoSchedule:
-    """12 epochs of 25 iterations, 5 validation iterations: the schedule of the *_CPUDemo trainers."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 12
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
-
-
-class nnUNetTrainer_CPUDemo(_CPUDemoSchedule, nnUNetTrainer):
+class nnUNetTrainer_CPUDemo(CPUDemoSchedule, nnUNetTrainer):
     """Stock nnU-Net on the CPU-demo schedule (the baseline of the benchmarks)."""
 
 
-class nnUNetTrainerGIN_CPUDemo(_CPUDemoSchedule, nnUNetTrainerGIN):
+class nnUNetTrainerGIN_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN):
     pass
 
 
-class nnUNetTrainerGINIPA_CPUDemo(_CPUDemoSchedule, nnUNetTrainerGINIPA):
+class nnUNetTrainerGINIPA_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA):
     pass

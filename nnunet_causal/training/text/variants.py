@@ -2,6 +2,7 @@
 ``training_length/nnUNetTrainer_Xepochs.py``)."""
 import torch
 
+from nnunet_causal.training.schedules import CPUDemoSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
 
@@ -73,12 +74,6 @@ class nnUNetTrainerText_CrossAttentionConnector(nnUNetTrainerText):
     text_connector = "cross_attention"
 
 
-class nnUNetTrainerText_CPUDemo(nnUNetTrainerText):
-    """Short schedule for CPU demos and benchmarks: 12 epochs of 25 iterations, 5 validation iterations."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 12
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
+class nnUNetTrainerText_CPUDemo(CPUDemoSchedule, nnUNetTrainerText):
+    """Short CPU schedule (see :class:`~nnunet_causal.training.schedules.CPUDemoSchedule`)."""
