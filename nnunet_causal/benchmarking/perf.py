@@ -49,7 +49,6 @@ def _prepare(work: Path, size: int) -> Dict[str, str]:
 
 
 def _trainer(name: str, device: torch.device):
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name  # noqa: F401
     from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
     from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -62,8 +61,6 @@ def _trainer(name: str, device: torch.device):
     dj = json.loads((pre / "dataset.json").read_text())
     tr = cls(plans, "2d", 0, dj, device)
     tr.initialize()
-    if hasattr(tr, "_gate"):
-        pass
     if name == "nnUNetTrainerCausalText":
         tr._gate = 1.0  # time the full intervention, not the warm-up
     tr.network.train()
