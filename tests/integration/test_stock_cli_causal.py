@@ -45,7 +45,8 @@ def test_causal_gin_and_frozen_encoder_trainers(nnunet_env, tmp_path):
     run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny", "-device", "cpu"],
         env_peft)
     peft = results / "nnUNetTrainerCausalText_FrozenEncoder_Tiny__nnUNetPlans__2d" / "fold_1"
-    log = next(peft.glob("training_log_*.txt")).read_text()
+    # the failed run above left its own log in the same folder: read every log, not whichever glob lists first
+    log = "\n".join(f.read_text() for f in sorted(peft.glob("training_log_*.txt")))
     fraction = float(re.search(r"trainable parameters [\d,]+ of [\d,]+ \(([\d.]+)%\)", log).group(1))
     assert 0 < fraction < 100
     frozen = torch.load(peft / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
