@@ -1,0 +1,1 @@
+"""Networks: STUNet, the text-prompted head, the confounder bottleneck and the plans-driven builder."""

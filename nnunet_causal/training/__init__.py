@@ -1,0 +1,1 @@
+"""Trainers (text, causal, GIN/IPA), their losses and schedules."""
