@@ -19,14 +19,16 @@ logger = logging.getLogger(__name__)
 SPLITS_FILE = "splits_final.json"
 
 
-def make_leave_one_domain_out_splits(dataset_json: Mapping, case_ids: Sequence[str], source: str = "dataset.json"
-                                     ) -> Tuple[List[Dict[str, List[str]]], List[str]]:
+def make_leave_one_domain_out_splits(dataset_json: Mapping, case_ids: Sequence[str], source: str = "dataset.json",
+                                     key: str = "domain") -> Tuple[List[Dict[str, List[str]]], List[str]]:
     """One fold per domain: fold k validates on the k-th domain in sorted name order, trains on the rest.
 
     Args:
         dataset_json: dataset.json contents with a ``"domains"`` record for every case in ``case_ids``.
         case_ids: the training case identifiers (imagesTr / preprocessed cases).
         source: name used in error messages.
+        key: the domain-record field that defines the domains (``"domain"``; also e.g. ``"modality"`` for
+            CT -> MRI folds, ``"source"`` or ``"scanner"``).
 
     Returns:
         ``(splits, domains)``: ``splits[k] = {"train": sorted ids, "val": sorted ids}`` and ``domains[k]`` the
@@ -43,7 +45,10 @@ def make_leave_one_domain_out_splits(dataset_json: Mapping, case_ids: Sequence[s
         dup = sorted({c for c in case_ids if case_ids.count(c) > 1})
         raise DatasetError(f"{source}: duplicate case id(s) {', '.join(dup[:10])}")
     records = load_domain_records(dataset_json, case_ids, source)
-    domain_of = {c: str(records[c]["domain"]) for c in case_ids}
+    lacking = [c for c in case_ids if not str(records[c].get(key, "")).strip()]
+    if lacking:
+        raise DatasetError(f"{source}: the domain record(s) of {', '.join(lacking[:10])} have no '{key}' field")
+    domain_of = {c: str(records[c][key]) for c in case_ids}
     domains = sorted(set(domain_of.values()))
     if len(domains) < 2:
         raise DatasetError(f"{source}: all {len(case_ids)} cases belong to the single domain '{domains[0]}'; "

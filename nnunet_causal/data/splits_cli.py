@@ -75,10 +75,11 @@ def run_make_splits(args) -> int:
     raw_root = os.environ.get("nnUNet_raw")
     raw = Path(raw_root) / name if raw_root else Path("<nnUNet_raw unset>")
     cases = training_case_ids(pre, raw, dataset_json)
-    splits, domains = make_leave_one_domain_out_splits(dataset_json, cases, str(dj_path))
+    splits, domains = make_leave_one_domain_out_splits(dataset_json, cases, str(dj_path), key=args.by)
     path = write_splits(pre, splits)
     for k, (domain, fold) in enumerate(zip(domains, splits)):
-        print(f"fold {k}: holds out domain '{domain}' ({len(fold['val'])} validation / {len(fold['train'])} "
+        what = "domain" if args.by == "domain" else args.by
+        print(f"fold {k}: holds out {what} '{domain}' ({len(fold['val'])} validation / {len(fold['train'])} "
               f"training cases)")
     print(f"wrote {path}")
     return 0
@@ -97,4 +98,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-d", dest="dataset", required=True, help="dataset name or id (e.g. 990 or Dataset990_Synth)")
     p.add_argument("--leave-one-domain-out", action="store_true", help="one fold per domain (required)")
+    p.add_argument("--by", default="domain", metavar="FIELD",
+                   help="domain-record field that defines the domains (default: domain; e.g. modality for "
+                        "CT -> MRI folds, source, scanner)")
     p.set_defaults(func=run_make_splits)

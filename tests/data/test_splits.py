@@ -118,3 +118,13 @@ def test_cli_errors(env, monkeypatch):
     monkeypatch.delenv("nnUNet_preprocessed")
     with pytest.raises(DatasetError, match="nnUNet_preprocessed"):
         splits_cli.run_make_splits(_args("-d", "42", "--leave-one-domain-out"))
+
+
+def test_split_by_another_record_field():
+    dj = _dataset_json({"ct1": "btcv", "ct2": "amos", "mr1": "amos", "mr2": "chaos"})
+    for case, mod in {"ct1": "CT", "ct2": "CT", "mr1": "MRI", "mr2": "MRI"}.items():
+        dj["domains"][case]["modality"] = mod
+    splits, domains = make_leave_one_domain_out_splits(dj, ["ct1", "ct2", "mr1", "mr2"], key="modality")
+    assert domains == ["CT", "MRI"] and splits[1] == {"train": ["ct1", "ct2"], "val": ["mr1", "mr2"]}
+    with pytest.raises(DatasetError, match="have no 'scanner' field"):
+        make_leave_one_domain_out_splits(dj, ["ct1", "ct2"], key="scanner")

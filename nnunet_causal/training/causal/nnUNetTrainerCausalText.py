@@ -163,6 +163,10 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
             return torch.cat([gin(data[:n]), ipa(data[n:])]) if n else gin(data)
 
     def train_step(self, batch: dict) -> dict:
+        with self.masked_prompts(batch):
+            return self._causal_train_step(batch)
+
+    def _causal_train_step(self, batch: dict) -> dict:
         data, target = to_device(batch, self.device)
         keys = batch.get("keys", [f"sample {i}" for i in range(data.shape[0])])
         check_batch(data, keys)

@@ -9,6 +9,9 @@ text encoder.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Dict, Optional
+
 import torch
 from torch._dynamo import OptimizedModule
 
@@ -16,7 +19,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.networks.builder import build_text_network
-from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
+from nnunet_causal.errors import DatasetError
+from nnunet_causal.networks.text_plans import add_text_settings, foreground_label_names, get_text_settings
 from nnunet_causal.training.losses import PromptDiceBCELoss
 
 
@@ -74,11 +78,65 @@ class nnUNetTrainerText(nnUNetTrainer):
         self.print_to_log_file(f"text encoder {encoder.id} (dim {encoder.dim}); prompts: "
                                + "; ".join(f"{n}: {' | '.join(s)}" for n, s in settings["prompts"].items()))
 
+    # ---- partial labels (dataset.json "partial_labels": {case: [annotated structure names]})
+    def _partial_label_table(self) -> Dict[str, torch.Tensor]:
+        """``{case: (K,) bool}`` for the cases that annotate only some structures (cached)."""
+        table = getattr(self, "_partial_labels", None)
+        if table is None:
+            partial = self.dataset_json.get("partial_labels") or {}
+            names = foreground_label_names(self.dataset_json)
+            if partial and self.label_manager.has_regions:
+                raise DatasetError("dataset.json 'partial_labels' is not supported for region-based labels")
+            table = {}
+            for case, annotated in partial.items():
+                unknown = sorted(set(annotated) - set(names))
+                if unknown:
+                    raise DatasetError(f"dataset.json 'partial_labels' of case '{case}' names unknown label(s) "
+                                       f"{unknown} (labels: {names})")
+                table[str(case)] = torch.tensor([n in annotated for n in names], dtype=torch.bool)
+            self._partial_labels = table
+            if table:
+                self.print_to_log_file(f"partial labels: {len(table)} case(s) annotate only some structures; "
+                                       f"the loss of the others is masked for those cases")
+        return table
+
+    def partial_label_mask(self, keys) -> Optional[torch.Tensor]:
+        """``(B, K)`` bool mask of annotated structures for the batch's case ids, or None if all are."""
+        table = self._partial_label_table()
+        if not table or keys is None:
+            return None
+        k = len(self.label_manager.foreground_labels)
+        rows = [table.get(str(key), torch.ones(k, dtype=torch.bool)) for key in keys]
+        mask = torch.stack(rows)
+        return None if bool(mask.all()) else mask
+
+    @contextmanager
+    def masked_prompts(self, batch: dict):
+        """Within the block, the prompt loss ignores structures the batch's cases do not annotate."""
+        loss = getattr(self, "_prompt_loss", None)
+        if loss is None:
+            yield
+            return
+        loss.prompt_mask = self.partial_label_mask(batch.get("keys"))
+        try:
+            yield
+        finally:
+            loss.prompt_mask = None
+
+    def train_step(self, batch: dict) -> dict:
+        with self.masked_prompts(batch):
+            return super().train_step(batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        with self.masked_prompts(batch):
+            return super().validation_step(batch)
+
     def _build_loss(self):
         if self.label_manager.has_regions:
             return super()._build_loss()  # already Dice + BCE per (region) prompt
         loss = PromptDiceBCELoss(len(self.label_manager.foreground_labels), self.label_manager.ignore_label,
                                  self.configuration_manager.batch_dice, self.is_ddp)
+        self._prompt_loss = loss
         if self.enable_deep_supervision:
             scales = self._get_deep_supervision_scales()
             weights = [1 / (2 ** i) for i in range(len(scales))]
