@@ -82,6 +82,22 @@ def gin(x: torch.Tensor, num_layers: int = 4, hidden: Optional[int] = None, slop
     return a * y + (1 - a) * x
 
 
+def mix_with_original(views: torch.Tensor, original: torch.Tensor, probability: float,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per sample, ``views[b]`` with probability ``probability``, else the untouched ``original[b]``.
+
+    ``probability = 1`` (the paper's setting) returns ``views``; lower values keep some clean images in every
+    batch, which trades some robustness for in-domain accuracy on short schedules.
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"intervention probability must lie in [0, 1], got {probability}")
+    if probability >= 1.0:
+        return views
+    b = views.shape[0]
+    chosen = (torch.rand(b, generator=generator) < probability).to(views.device)
+    return torch.where(chosen.view(b, *([1] * (views.ndim - 1))), views, original)
+
+
 def smooth_mask(shape: Sequence[int], batch: int, grid: int = 4, device=None, dtype=torch.float32,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Low-frequency random mask ``(B, 1, *shape)`` in [0, 1]."""

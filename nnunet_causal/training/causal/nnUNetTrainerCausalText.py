@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nnunet_causal.augmentation.gin import check_batch, gin, ipa
+from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
 from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
@@ -82,6 +82,7 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
     warmup_fraction = 0.2
     # ---- image interventions
     image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
+    intervention_probability = 1.0  # fraction of samples that get a GIN/IPA view
     # ---- LAD style descriptions
     style_captioner: Optional[Callable[[np.ndarray], str]] = None
 
@@ -157,10 +158,11 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
             return data
         with torch.no_grad():
             if self.image_intervention == "gin":
-                return gin(data)
-            # half of each batch as GIN views, half as IPA views (no second forward pass)
-            n = data.shape[0] // 2
-            return torch.cat([gin(data[:n]), ipa(data[n:])]) if n else gin(data)
+                views = gin(data)
+            else:  # half of each batch as GIN views, half as IPA views (no second forward pass)
+                n = data.shape[0] // 2
+                views = torch.cat([gin(data[:n]), ipa(data[n:])]) if n else gin(data)
+            return mix_with_original(views, data, self.intervention_probability)
 
     def train_step(self, batch: dict) -> dict:
         with self.masked_prompts(batch):

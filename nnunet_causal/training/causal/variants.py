@@ -147,3 +147,12 @@ class nnUNetTrainerCausalText_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText):
 class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalText_CPUDemo):
     """The CPU-demo schedule without GIN/IPA (benchmark ablation)."""
     image_intervention = "none"
+
+
+class nnUNetTrainerCausalText_HalfClean(nnUNetTrainerCausalText):
+    """GIN/IPA views for a random half of the training samples only (``intervention_probability = 0.5``)."""
+    intervention_probability = 0.5
+
+
+class nnUNetTrainerCausalText_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText_HalfClean):
+    pass

@@ -17,13 +17,15 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, symmetric_kl
+from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, mix_with_original, symmetric_kl
 from nnunet_causal.training.steps import device_context, highest_resolution, optimizer_step, split_batch, to_device
 
 
 class GINMixin:
     gin_location = "device"
     gin_layers = 4
+    #: fraction of training samples that receive the intervention (1.0 = every sample, the paper's setting)
+    intervention_probability = 1.0
 
     def get_training_transforms(self, *args, **kwargs):
         transforms = super().get_training_transforms(*args, **kwargs)
@@ -39,7 +41,7 @@ class GINMixin:
         check_batch(data, batch.get("keys"))
         if self.gin_location == "device":
             with torch.no_grad():
-                data = gin(data, num_layers=self.gin_layers)
+                data = mix_with_original(gin(data, num_layers=self.gin_layers), data, self.intervention_probability)
         return {**batch, "data": data}
 
     def train_step(self, batch: dict) -> dict:
@@ -56,7 +58,9 @@ class GINIPAMixin(GINMixin):
         data, target = to_device(batch, self.device)
         check_batch(data, batch.get("keys"))
         with torch.no_grad():
-            views = torch.cat([gin(data, num_layers=self.gin_layers), ipa(data, num_layers=self.gin_layers)])
+            p = self.intervention_probability
+            views = torch.cat([mix_with_original(gin(data, num_layers=self.gin_layers), data, p),
+                               mix_with_original(ipa(data, num_layers=self.gin_layers), data, p)])
         n = data.shape[0]
         self.optimizer.zero_grad(set_to_none=True)
         with device_context(self.device):

@@ -144,3 +144,22 @@ class nnUNetTrainerGIN_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN):
 
 class nnUNetTrainerGINIPA_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA):
     pass
+
+
+# ---- intervention probability: half of the samples stay clean (trades robustness for in-domain accuracy)
+class nnUNetTrainerGIN_HalfClean(nnUNetTrainerGIN):
+    """GIN on a random half of the training samples (``intervention_probability = 0.5``)."""
+    intervention_probability = 0.5
+
+
+class nnUNetTrainerGINIPA_HalfClean(nnUNetTrainerGINIPA):
+    """GIN/IPA views for a random half of the training samples; the rest stay clean."""
+    intervention_probability = 0.5
+
+
+class nnUNetTrainerGIN_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN_HalfClean):
+    pass
+
+
+class nnUNetTrainerGINIPA_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA_HalfClean):
+    pass
