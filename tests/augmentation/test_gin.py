@@ -56,3 +56,21 @@ def test_symmetric_kl_zero_for_equal_predictions():
     a = torch.randn(2, 3, 8, 8)
     assert symmetric_kl(a, a) < 1e-6 and symmetric_kl(a, torch.randn(2, 3, 8, 8)) > 0
     assert symmetric_kl(a, a, sigmoid=True) < 1e-6
+
+
+def test_mix_with_original_keeps_a_fraction_clean():
+    import pytest
+    import torch
+
+    from nnunet_causal.augmentation.gin import mix_with_original
+
+    x = torch.zeros(400, 1, 2, 2)
+    views = torch.ones_like(x)
+    assert mix_with_original(views, x, 1.0) is views
+    torch.testing.assert_close(mix_with_original(views, x, 0.0), x)
+    mixed = mix_with_original(views, x, 0.5, generator=torch.Generator().manual_seed(0))
+    per_sample = mixed.flatten(1)
+    assert bool(((per_sample == 0).all(1) | (per_sample == 1).all(1)).all())  # whole samples, never blends
+    assert 0.4 < per_sample[:, 0].mean().item() < 0.6
+    with pytest.raises(ValueError, match="must lie in"):
+        mix_with_original(views, x, 1.5)

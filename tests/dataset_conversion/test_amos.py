@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_nothing_written, label_volume, verify, write_volume
+from fabricate import assert_nothing_written, label_volume, verify, write_volume
 from dataset_conversion import amos
 from nnunet_causal.errors import DatasetError
 

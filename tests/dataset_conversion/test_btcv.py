@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import (DIRECTION, ORIGIN, SPACING, assert_nothing_written, label_volume, snapshot, verify,
+from fabricate import (DIRECTION, ORIGIN, SPACING, assert_nothing_written, label_volume, snapshot, verify,
                       write_volume)
 from dataset_conversion import btcv
 from nnunet_causal.errors import DatasetError

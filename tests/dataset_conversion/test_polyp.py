@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_nothing_written, verify
+from fabricate import assert_nothing_written, verify
 from dataset_conversion import cvc_clinicdb, endoscopy_composite, etis, kvasir
 from nnunet_causal.errors import DatasetError
 
