@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.data.splits_cli",
     "nnunet_causal.planning.plan_stunet_cli",
     "nnunet_causal.evaluation.evaluate_cli",
+    "nnunet_causal.evaluation.study_cli",
     "nnunet_causal.benchmarking.perf",
     "nnunet_causal.demo",
 )

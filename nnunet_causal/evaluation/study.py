@@ -11,7 +11,8 @@
    (``fold_k/validation``: for a leave-one-domain-out fold the validation cases *are* the held-out domain),
    or, with ``prediction: {mode: predict}``, from a stock ``nnUNetv2_predict`` run on the held-out cases;
 4. scores them against the raw ``labelsTr`` with :func:`nnunet_causal.evaluation.evaluate_folder.evaluate_folders`
-   (Dice and HD95 per case, structure and domain);
+   (Dice and HD95 per case and structure; the structures a case does not annotate, listed by dataset.json's
+   ``"partial_labels"``, are left out of its scores);
 5. writes ``results.csv``, ``table.md``, bar charts and overlays under ``figures/``, and ``report.md``.
 
 The study is resumable: a run whose ``checkpoint_final.pth`` and evaluation JSON both exist is skipped
@@ -39,7 +40,12 @@ paths and in ``env`` values. Unknown keys are errors (they are usually typos).
 ``configuration`` (default ``2d``), ``plans`` (default ``nnUNetPlans``)
     nnU-Net configuration and plans identifier.
 ``heldout_domains`` (default ``all``)
-    ``all`` or a list of domain names (values of the ``"domain"`` key of dataset.json's records).
+    ``all`` or a list of domain names (values of the ``split_by`` field of dataset.json's domain records).
+``split_by`` (default ``domain``)
+    The domain-record field that defines the domains, passed to ``make-splits --by``: ``domain`` (site or
+    source dataset), or e.g. ``modality`` for CT -> MRI folds, ``scanner``, ``source``. splits_final.json is
+    shared by everything trained on the dataset: do not run studies with different ``split_by`` on the same
+    dataset at the same time.
 ``seeds`` (default ``[0]``)
     List of distinct integers. Every seed gets its own results folder. nnU-Net does not seed its
     training (weight initialisation, patch sampling and augmentation draw from unseeded generators) and
@@ -50,6 +56,7 @@ paths and in ``env`` values. Unknown keys are errors (they are usually typos).
 ``env`` (optional)
     Mapping of extra environment variables for every command (``nnUNet_raw``, ``nnUNet_preprocessed``,
     ``nnUNet_n_proc_DA``, ``nnUNet_compile``, ...). Values are strings, numbers or booleans.
+    ``nnUNet_results`` is always replaced by the seed's folder under ``output``.
 ``num_processes`` (default 2)
     Worker processes for evaluation and for ``nnUNetv2_predict`` (``-npp``/``-nps``).
 ``prediction`` (optional mapping)
@@ -79,6 +86,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -109,7 +117,7 @@ SEED_VARIABLE = "nnUNet_causal_study_seed"
 PROMPT_FILE_VARIABLE = "nnUNet_causal_prompt_file"
 DEVICES = ("cpu", "cuda", "mps")
 PREDICTION_MODES = ("validation", "predict")
-TOP_LEVEL_KEYS = ("dataset", "configuration", "plans", "trainers", "heldout_domains", "seeds", "device",
+TOP_LEVEL_KEYS = ("dataset", "configuration", "plans", "trainers", "heldout_domains", "split_by", "seeds", "device",
                   "output", "env", "num_processes", "prediction", "title", "overlay_cases")
 TRAINER_KEYS = ("name", "label", "env")
 PREDICTION_KEYS = ("mode", "disable_tta", "step_size", "prompt_file", "prompts")
@@ -157,6 +165,7 @@ class StudyConfig:
     configuration: str = "2d"
     plans: str = "nnUNetPlans"
     heldout_domains: Union[str, Tuple[str, ...]] = "all"
+    split_by: str = "domain"
     seeds: Tuple[int, ...] = (0,)
     device: Optional[str] = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -209,6 +218,7 @@ def parse_study(data, source: str = "study", output: Optional[Union[str, os.Path
         configuration=_parse_name(data.get("configuration", "2d"), source, "configuration"),
         plans=_parse_name(data.get("plans", "nnUNetPlans"), source, "plans"),
         heldout_domains=_parse_domains(data.get("heldout_domains", "all"), source),
+        split_by=_parse_split_by(data.get("split_by", "domain"), source),
         seeds=_parse_seeds(data.get("seeds", [0]), source),
         device=_parse_device(data.get("device"), source),
         env=_parse_env(data.get("env"), source, "env"),
@@ -301,6 +311,13 @@ def _parse_domains(value, source: str) -> Union[str, Tuple[str, ...]]:
     if len(set(names)) != len(names):
         raise StudyError(f"{source}: 'heldout_domains' lists a domain more than once: {names}")
     return tuple(names)
+
+
+def _parse_split_by(value, source: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise StudyError(f"{source}: 'split_by' must be the name of a domain-record field (domain, modality, "
+                         f"scanner, source, ...), got {value!r}")
+    return value
 
 
 def _parse_seeds(value, source: str) -> Tuple[int, ...]:
@@ -482,7 +499,7 @@ def check_dataset(config: StudyConfig, env: Mapping[str, str]) -> DatasetInfo:
         except DatasetError as e:
             raise StudyError(f"{src}: {e}") from e
     pre = pre_root / name
-    data_folder = _check_preprocessed(config, pre)
+    _check_preprocessed(config, pre)
     raw = raw_root / name
     for needed in (raw / "dataset.json", raw / "labelsTr"):
         if not needed.exists():
@@ -490,10 +507,15 @@ def check_dataset(config: StudyConfig, env: Mapping[str, str]) -> DatasetInfo:
                              f"dataset's labelsTr")
     dj_path = pre / "dataset.json" if (pre / "dataset.json").is_file() else raw / "dataset.json"
     dataset_json = _read_json(dj_path)
-    cases = training_case_ids(data_folder.parent, raw, dataset_json)
+    cases = training_case_ids(pre, raw, dataset_json)
     records = load_domain_records(dataset_json, cases, str(dj_path))
+    key = config.split_by
+    lacking = [c for c in cases if not str(records[c].get(key, "")).strip()]
+    if lacking:
+        raise StudyError(f"{src}: 'split_by: {key}' but the domain record(s) of {', '.join(lacking[:5])}"
+                         f"{' ...' if len(lacking) > 5 else ''} in {dj_path} have no '{key}' field")
     return DatasetInfo(name=name, raw=raw, preprocessed=pre, dataset_json=dataset_json,
-                       domain_of={c: str(records[c]["domain"]) for c in cases},
+                       domain_of={c: str(records[c][key]) for c in cases},
                        file_ending=dataset_json["file_ending"])
 
 
@@ -548,7 +570,8 @@ def check_heldout_domains(config: StudyConfig, dataset: DatasetInfo) -> List[str
     missing = [d for d in config.heldout_domains if d not in known]
     if missing:
         raise StudyError(f"{config.source}: held-out domain(s) {', '.join(map(repr, missing))} not in the domain "
-                         f"records of {dataset.name} (known domains: {', '.join(known)})")
+                         f"records of {dataset.name} (known values of '{config.split_by}' among the training "
+                         f"cases: {', '.join(known)})")
     return list(config.heldout_domains)
 
 
@@ -622,12 +645,18 @@ def safe_name(text: str) -> str:
 
 
 class StudyPaths:
-    """Where a study keeps its files (all under ``root``)."""
+    """Where a study keeps its files (all under ``root``).
 
-    def __init__(self, root: Path, ctx_or_dataset_name: str, configuration: str, plans: str):
+    ``prediction_tag`` (:func:`prediction_tag`) is empty for nnU-Net's validation predictions; otherwise it
+    names the predictor settings, so that evaluating the same trained models with other settings (TTA,
+    step size, prompts) gets its own predictions and evaluation instead of reusing stale ones.
+    """
+
+    def __init__(self, root: Path, dataset_name: str, configuration: str, plans: str, prediction_tag: str = ""):
         self.root = Path(root)
-        self._dataset = ctx_or_dataset_name
+        self._dataset = dataset_name
         self._model_suffix = f"__{plans}__{configuration}"
+        self.prediction_tag = prediction_tag
 
     def results(self, seed: int) -> Path:
         return self.root / f"seed_{seed}" / "nnUNet_results"
@@ -640,16 +669,18 @@ class StudyPaths:
         return self.root / "runs" / run.run_id
 
     def evaluation_prefix(self, run: Run) -> Path:
-        return self.run_dir(run) / "evaluation"
+        return self.run_dir(run) / ("evaluation_" + self.prediction_tag if self.prediction_tag else "evaluation")
 
     def evaluation_json(self, run: Run) -> Path:
-        return self.run_dir(run) / "evaluation.json"
+        return self.evaluation_prefix(run).with_suffix(".json")
 
     def log(self, run: Run) -> Path:
         return self.run_dir(run) / "commands.log"
 
-    def predictions(self, run: Run, mode: str) -> Path:
-        return self.fold_dir(run) / "validation" if mode == "validation" else self.run_dir(run) / "predictions"
+    def predictions(self, run: Run) -> Path:
+        if not self.prediction_tag:
+            return self.fold_dir(run) / "validation"
+        return self.run_dir(run) / f"predictions_{self.prediction_tag}"
 
     def references(self, domain: str) -> Path:
         return self.root / "references" / safe_name(domain)
@@ -711,6 +742,21 @@ class StudyState:
         return self.data["runs"].setdefault(run_id, {"history": []})
 
 
+def prediction_tag(options: PredictionOptions, prompt_file: Optional[Path] = None) -> str:
+    """``""`` for nnU-Net's validation predictions, else e.g. ``predict``, ``predict_notta_step0p25_prompts-1a2b3c4d``
+    (the prompt part hashes the prompt file's content)."""
+    if options.mode == "validation":
+        return ""
+    parts = ["predict"]
+    if options.disable_tta:
+        parts.append("notta")
+    if options.step_size != 0.5:
+        parts.append(f"step{options.step_size:g}".replace(".", "p"))  # no dots: file suffixes follow
+    if prompt_file is not None:
+        parts.append("prompts-" + hashlib.sha1(Path(prompt_file).read_bytes()).hexdigest()[:8])
+    return "_".join(parts)
+
+
 def _executable(name: str) -> str:
     beside = Path(sys.executable).parent / name
     if beside.exists():
@@ -741,15 +787,15 @@ def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> N
                 logger.info("    %s", line.strip())
         code = proc.wait()
     if code:
-        last = "\n    ".join(tail)
-        raise CommandError(f"{Path(cmd[0]).name} exited with code {code}; full output in {log_path}; last lines:"
-                           f"\n    {last}")
+        last = [t for t in tail if t.strip()]
+        raise CommandError(f"{Path(cmd[0]).name} exited with code {code}: {last[-1] if last else 'no output'} "
+                           f"(full output in {log_path})\n  last lines:\n    " + "\n    ".join(last))
 
 
 def make_splits(ctx: StudyContext, log: StudyLog) -> Dict[str, int]:
     """Run ``nnunet_causal make-splits`` and return ``{domain: fold}`` read back from splits_final.json."""
     cmd = [sys.executable, "-m", "nnunet_causal.cli", "make-splits", "-d", ctx.dataset.name,
-           "--leave-one-domain-out"]
+           "--leave-one-domain-out", "--by", ctx.config.split_by]
     log.info("writing leave-one-domain-out splits: %s", shlex.join(cmd[1:]))
     run_command(cmd, ctx.env, ctx.config.output / "make_splits.log")
     return fold_map(ctx.dataset)
@@ -821,26 +867,26 @@ def input_folder(ctx: StudyContext, paths: StudyPaths, domain: str, cases: Seque
     return _mirror(paths.inputs(domain), files)
 
 
-def _complete(folder: Path, cases: Iterable[str], ending: str) -> bool:
-    return folder.is_dir() and all((folder / f"{c}{ending}").is_file() for c in cases)
+def _newer_than_model(path: Path, paths: StudyPaths, run: Run) -> bool:
+    final = paths.fold_dir(run) / "checkpoint_final.pth"
+    return path.is_file() and final.is_file() and path.stat().st_mtime >= final.stat().st_mtime
 
 
-def _evaluation_is_current(run_paths: StudyPaths, run: Run) -> bool:
-    ev = run_paths.evaluation_json(run)
-    final = run_paths.fold_dir(run) / "checkpoint_final.pth"
-    return ev.is_file() and final.is_file() and ev.stat().st_mtime >= final.stat().st_mtime
+def predictions_current(paths: StudyPaths, run: Run, ending: str) -> bool:
+    """Every held-out case has a prediction written after the final checkpoint (not one of an older model)."""
+    folder = paths.predictions(run)
+    return all(_newer_than_model(folder / f"{c}{ending}", paths, run) for c in run.cases)
 
 
 def next_action(ctx: StudyContext, paths: StudyPaths, run: Run) -> str:
     """What ``execute_run`` would do first: skip, train, continue, validate, predict or evaluate."""
     fold_dir = paths.fold_dir(run)
-    if _evaluation_is_current(paths, run):
+    if _newer_than_model(paths.evaluation_json(run), paths, run):
         return "skip"
     if not (fold_dir / "checkpoint_final.pth").is_file():
         return "continue" if (fold_dir / "checkpoint_latest.pth").is_file() else "train"
-    mode = ctx.config.prediction.mode
-    if not _complete(paths.predictions(run, mode), run.cases, ctx.dataset.file_ending):
-        return "validate" if mode == "validation" else "predict"
+    if not predictions_current(paths, run, ctx.dataset.file_ending):
+        return "validate" if ctx.config.prediction.mode == "validation" else "predict"
     return "evaluate"
 
 
@@ -864,7 +910,7 @@ def _train_command(ctx: StudyContext, run: Run, flag: Optional[str]) -> List[str
 def _predict_command(ctx: StudyContext, paths: StudyPaths, run: Run) -> List[str]:
     c, opts = ctx.config, ctx.config.prediction
     inputs = input_folder(ctx, paths, run.domain, run.cases)
-    cmd = [_executable("nnUNetv2_predict"), "-i", str(inputs), "-o", str(paths.predictions(run, "predict")),
+    cmd = [_executable("nnUNetv2_predict"), "-i", str(inputs), "-o", str(paths.predictions(run)),
            "-d", ctx.dataset.name, "-c", c.configuration, "-p", c.plans, "-tr", run.trainer.name, "-f", str(run.fold),
            "-device", ctx.device, "-npp", str(c.num_processes), "-nps", str(c.num_processes),
            "-step_size", str(opts.step_size), "--continue_prediction", "--disable_progress_bar"]
@@ -885,23 +931,32 @@ def execute_run(ctx: StudyContext, paths: StudyPaths, run: Run, log: StudyLog) -
                  "continuing (--c) interrupted" if flag else "starting", run.fold, run.domain)
         run_command(_train_command(ctx, run, flag), env, cmd_log)
         done.append("continued" if flag else "trained")
-    mode = ctx.config.prediction.mode
-    if mode == "validation" and not _complete(paths.predictions(run, mode), run.cases, ending):
-        log.info("%s: running nnU-Net's validation of the held-out domain (--val)", run.run_id)
-        run_command(_train_command(ctx, run, "--val"), env, cmd_log)
-        done.append("validated")
-    if mode == "predict" and not _complete(paths.predictions(run, mode), run.cases, ending):
-        log.info("%s: nnUNetv2_predict on %d held-out cases", run.run_id, len(run.cases))
-        if ctx.prompt_file is not None:
-            env[PROMPT_FILE_VARIABLE] = str(ctx.prompt_file)
-        run_command(_predict_command(ctx, paths, run), env, cmd_log)
-        done.append("predicted")
-    pred = paths.predictions(run, mode)
-    if not _complete(pred, run.cases, ending):
-        raise StudyError(f"{run.run_id}: {pred} lacks predictions for some held-out cases; see {cmd_log}")
+    if not predictions_current(paths, run, ending):
+        done.append(_predict_held_out(ctx, paths, run, env, log))
+    pred = paths.predictions(run)
+    if not predictions_current(paths, run, ending):
+        raise StudyError(f"{run.run_id}: {pred} lacks up-to-date predictions for some held-out cases; see {cmd_log}")
     evaluate_run(ctx, paths, run)
     done.append("evaluated")
     return done
+
+
+def _predict_held_out(ctx: StudyContext, paths: StudyPaths, run: Run, env: Dict[str, str], log: StudyLog) -> str:
+    """(Re)create the held-out predictions: nnU-Net's validation (``--val``) or ``nnUNetv2_predict``."""
+    if ctx.config.prediction.mode == "validation":
+        log.info("%s: running nnU-Net's validation of the held-out domain (--val)", run.run_id)
+        run_command(_train_command(ctx, run, "--val"), env, paths.log(run))
+        return "validated"
+    log.info("%s: nnUNetv2_predict on %d held-out cases", run.run_id, len(run.cases))
+    folder = paths.predictions(run)
+    if folder.is_dir():  # --continue_prediction keeps existing files: drop those of an older model
+        for old in folder.glob(f"*{ctx.dataset.file_ending}"):
+            if not _newer_than_model(old, paths, run):
+                old.unlink()
+    if ctx.prompt_file is not None:
+        env = dict(env, **{PROMPT_FILE_VARIABLE: str(ctx.prompt_file)})
+    run_command(_predict_command(ctx, paths, run), env, paths.log(run))
+    return "predicted"
 
 
 def evaluate_run(ctx: StudyContext, paths: StudyPaths, run: Run) -> dict:
@@ -909,7 +964,7 @@ def evaluate_run(ctx: StudyContext, paths: StudyPaths, run: Run) -> dict:
     from nnunet_causal.evaluation.evaluate_folder import evaluate_folders
 
     refs = reference_folder(ctx, paths, run.domain, run.cases)
-    pred = paths.predictions(run, ctx.config.prediction.mode)
+    pred = paths.predictions(run)
     return evaluate_folders(refs, pred, ctx.dataset.dataset_json_path, output_prefix=str(paths.evaluation_prefix(run)),
                             num_processes=ctx.config.num_processes)
 
@@ -928,8 +983,12 @@ class StudyResult:
     files: Dict[str, Path]
 
 
-def _check_folds(state: StudyState, folds: Mapping[str, int], paths: StudyPaths) -> None:
+def _check_folds(state: StudyState, folds: Mapping[str, int], paths: StudyPaths, split_by: str) -> None:
     previous = state.data.get("folds")
+    if state.data.get("split_by", split_by) != split_by:
+        raise StudyError(f"{paths.state}: this study was started with split_by '{state.data['split_by']}', now "
+                         f"'{split_by}'; its trained models belong to the old folds. Use a new output folder.")
+    state.data["split_by"] = split_by
     if previous and any(previous.get(d) != k for d, k in folds.items() if d in previous):
         raise StudyError(f"{paths.state}: the dataset's leave-one-domain-out folds changed since this study "
                          f"started ({previous} -> {dict(folds)}); trained models would no longer match their "
@@ -947,14 +1006,15 @@ def run_study(config: StudyConfig, dry_run: bool = False) -> StudyResult:
         are reported anyway).
     """
     ctx = prepare_study(config)
-    paths = StudyPaths(config.output, ctx.dataset.name, config.configuration, config.plans)
+    paths = StudyPaths(config.output, ctx.dataset.name, config.configuration, config.plans,
+                       prediction_tag(config.prediction, ctx.prompt_file))
     log = StudyLog(paths.study_log)
     log.info("study %s: dataset %s, configuration %s, %d trainer(s) x %d held-out domain(s) x %d seed(s), "
              "device %s", config.source, ctx.dataset.name, config.configuration, len(config.trainers),
              len(ctx.domains), len(config.seeds), ctx.device)
     state = StudyState.load(paths.state)
     folds = make_splits(ctx, log) if not dry_run else _dry_run_folds(ctx)
-    _check_folds(state, folds, paths)
+    _check_folds(state, folds, paths, config.split_by)
     state.data.update(study=config.source, dataset=ctx.dataset.name, configuration=config.configuration,
                       plans=config.plans, device=ctx.device)
     runs = plan_runs(ctx, folds)
@@ -964,7 +1024,7 @@ def run_study(config: StudyConfig, dry_run: bool = False) -> StudyResult:
         return StudyResult(config.output, [], {}, {}, {})
     state.save()
     actions, failed = _execute_all(ctx, paths, runs, state, log)
-    rows = collect_rows(paths, runs)
+    rows = collect_rows(paths, runs, ctx.dataset.dataset_json.get("partial_labels"))
     files = write_study_outputs(config.output, rows, [t.label for t in config.trainers], ctx.domains,
                                 title=config.title or f"Out-of-domain study: {ctx.dataset.name}",
                                 header_lines=_report_header(ctx, folds),
@@ -1020,15 +1080,15 @@ def _report_header(ctx: StudyContext, folds: Mapping[str, int]) -> List[str]:
     c = ctx.config
     source = ("nnU-Net's own final validation of each fold" if c.prediction.mode == "validation"
               else "stock `nnUNetv2_predict`" + (" with the study's prompt file" if ctx.prompt_file else ""))
+    fold_text = ", ".join(f"fold {k} holds out `{d}`" for d, k in sorted(folds.items(), key=lambda x: x[1]))
     return [
         f"Study file `{c.source}`. Dataset `{ctx.dataset.name}`, configuration `{c.configuration}`, plans "
         f"`{c.plans}`, device `{ctx.device}`, seeds {', '.join(map(str, c.seeds))}.",
         "",
         "Each trainer was trained with the stock `nnUNetv2_train` on all domains but one (leave-one-domain-out "
-        "folds from `nnunet_causal make-splits`: " + ", ".join(f"fold {k} holds out `{d}`" for d, k in
-                                                              sorted(folds.items(), key=lambda x: x[1])) + ").",
+        f"folds by `{c.split_by}` from `nnunet_causal make-splits`: {fold_text}).",
         f"Held-out predictions: {source}; scored against the raw `labelsTr` (Dice, HD95 in mm; mean over cases "
-        f"and structures).",
+        f"and annotated structures).",
         "Seeds are independent repeats (nnU-Net does not seed its training); cells are mean ± sample standard "
         "deviation over seeds, the best value of each column in bold.",
     ]
@@ -1055,27 +1115,45 @@ def _num(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def result_row(run: Run, evaluation: Mapping) -> dict:
-    """One results.csv row from a run and its evaluation JSON (mean over cases and structures, plus per
-    structure ``dice_<name>`` / ``hd95_mm_<name>``)."""
-    summary = evaluation["summary"]
+def scored_records(evaluation: Mapping, partial_labels: Optional[Mapping[str, Sequence[str]]] = None
+                   ) -> List[dict]:
+    """The evaluation's per-case, per-structure records (``None`` metrics as NaN), without the structures a
+    case does not annotate (dataset.json ``"partial_labels"``: ``{case: [annotated structures]}``)."""
+    partial = partial_labels or {}
+    out = []
+    for r in evaluation["records"]:
+        if r["case"] in partial and r["structure"] not in partial[r["case"]]:
+            continue
+        out.append({**r, "dice": _num(r["dice"]), "hd95_mm": _num(r["hd95_mm"])})
+    return out
+
+
+def result_row(run: Run, evaluation: Mapping, partial_labels: Optional[Mapping[str, Sequence[str]]] = None) -> dict:
+    """One results.csv row from a run and its evaluation JSON: mean over cases and (annotated) structures,
+    plus per structure ``dice_<name>`` / ``hd95_mm_<name>``."""
+    from nnunet_causal.evaluation.evaluate_folder import summarise
+
+    records = scored_records(evaluation, partial_labels)
+    if not records:
+        raise StudyError(f"{run.run_id}: the evaluation holds no annotated structure to score")
+    summary = summarise(records)
     row = {"trainer": run.trainer.name, "label": run.trainer.label, "heldout_domain": run.domain, "fold": run.fold,
            "seed": run.seed, "dice": _num(summary["mean"]["dice"]), "hd95_mm": _num(summary["mean"]["hd95_mm"]),
-           "n_cases": len({r["case"] for r in evaluation["records"]}),
-           "n_hd95_undefined": summary["mean"].get("n_hd95_undefined", 0)}
+           "n_cases": len({r["case"] for r in records}),
+           "n_hd95_undefined": summary["mean"]["n_hd95_undefined"]}
     for name, agg in summary["per_structure"].items():
         row[f"dice_{name}"] = _num(agg["dice"])
         row[f"hd95_mm_{name}"] = _num(agg["hd95_mm"])
     return row
 
 
-def collect_rows(paths: StudyPaths, runs: Sequence[Run]) -> List[dict]:
+def collect_rows(paths: StudyPaths, runs: Sequence[Run], partial_labels: Optional[Mapping] = None) -> List[dict]:
     """Rows of every run that has an evaluation (this invocation's or an earlier one's)."""
     rows = []
     for run in runs:
         ev = paths.evaluation_json(run)
         if ev.is_file():
-            rows.append(result_row(run, _read_json(ev)))
+            rows.append(result_row(run, _read_json(ev), partial_labels))
     return rows
 
 
@@ -1176,9 +1254,9 @@ def write_bar_charts(rows: Sequence[dict], labels: Sequence[str], domains: Seque
     dice, hd95 = aggregate(rows, "dice", labels, domains), aggregate(rows, "hd95_mm", labels, domains)
     out = {}
     for col in list(domains) + ["mean"]:
-        fig = Figure(figsize=(2.0 + 1.1 * len(labels), 3.4), dpi=110)
-        for ax, table, title in ((fig.add_subplot(1, 2, 1), dice, "Dice (higher is better)"),
-                                 (fig.add_subplot(1, 2, 2), hd95, "HD95 mm (lower is better)")):
+        fig = Figure(figsize=(max(6.0, 2.0 + 1.6 * len(labels)), 3.6), dpi=110)
+        for ax, table, title in ((fig.add_subplot(1, 2, 1), dice, "Dice (higher = better)"),
+                                 (fig.add_subplot(1, 2, 2), hd95, "HD95 in mm (lower = better)")):
             _bars(ax, [table[lb][col] for lb in labels], labels, title)
         fig.suptitle("mean over held-out domains" if col == "mean" else f"held-out domain: {col}", fontsize=10)
         fig.tight_layout()
@@ -1281,13 +1359,10 @@ def _draw_contours(ax, seg: np.ndarray, colour: str, style: str) -> None:
         ax.contour(mask, levels=[0.5], colors=[colour], linewidths=1.0, linestyles=style)
 
 
-def _case_dice(evaluation_json: Path) -> Dict[str, float]:
-    if not evaluation_json.is_file():
-        return {}
+def _case_dice(evaluation_json: Path, partial_labels: Optional[Mapping] = None) -> Dict[str, float]:
     per_case: Dict[str, List[float]] = {}
-    for r in _read_json(evaluation_json)["records"]:
-        if r["dice"] is not None:
-            per_case.setdefault(r["case"], []).append(r["dice"])
+    for r in scored_records(_read_json(evaluation_json), partial_labels):
+        per_case.setdefault(r["case"], []).append(r["dice"])
     return {c: float(np.mean(v)) for c, v in per_case.items()}
 
 
@@ -1338,14 +1413,14 @@ def _spread(items: Sequence[str], k: int) -> List[str]:
 def write_overlays(ctx: StudyContext, paths: StudyPaths, runs: Sequence[Run]) -> Dict[str, Path]:
     """One overlay grid per held-out domain from each method's first evaluated seed."""
     out = {}
-    mode = ctx.config.prediction.mode
     for domain in ctx.domains:
         columns, dice, cases = {}, {}, ()
         for run in runs:
             if run.domain != domain or run.trainer.label in columns or not paths.evaluation_json(run).is_file():
                 continue
-            columns[run.trainer.label] = paths.predictions(run, mode)
-            dice[run.trainer.label] = _case_dice(paths.evaluation_json(run))
+            columns[run.trainer.label] = paths.predictions(run)
+            dice[run.trainer.label] = _case_dice(paths.evaluation_json(run),
+                                                 ctx.dataset.dataset_json.get("partial_labels"))
             cases = run.cases
         picked = _spread(list(cases), ctx.config.overlay_cases)
         try:
