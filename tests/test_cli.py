@@ -24,7 +24,8 @@ def test_env_quiet_when_configured(monkeypatch, tmp_path):
 
 def test_all_subcommands_registered():
     help_text = build_parser().format_help()
-    for cmd in ("env", "resolve", "synth", "make-splits", "plan-stunet", "evaluate", "benchmark", "demo"):
+    for cmd in ("env", "resolve", "synth", "make-splits", "plan-stunet", "evaluate", "study", "benchmark", "demo",
+                "convert"):
         assert cmd in help_text
 
 
