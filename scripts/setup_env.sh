@@ -16,7 +16,8 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q ${NNUNET_CAUSAL_TORCH:-torch==2.14.1 torchvision==0.29.1}
 fi
 STAMP="$VENV/.nnunet_causal_install_stamp"
-WANT="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha1sum | cut -d' ' -f1)"
+# the editable install maps top-level packages when it is made: a new package folder needs a re-install
+WANT="$( (cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml"; cd "$ROOT" && ls -d ./*/__init__.py) | sha1sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[setup] installing nnunet_causal and its dependencies"
   "$VENV/bin/pip" install -q -e "$ROOT[test]"
