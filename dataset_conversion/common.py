@@ -216,6 +216,9 @@ class RawDatasetWriter:
     def __enter__(self) -> "RawDatasetWriter":
         self._check_id_is_free()
         self.raw_root.mkdir(parents=True, exist_ok=True)
+        for stale in self.raw_root.glob(f".{self.folder_name}.*-*"):  # left by a killed earlier run
+            logger.warning("removing %s, left behind by an interrupted conversion", stale)
+            shutil.rmtree(stale, ignore_errors=True)
         self.staging = Path(tempfile.mkdtemp(prefix=f".{self.folder_name}.partial-", dir=self.raw_root))
         for sub in ("imagesTr", "labelsTr"):
             (self.staging / sub).mkdir()

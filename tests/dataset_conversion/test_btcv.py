@@ -82,3 +82,10 @@ def test_dataset_id_collision_is_an_error(tmp_path, raw_root):
     with pytest.raises(DatasetError, match="already used by"):
         btcv.convert(make_btcv(tmp_path / "a"), 800)
     assert_nothing_written(raw_root, before=["Dataset800_Other"])
+
+
+def test_staging_left_by_a_killed_run_is_cleaned(tmp_path, raw_root):
+    stale = raw_root / ".Dataset800_BTCV.partial-abc123"
+    (stale / "imagesTr").mkdir(parents=True)
+    btcv.convert(make_btcv(tmp_path / "a", n_test=0), 800)
+    assert sorted(p.name for p in raw_root.iterdir()) == ["Dataset800_BTCV"]
