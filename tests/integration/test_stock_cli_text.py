@@ -1,6 +1,7 @@
 """The stock nnU-Net commands, unchanged, train and predict with nnUNetTrainerText (2D RGB and 3D CT)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -102,7 +103,14 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
 
 def test_3d_fullres_train_and_predict(nnunet_env, tmp_path):
     raw = make_tiny_3d_dataset(Path(nnunet_env["nnUNet_raw"]))
+    # partial labels (as the CHAOS / abdomen-composite converters write them): two cases annotate the liver only
+    dj = read_json(raw / "dataset.json")
+    dj["partial_labels"] = {"vol_000": ["liver"], "vol_001": ["liver"]}
+    (raw / "dataset.json").write_text(json.dumps(dj))
     train(nnunet_env, 2, "3d_fullres")
+    model = Path(nnunet_env["nnUNet_results"]) / "Dataset002_Tiny3D" / "nnUNetTrainerText_Tiny__nnUNetPlans__3d_fullres"
+    log = "\n".join(f.read_text() for f in (model / "fold_0").glob("training_log_*.txt"))
+    assert "partial labels: 2 case(s) annotate only some structures" in log
     out = tmp_path / "pred3d"
     run(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-d", "2", "-c", "3d_fullres", "-f", "0",
          "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "--disable_tta"], nnunet_env)
