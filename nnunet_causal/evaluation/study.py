@@ -20,6 +20,9 @@ The study is resumable: a run whose ``checkpoint_final.pth`` and evaluation JSON
 continued with ``--c``; a run whose training finished but whose validation did not is completed with
 ``--val``. Progress and per-run history are kept in ``study_state.json`` (written atomically).
 
+Modules: this one runs the study (checks, runs, resumption); :mod:`.study_config` parses the file below,
+:mod:`.study_report` writes tables, charts, overlays and the report.
+
 STUDY.yaml schema
 -----------------
 Relative paths are taken relative to the current working directory; ``$VARS`` and ``~`` are expanded in
@@ -80,317 +83,38 @@ Example::
     seeds: [0, 1, 2]
     device: cpu
     output: studies/synthetic_endoscopy
-    env: {nnUNet_n_proc_DA: 2}
-"""
+    env: {nnUNet_n_proc_DA: 2}"""
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import io
 import json
 import logging
-import math
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
-
-import numpy as np
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nnunet_causal.data.raw_dataset import atomic_path, load_domain_records, write_json_atomic
 from nnunet_causal.errors import DatasetError, NnunetCausalError
+from nnunet_causal.evaluation.study_config import (  # noqa: F401  (re-exported: the public API lives here)
+    LOG_FILE, PREDICTION_MODES, PROMPT_FILE_VARIABLE, SEED_VARIABLE, STATE_FILE, CommandError, PredictionOptions,
+    StudyConfig, StudyError, TrainerSpec, load_study, parse_study)
+from nnunet_causal.evaluation.study_report import (  # noqa: F401
+    RESULT_FIELDS, Cell, _read_json, aggregate, collect_rows, markdown_metric_table, overlay_figure, pick_slice,
+    result_row, safe_name, scored_records, write_bar_charts, write_report, write_results_csv, write_study_outputs,
+    write_tables, _case_dice, _spread)
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "study_state.json"
-LOG_FILE = "study.log"
-SEED_VARIABLE = "nnUNet_causal_study_seed"
-PROMPT_FILE_VARIABLE = "nnUNet_causal_prompt_file"
-DEVICES = ("cpu", "cuda", "mps")
-PREDICTION_MODES = ("validation", "predict")
-TOP_LEVEL_KEYS = ("dataset", "configuration", "plans", "trainers", "heldout_domains", "split_by", "seeds", "device",
-                  "output", "env", "num_processes", "prediction", "title", "overlay_cases")
-TRAINER_KEYS = ("name", "label", "env")
-PREDICTION_KEYS = ("mode", "disable_tta", "step_size", "prompt_file", "prompts")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ECHO_MARKERS = ("Epoch ", "Pseudo dice", "Mean Validation Dice", "Traceback", "Error")
-
-
-class StudyError(NnunetCausalError, ValueError):
-    """A study file is malformed, or the study cannot run on the data it names."""
-
-
-class CommandError(StudyError):
-    """A stock command run by the study exited with an error."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# schema
-# ----------------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrainerSpec:
-    """One method of the study: an nnU-Net trainer class, its display label and extra environment."""
-    name: str
-    label: str
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PredictionOptions:
-    """Where held-out predictions come from and, for ``mode == "predict"``, the predictor's options."""
-    mode: str = "validation"
-    disable_tta: bool = False
-    step_size: float = 0.5
-    prompt_file: Optional[Path] = None
-    prompts: Optional[Tuple[str, ...]] = None
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """A validated STUDY.yaml (see the module docstring for the meaning of each field)."""
-    source: str
-    dataset: str
-    output: Path
-    trainers: Tuple[TrainerSpec, ...]
-    configuration: str = "2d"
-    plans: str = "nnUNetPlans"
-    heldout_domains: Union[str, Tuple[str, ...]] = "all"
-    split_by: str = "domain"
-    seeds: Tuple[int, ...] = (0,)
-    device: Optional[str] = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    num_processes: int = 2
-    prediction: PredictionOptions = field(default_factory=PredictionOptions)
-    title: Optional[str] = None
-    overlay_cases: int = 3
-
-
-def load_study(path: Union[str, os.PathLike], output: Optional[Union[str, os.PathLike]] = None) -> StudyConfig:
-    """Read and validate STUDY.yaml; ``output`` overrides its ``output`` key.
-
-    Raises:
-        StudyError: the file cannot be read, is not valid YAML, or breaks the schema (message names the file
-        and the offending key).
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise StudyError(f"cannot read study file {path}: {e}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise StudyError(f"{path}: not valid YAML: {e}") from e
-    return parse_study(data, source=str(path), output=output)
-
-
-def parse_study(data, source: str = "study", output: Optional[Union[str, os.PathLike]] = None) -> StudyConfig:
-    """Validate the parsed YAML document ``data`` (a mapping) against the schema; ``source`` names it in errors."""
-    if not isinstance(data, Mapping):
-        raise StudyError(f"{source}: a study file must be a YAML mapping (key: value lines), got "
-                         f"{type(data).__name__}")
-    unknown = [str(k) for k in data if k not in TOP_LEVEL_KEYS]
-    if unknown:
-        raise StudyError(f"{source}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(TOP_LEVEL_KEYS)})")
-    for key in ("dataset", "trainers"):
-        if data.get(key) is None:
-            raise StudyError(f"{source}: missing required key '{key}'")
-    out = output if output is not None else data.get("output")
-    if out is None:
-        raise StudyError(f"{source}: missing required key 'output' (or pass --output)")
-    return StudyConfig(
-        source=source,
-        dataset=_parse_dataset(data["dataset"], source),
-        output=_parse_path(out, source, "output"),
-        trainers=_parse_trainers(data["trainers"], source),
-        configuration=_parse_name(data.get("configuration", "2d"), source, "configuration"),
-        plans=_parse_name(data.get("plans", "nnUNetPlans"), source, "plans"),
-        heldout_domains=_parse_domains(data.get("heldout_domains", "all"), source),
-        split_by=_parse_split_by(data.get("split_by", "domain"), source),
-        seeds=_parse_seeds(data.get("seeds", [0]), source),
-        device=_parse_device(data.get("device"), source),
-        env=_parse_env(data.get("env"), source, "env"),
-        num_processes=_parse_int(data.get("num_processes", 2), source, "num_processes", minimum=1),
-        prediction=_parse_prediction(data.get("prediction"), source),
-        title=None if data.get("title") is None else _parse_name(data["title"], source, "title"),
-        overlay_cases=_parse_int(data.get("overlay_cases", 3), source, "overlay_cases", minimum=0),
-    )
-
-
-def _type_name(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _parse_name(value, source: str, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise StudyError(f"{source}: '{key}' must be a non-empty string, got {value!r} ({_type_name(value)})")
-    return value.strip()
-
-
-def _parse_int(value, source: str, key: str, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
-        raise StudyError(f"{source}: '{key}' must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _parse_path(value, source: str, key: str) -> Path:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    text = _parse_name(value, source, key)
-    return Path(os.path.expandvars(os.path.expanduser(text))).resolve()
-
-
-def _parse_dataset(value, source: str) -> str:
-    if _is_int(value):
-        if not 1 <= value <= 999:
-            raise StudyError(f"{source}: 'dataset' id must be 1..999, got {value}")
-        return str(value)
-    if isinstance(value, str) and (value.strip().isdigit() or re.match(r"^Dataset\d{3}_\S+$", value.strip())):
-        return value.strip()
-    raise StudyError(f"{source}: 'dataset' must be a dataset id (e.g. 990) or name (e.g. Dataset990_Name), "
-                     f"got {value!r}")
-
-
-def _parse_trainers(value, source: str) -> Tuple[TrainerSpec, ...]:
-    if not isinstance(value, list) or not value:
-        raise StudyError(f"{source}: 'trainers' must be a non-empty list of trainer class names, got {value!r}")
-    specs = tuple(_parse_trainer(item, source, i) for i, item in enumerate(value))
-    for attr in ("name", "label"):
-        seen = [getattr(s, attr) for s in specs]
-        dup = sorted({x for x in seen if seen.count(x) > 1})
-        if dup:
-            raise StudyError(f"{source}: trainer {attr}(s) listed more than once: {', '.join(dup)}")
-    return specs
-
-
-def _parse_trainer(item, source: str, index: int) -> TrainerSpec:
-    where = f"trainers[{index}]"
-    if isinstance(item, str):
-        item = {"name": item}
-    if not isinstance(item, Mapping):
-        raise StudyError(f"{source}: {where} must be a trainer class name or a mapping with 'name' (and optional "
-                         f"'label', 'env'), got {item!r}")
-    unknown = [str(k) for k in item if k not in TRAINER_KEYS]
-    if unknown:
-        raise StudyError(f"{source}: {where} has unknown key(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(TRAINER_KEYS)})")
-    if "name" not in item:
-        raise StudyError(f"{source}: {where} lacks 'name' (the trainer class)")
-    name = _parse_name(item["name"], source, f"{where}.name")
-    if not _IDENTIFIER.match(name):
-        raise StudyError(f"{source}: {where}.name '{name}' is not a Python class name")
-    label = _parse_name(item.get("label", name), source, f"{where}.label")
-    return TrainerSpec(name=name, label=label, env=_parse_env(item.get("env"), source, f"{where}.env"))
-
-
-def _parse_domains(value, source: str) -> Union[str, Tuple[str, ...]]:
-    if value == "all":
-        return "all"
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise StudyError(f"{source}: 'heldout_domains' must be 'all' or a non-empty list of domain names, "
-                         f"got {value!r}")
-    names = [v.strip() for v in value]
-    if len(set(names)) != len(names):
-        raise StudyError(f"{source}: 'heldout_domains' lists a domain more than once: {names}")
-    return tuple(names)
-
-
-def _parse_split_by(value, source: str) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise StudyError(f"{source}: 'split_by' must be the name of a domain-record field (domain, modality, "
-                         f"scanner, source, ...), got {value!r}")
-    return value
-
-
-def _parse_seeds(value, source: str) -> Tuple[int, ...]:
-    if _is_int(value):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(_is_int(v) for v in value):
-        raise StudyError(f"{source}: 'seeds' must be a non-empty list of integers, got {value!r}")
-    if len(set(value)) != len(value):
-        raise StudyError(f"{source}: 'seeds' lists a seed more than once: {value}")
-    if any(v < 0 for v in value):
-        raise StudyError(f"{source}: 'seeds' must be >= 0, got {value}")
-    return tuple(int(v) for v in value)
-
-
-def _parse_device(value, source: str) -> Optional[str]:
-    if value is None:
-        return None
-    if value not in DEVICES:
-        raise StudyError(f"{source}: 'device' must be one of {', '.join(DEVICES)}, got {value!r}")
-    return value
-
-
-def _parse_env(value, source: str, key: str) -> Dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise StudyError(f"{source}: '{key}' must be a mapping of environment variables, got {value!r}")
-    env = {}
-    for name, val in value.items():
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            raise StudyError(f"{source}: '{key}' has an invalid variable name {name!r}")
-        if isinstance(val, bool):
-            val = "true" if val else "false"
-        if not isinstance(val, (str, int, float)):
-            raise StudyError(f"{source}: '{key}.{name}' must be a string or number, got {val!r}")
-        env[name] = os.path.expandvars(os.path.expanduser(str(val)))
-    return env
-
-
-def _parse_prediction(value, source: str) -> PredictionOptions:
-    if value is None:
-        return PredictionOptions()
-    if not isinstance(value, Mapping):
-        raise StudyError(f"{source}: 'prediction' must be a mapping, got {value!r}")
-    unknown = [str(k) for k in value if k not in PREDICTION_KEYS]
-    if unknown:
-        raise StudyError(f"{source}: 'prediction' has unknown key(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(PREDICTION_KEYS)})")
-    mode = value.get("mode", "validation")
-    if mode not in PREDICTION_MODES:
-        raise StudyError(f"{source}: 'prediction.mode' must be one of {', '.join(PREDICTION_MODES)}, got {mode!r}")
-    tta = value.get("disable_tta", False)
-    if not isinstance(tta, bool):
-        raise StudyError(f"{source}: 'prediction.disable_tta' must be true or false, got {tta!r}")
-    step = value.get("step_size", 0.5)
-    if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 1:
-        raise StudyError(f"{source}: 'prediction.step_size' must be a number in (0, 1], got {step!r}")
-    prompt_file = value.get("prompt_file")
-    prompts = value.get("prompts")
-    if prompt_file is not None and prompts is not None:
-        raise StudyError(f"{source}: give either 'prediction.prompt_file' or 'prediction.prompts', not both")
-    if prompts is not None and (not isinstance(prompts, list) or not prompts
-                                or not all(isinstance(p, str) and p.strip() for p in prompts)):
-        raise StudyError(f"{source}: 'prediction.prompts' must be a non-empty list of prompt lines, got {prompts!r}")
-    if (prompt_file is not None or prompts is not None) and mode != "predict":
-        raise StudyError(f"{source}: prompt options need 'prediction.mode: predict' (nnU-Net's own validation "
-                         f"always uses the trained prompts)")
-    if (tta or step != 0.5) and mode != "predict":
-        raise StudyError(f"{source}: 'disable_tta' / 'step_size' need 'prediction.mode: predict'")
-    return PredictionOptions(
-        mode=mode, disable_tta=tta, step_size=float(step),
-        prompt_file=None if prompt_file is None else _parse_path(prompt_file, source, "prediction.prompt_file"),
-        prompts=None if prompts is None else tuple(p.strip() for p in prompts))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -552,13 +276,6 @@ def _data_identifier(configurations: Mapping, name: str) -> Optional[str]:
     return None
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise StudyError(f"cannot read {path}: {e}") from e
-
-
 def check_heldout_domains(config: StudyConfig, dataset: DatasetInfo) -> List[str]:
     """The held-out domains of the study, each one present in the dataset's domain records."""
     known = dataset.domains
@@ -637,11 +354,6 @@ class Run:
     @property
     def run_id(self) -> str:
         return f"{safe_name(self.trainer.label)}__{safe_name(self.domain)}__seed{self.seed}"
-
-
-def safe_name(text: str) -> str:
-    """``text`` reduced to characters safe in file names."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
 
 
 class StudyPaths:
@@ -1101,314 +813,6 @@ def _runs_table(runs: Sequence[Run], state: StudyState) -> str:
         lines.append(f"| `{run.run_id}` | {run.fold} | {run.seed} | {e.get('status', '-')} | "
                      f"{', '.join(e.get('actions', [])) or '-'} | {e.get('seconds', '-')} |")
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# results, tables, charts, report
-# ----------------------------------------------------------------------------------------------------------------
-
-RESULT_FIELDS = ("trainer", "label", "heldout_domain", "fold", "seed", "dice", "hd95_mm", "n_cases",
-                 "n_hd95_undefined")
-
-
-def _num(value) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def scored_records(evaluation: Mapping, partial_labels: Optional[Mapping[str, Sequence[str]]] = None
-                   ) -> List[dict]:
-    """The evaluation's per-case, per-structure records (``None`` metrics as NaN), without the structures a
-    case does not annotate (dataset.json ``"partial_labels"``: ``{case: [annotated structures]}``)."""
-    partial = partial_labels or {}
-    out = []
-    for r in evaluation["records"]:
-        if r["case"] in partial and r["structure"] not in partial[r["case"]]:
-            continue
-        out.append({**r, "dice": _num(r["dice"]), "hd95_mm": _num(r["hd95_mm"])})
-    return out
-
-
-def result_row(run: Run, evaluation: Mapping, partial_labels: Optional[Mapping[str, Sequence[str]]] = None) -> dict:
-    """One results.csv row from a run and its evaluation JSON: mean over cases and (annotated) structures,
-    plus per structure ``dice_<name>`` / ``hd95_mm_<name>``."""
-    from nnunet_causal.evaluation.evaluate_folder import summarise
-
-    records = scored_records(evaluation, partial_labels)
-    if not records:
-        raise StudyError(f"{run.run_id}: the evaluation holds no annotated structure to score")
-    summary = summarise(records)
-    row = {"trainer": run.trainer.name, "label": run.trainer.label, "heldout_domain": run.domain, "fold": run.fold,
-           "seed": run.seed, "dice": _num(summary["mean"]["dice"]), "hd95_mm": _num(summary["mean"]["hd95_mm"]),
-           "n_cases": len({r["case"] for r in records}),
-           "n_hd95_undefined": summary["mean"]["n_hd95_undefined"]}
-    for name, agg in summary["per_structure"].items():
-        row[f"dice_{name}"] = _num(agg["dice"])
-        row[f"hd95_mm_{name}"] = _num(agg["hd95_mm"])
-    return row
-
-
-def collect_rows(paths: StudyPaths, runs: Sequence[Run], partial_labels: Optional[Mapping] = None) -> List[dict]:
-    """Rows of every run that has an evaluation (this invocation's or an earlier one's)."""
-    rows = []
-    for run in runs:
-        ev = paths.evaluation_json(run)
-        if ev.is_file():
-            rows.append(result_row(run, _read_json(ev), partial_labels))
-    return rows
-
-
-def write_results_csv(rows: Sequence[dict], path: Path) -> Path:
-    """results.csv: :data:`RESULT_FIELDS` then the per-structure columns; NaN written as empty."""
-    fields = list(RESULT_FIELDS) + sorted({k for r in rows for k in r} - set(RESULT_FIELDS))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()})
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(buf.getvalue())
-    return path
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Mean and sample standard deviation of one metric over seeds (``n`` finite values)."""
-    mean: float
-    std: float
-    n: int
-
-
-def _cell(values: Iterable[float]) -> Cell:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return Cell(float("nan"), float("nan"), 0)
-    return Cell(float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals))
-
-
-def aggregate(rows: Sequence[dict], metric: str, labels: Sequence[str], domains: Sequence[str]
-              ) -> Dict[str, Dict[str, Cell]]:
-    """``{label: {domain or "mean": Cell}}`` over seeds. The mean column averages, per seed, over all
-    ``domains`` (a seed missing a domain, or with an undefined value, does not count there)."""
-    out = {}
-    for label in labels:
-        mine = [r for r in rows if r["label"] == label]
-        cells = {d: _cell(r[metric] for r in mine if r["heldout_domain"] == d) for d in domains}
-        per_seed = []
-        for seed in sorted({r["seed"] for r in mine}):
-            vals = {r["heldout_domain"]: r[metric] for r in mine if r["seed"] == seed}
-            if all(d in vals and math.isfinite(vals[d]) for d in domains):
-                per_seed.append(float(np.mean([vals[d] for d in domains])))
-        cells["mean"] = _cell(per_seed)
-        out[label] = cells
-    return out
-
-
-def _fmt(cell: Cell, digits: int, bold: bool) -> str:
-    if cell.n == 0:
-        return "–"
-    text = f"{cell.mean:.{digits}f}" + (f" ± {cell.std:.{digits}f}" if cell.n > 1 else "")
-    return f"**{text}**" if bold else text
-
-
-def markdown_metric_table(rows: Sequence[dict], metric: str, labels: Sequence[str], domains: Sequence[str],
-                          higher_is_better: bool, digits: int) -> str:
-    """Rows: methods; columns: held-out domains and their mean; cells mean ± std over seeds, best in bold."""
-    table = aggregate(rows, metric, labels, domains)
-    columns = list(domains) + ["mean"]
-    best = {}
-    for col in columns:
-        means = [table[lb][col].mean for lb in labels if table[lb][col].n]
-        if means and len(labels) > 1:
-            best[col] = max(means) if higher_is_better else min(means)
-    head = "| method | " + " | ".join(f"held out: {_md(d)}" for d in domains) + " | mean |"
-    lines = [head, "|---|" + "---|" * len(columns)]
-    for lb in labels:
-        cells = [_fmt(table[lb][c], digits, table[lb][c].n > 0 and best.get(c) == table[lb][c].mean)
-                 for c in columns]
-        lines.append(f"| {_md(lb)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def write_tables(rows: Sequence[dict], labels: Sequence[str], domains: Sequence[str], path: Path) -> Tuple[str, str]:
-    """table.md with the Dice and the HD95 table; returns both tables."""
-    n_seeds = len({r["seed"] for r in rows})
-    dice = markdown_metric_table(rows, "dice", labels, domains, True, 3)
-    hd95 = markdown_metric_table(rows, "hd95_mm", labels, domains, False, 2)
-    text = (f"## Dice on the held-out domain (mean ± std over {n_seeds} seed(s))\n\n{dice}\n"
-            f"## HD95 (mm) on the held-out domain (mean ± std over {n_seeds} seed(s); lower is better)\n\n{hd95}")
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-    return dice, hd95
-
-
-def write_bar_charts(rows: Sequence[dict], labels: Sequence[str], domains: Sequence[str], folder: Path
-                     ) -> Dict[str, Path]:
-    """One PNG per held-out domain (and one for the mean): Dice and HD95 bars per method, std error bars."""
-    from matplotlib.figure import Figure
-
-    folder.mkdir(parents=True, exist_ok=True)
-    dice, hd95 = aggregate(rows, "dice", labels, domains), aggregate(rows, "hd95_mm", labels, domains)
-    out = {}
-    for col in list(domains) + ["mean"]:
-        fig = Figure(figsize=(max(6.0, 2.0 + 1.6 * len(labels)), 3.6), dpi=110)
-        for ax, table, title in ((fig.add_subplot(1, 2, 1), dice, "Dice (higher = better)"),
-                                 (fig.add_subplot(1, 2, 2), hd95, "HD95 in mm (lower = better)")):
-            _bars(ax, [table[lb][col] for lb in labels], labels, title)
-        fig.suptitle("mean over held-out domains" if col == "mean" else f"held-out domain: {col}", fontsize=10)
-        fig.tight_layout()
-        path = folder / f"bars_{safe_name(col)}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp)
-        out[col] = path
-    return out
-
-
-def _bars(ax, cells: Sequence[Cell], labels: Sequence[str], title: str) -> None:
-    x = np.arange(len(labels))
-    means = [c.mean if c.n else 0.0 for c in cells]
-    errs = [c.std if c.n > 1 else 0.0 for c in cells]
-    ax.bar(x, means, yerr=errs, capsize=3, color=[f"C{i % 10}" for i in range(len(labels))])
-    for xi, c in zip(x, cells):
-        if c.n == 0:
-            ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(axis="y", labelsize=7)
-
-
-def write_study_outputs(output: Path, rows: Sequence[dict], labels: Sequence[str], domains: Sequence[str], *,
-                        title: str = "Out-of-domain study", header_lines: Sequence[str] = (),
-                        overlays: Optional[Mapping[str, Path]] = None, runs_table: Optional[str] = None
-                        ) -> Dict[str, Path]:
-    """results.csv, table.md, bar charts and report.md (embedding tables, charts and ``overlays``)."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    order = {lb: i for i, lb in enumerate(labels)}
-    dom_order = {d: i for i, d in enumerate(domains)}
-    rows = sorted(rows, key=lambda r: (order.get(r["label"], 1e9), dom_order.get(r["heldout_domain"], 1e9),
-                                       r["seed"]))
-    files = {"results": write_results_csv(rows, output / "results.csv")}
-    files["table"] = output / "table.md"
-    dice, hd95 = write_tables(rows, labels, domains, files["table"])
-    charts = write_bar_charts(rows, labels, domains, output / "figures")
-    files.update({f"chart_{k}": v for k, v in charts.items()})
-    files["report"] = write_report(output, title, header_lines, dice, hd95, charts, overlays or {}, runs_table,
-                                   n_seeds=len({r["seed"] for r in rows}))
-    return files
-
-
-def write_report(output: Path, title: str, header_lines: Sequence[str], dice: str, hd95: str,
-                 charts: Mapping[str, Path], overlays: Mapping[str, Path], runs_table: Optional[str],
-                 n_seeds: int) -> Path:
-    """report.md: header, Dice and HD95 tables, bar charts, overlays and the run list."""
-    rel = lambda p: Path(p).relative_to(output).as_posix()  # noqa: E731 - report-relative links
-    lines = [f"# {title}", "", *header_lines, "",
-             f"## Dice on the held-out domain (mean ± std over {n_seeds} seed(s))", "", dice,
-             "## HD95 (mm) on the held-out domain (lower is better)", "", hd95,
-             "## Per held-out domain", ""]
-    for col, path in charts.items():
-        lines += [f"![{col}]({rel(path)})", ""]
-    if overlays:
-        lines += ["## Overlays (green: reference, red: prediction; first seed)", ""]
-        for domain, path in overlays.items():
-            lines += [f"### held out: {domain}", "", f"![overlays {domain}]({rel(path)})", ""]
-    if runs_table:
-        lines += ["## Runs", "", runs_table]
-    lines += ["Raw numbers: `results.csv` (one row per trainer, held-out domain and seed); per-case metrics: "
-              "`runs/<run>/evaluation.csv`; command output: `runs/<run>/commands.log`.", ""]
-    path = output / "report.md"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(lines))
-    return path
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# overlays
-# ----------------------------------------------------------------------------------------------------------------
-
-def pick_slice(reference: np.ndarray) -> int:
-    """Index along axis 0 with the most foreground; ties go to the slice nearest the middle (middle if empty)."""
-    counts = (reference.reshape(reference.shape[0], -1) > 0).sum(1)
-    middle = reference.shape[0] // 2
-    if counts.max() == 0:
-        return middle
-    candidates = np.flatnonzero(counts == counts.max())
-    return int(candidates[np.argmin(np.abs(candidates - middle))])
-
-
-def _display_image(image: np.ndarray, z: int) -> np.ndarray:
-    """(C, Z, Y, X) -> an RGB (Y, X, 3) picture for RGB data, else channel 0 as grey in [0, 1]."""
-    if image.shape[0] == 3:
-        rgb = np.moveaxis(image[:, z], 0, -1).astype(np.float32)
-        return np.clip(rgb / 255.0 if rgb.max() > 1.0 else rgb, 0, 1)
-    grey = image[0, z].astype(np.float32)
-    lo, hi = np.percentile(grey, (0.5, 99.5))
-    return np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
-
-
-def _draw_contours(ax, seg: np.ndarray, colour: str, style: str) -> None:
-    for value in np.unique(seg):
-        if value == 0:
-            continue
-        mask = (seg == value).astype(np.float32)
-        ax.contour(mask, levels=[0.5], colors=[colour], linewidths=1.0, linestyles=style)
-
-
-def _case_dice(evaluation_json: Path, partial_labels: Optional[Mapping] = None) -> Dict[str, float]:
-    per_case: Dict[str, List[float]] = {}
-    for r in scored_records(_read_json(evaluation_json), partial_labels):
-        per_case.setdefault(r["case"], []).append(r["dice"])
-    return {c: float(np.mean(v)) for c, v in per_case.items()}
-
-
-def overlay_figure(dataset_json: Mapping, raw: Path, cases: Sequence[str], columns: Mapping[str, Path],
-                   out: Path, dice: Optional[Mapping[str, Mapping[str, float]]] = None) -> Optional[Path]:
-    """Grid PNG: one row per case, one column per method (``{label: prediction folder}``); reference contour
-    green, prediction red. 3D cases show the slice with the most reference foreground."""
-    from matplotlib.figure import Figure
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
-    ending = dataset_json["file_ending"]
-    if not cases or not columns:
-        return None
-    rw = determine_reader_writer_from_dataset_json(dict(dataset_json), str(raw / "labelsTr" / f"{cases[0]}{ending}"))()
-    fig = Figure(figsize=(2.4 * len(columns), 2.5 * len(cases)), dpi=100)
-    for i, case in enumerate(cases):
-        image, props = rw.read_images([str(raw / "imagesTr" / f"{case}_0000{ending}")])
-        ref = rw.read_seg(str(raw / "labelsTr" / f"{case}{ending}"))[0][0]
-        z = pick_slice(ref)
-        spacing = [float(s) for s in props["spacing"]]
-        for j, (label, folder) in enumerate(columns.items()):
-            ax = fig.add_subplot(len(cases), len(columns), i * len(columns) + j + 1)
-            ax.imshow(_display_image(image, z), cmap="gray", aspect=spacing[-2] / spacing[-1], interpolation="nearest")
-            _draw_contours(ax, ref[z], "lime", "solid")
-            pred_file = folder / f"{case}{ending}"
-            if pred_file.is_file():
-                _draw_contours(ax, rw.read_seg(str(pred_file))[0][0][z], "red", "solid")
-            d = (dice or {}).get(label, {}).get(case)
-            ax.set_title(f"{label}" + (f"\nDice {d:.2f}" if d is not None else ""), fontsize=7)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(case + (f" (z={z})" if ref.shape[0] > 1 else ""), fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp)
-    return out
-
-
-def _spread(items: Sequence[str], k: int) -> List[str]:
-    if k <= 0 or not items:
-        return []
-    idx = np.unique(np.linspace(0, len(items) - 1, min(k, len(items))).round().astype(int))
-    return [items[i] for i in idx]
-
 
 def write_overlays(ctx: StudyContext, paths: StudyPaths, runs: Sequence[Run]) -> Dict[str, Path]:
     """One overlay grid per held-out domain from each method's first evaluated seed."""
