@@ -149,11 +149,10 @@ def convert(input_dir: Optional[Path], dataset_id: int = DEFAULT_ID, raw_root: O
                 if label is not None:
                     w.write_nifti_label(series.case, lut[label], like=image, split=series.split)
                     partial[series.case] = list(chaos.labelled_structures(series))
-        training = set(partial)
         return w.finish({"0": "CT_or_MRI" if any_mri else "CT"}, LABELS, ".nii.gz",
                         prompts=prompts_for(n for n in LABELS if n != "background"), domains=domains,
                         imaging_family="mri" if modality == "mri" else "ct",
-                        partial_labels={c: v for c, v in partial.items() if c in training},
+                        partial_labels=partial,
                         description="BTCV + AMOS22 + CHAOS with harmonised organ labels; 'partial_labels' lists "
                                     "the structures annotated in each case",
                         sources={n: str(p) for n, p in folders.items()})

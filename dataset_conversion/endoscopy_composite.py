@@ -68,7 +68,6 @@ def convert(input_dir: Optional[Path], dataset_id: int = DEFAULT_ID, raw_root: O
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     add_common_arguments(p, DEFAULT_ID)
-    p.set_defaults(input=None)
     for action in p._actions:  # -i is optional here: the sources can all be given explicitly
         if action.dest == "input":
             action.required = False

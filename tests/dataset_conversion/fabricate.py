@@ -63,7 +63,6 @@ def verify(folder: Path) -> None:
 def write_dicom(path: Path, pixels: np.ndarray, position, orientation, pixel_spacing=(0.9, 0.7), modality="CT",
                 slope=1.0, intercept=-1024.0, instance=1) -> None:
     """One uncompressed DICOM slice with full geometry (pixels stored as uint16)."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

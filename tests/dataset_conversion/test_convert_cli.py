@@ -1,7 +1,6 @@
 """`nnunet_causal convert`: lists every converter, runs one end to end, and nnU-Net's own check passes."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,11 +48,9 @@ def test_convert_command_and_its_errors(tmp_path, nnunet_env):
 
 def test_every_converter_output_passes_stock_verify_dataset_integrity(tmp_path, nnunet_env):
     """All nine outputs, converted from fabricated official layouts, checked by one stock command."""
-    import numpy as np
 
     from dataset_conversion import (abdomen_composite, amos, brats, btcv, chaos, cvc_clinicdb, endoscopy_composite,
                                     etis, kvasir)
-    from fabricate import label_volume, write_volume
     from test_amos import make_amos
     from test_brats import make_case
     from test_btcv import make_btcv
