@@ -20,6 +20,11 @@ the same image: we use the symmetric KL divergence between the softmax (or sigmo
 resolution, weight ``consistency_weight = 1.0`` (our choice: the segmentation loss is O(1) on nnU-Net's
 Dice + CE scale, so a unit weight keeps both terms comparable; the paper's value is tuned to its loss).
 
+Intervention probability: the paper turns every training image into a GIN/IPA view. The trainers apply the
+views to a random half of the samples by default (:func:`mix_with_original`, ``intervention_probability =
+0.5``; ``*_AlwaysIntervene`` trainers use 1.0): on our synthetic leave-one-site-out benchmark every-sample
+interventions lost 5-20 Dice points in-domain within a short schedule, half of the samples lost none.
+
 Defaults: 4 layers, hidden width 2C (at least 4), kernels drawn from {1, 3}, leaky-ReLU slope 0.2,
 mask grid 4 cells per axis. Both run batched on the training device (one grouped convolution per layer
 for the whole batch); :class:`GINTransform` runs the same code per sample in nnU-Net's augmentation

@@ -82,7 +82,7 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
     warmup_fraction = 0.2
     # ---- image interventions
     image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
-    intervention_probability = 1.0  # fraction of samples that get a GIN/IPA view
+    intervention_probability = 0.5  # fraction of samples that get a GIN/IPA view (see GINMixin)
     # ---- LAD style descriptions
     style_captioner: Optional[Callable[[np.ndarray], str]] = None
 

@@ -156,3 +156,8 @@ class nnUNetTrainerCausalText_HalfClean(nnUNetTrainerCausalText):
 
 class nnUNetTrainerCausalText_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText_HalfClean):
     pass
+
+
+class nnUNetTrainerCausalText_AlwaysIntervene(nnUNetTrainerCausalText):
+    """GIN/IPA views of every training sample (``intervention_probability = 1.0``) instead of half of them."""
+    intervention_probability = 1.0

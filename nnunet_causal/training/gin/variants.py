@@ -163,3 +163,14 @@ class nnUNetTrainerGIN_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN_HalfC
 
 class nnUNetTrainerGINIPA_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA_HalfClean):
     pass
+
+
+# ---- intervention probability 1.0: every training sample becomes a GIN / IPA view (the paper's setting)
+class nnUNetTrainerGIN_AlwaysIntervene(nnUNetTrainerGIN):
+    """GIN on every training sample (``intervention_probability = 1.0``, Ouyang et al.'s setting)."""
+    intervention_probability = 1.0
+
+
+class nnUNetTrainerGINIPA_AlwaysIntervene(nnUNetTrainerGINIPA):
+    """GIN and IPA views of every training sample (``intervention_probability = 1.0``)."""
+    intervention_probability = 1.0
