@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-TRAINERS = ("nnUNetTrainer_CPUDemo", "nnUNetTrainerGIN_HalfClean_CPUDemo", "nnUNetTrainerGINIPA_HalfClean_CPUDemo",
-            "nnUNetTrainerText_CPUDemo", "nnUNetTrainerCausalText_HalfClean_CPUDemo",
+TRAINERS = ("nnUNetTrainer_CPUDemo", "nnUNetTrainerGIN_CPUDemo", "nnUNetTrainerGINIPA_CPUDemo",
+            "nnUNetTrainerText_CPUDemo", "nnUNetTrainerCausalText_CPUDemo",
             "nnUNetTrainerCausalText_NoImageIntervention_CPUDemo")
 SITES = ("siteA", "siteB", "siteC", "siteD")
 HELDOUT = "siteD"

@@ -7,8 +7,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_NoMTRS, nnUNetTrainerCausalText_NoBottleneck, nnUNetTrainerCausalText_NoLAD,
     nnUNetTrainerCausalText_NoCausalLoss, nnUNetTrainerCausalText_NoImageIntervention,
     nnUNetTrainerCausalText_GINOnly, nnUNetTrainerCausalText_FrozenEncoder, nnUNetTrainerCausalText_CPUDemo,
-    nnUNetTrainerCausalText_NoImageIntervention_CPUDemo, nnUNetTrainerCausalText_HalfClean,
-    nnUNetTrainerCausalText_HalfClean_CPUDemo, nnUNetTrainerCausalText_AlwaysIntervene,
+    nnUNetTrainerCausalText_NoImageIntervention_CPUDemo, nnUNetTrainerCausalText_AlwaysIntervene,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401
@@ -17,7 +16,6 @@ from nnunet_causal.training.gin.variants import (  # noqa: F401
     nnUNetTrainerGIN_500epochs, nnUNetTrainerGINIPA_1epoch, nnUNetTrainerGINIPA_2epochs, nnUNetTrainerGINIPA_5epochs,
     nnUNetTrainerGINIPA_10epochs, nnUNetTrainerGINIPA_20epochs, nnUNetTrainerGINIPA_50epochs,
     nnUNetTrainerGINIPA_100epochs, nnUNetTrainerGINIPA_250epochs, nnUNetTrainerGINIPA_500epochs,
-    nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_HalfClean,
-    nnUNetTrainerGINIPA_HalfClean, nnUNetTrainerGIN_HalfClean_CPUDemo, nnUNetTrainerGINIPA_HalfClean_CPUDemo,
-    nnUNetTrainerGIN_AlwaysIntervene, nnUNetTrainerGINIPA_AlwaysIntervene,
+    nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_AlwaysIntervene,
+    nnUNetTrainerGINIPA_AlwaysIntervene,
 )

@@ -149,15 +149,6 @@ class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalTex
     image_intervention = "none"
 
 
-class nnUNetTrainerCausalText_HalfClean(nnUNetTrainerCausalText):
-    """GIN/IPA views for a random half of the training samples only (``intervention_probability = 0.5``)."""
-    intervention_probability = 0.5
-
-
-class nnUNetTrainerCausalText_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText_HalfClean):
-    pass
-
-
 class nnUNetTrainerCausalText_AlwaysIntervene(nnUNetTrainerCausalText):
     """GIN/IPA views of every training sample (``intervention_probability = 1.0``) instead of half of them."""
     intervention_probability = 1.0

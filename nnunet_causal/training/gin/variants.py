@@ -146,25 +146,6 @@ class nnUNetTrainerGINIPA_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA):
     pass
 
 
-# ---- intervention probability: half of the samples stay clean (trades robustness for in-domain accuracy)
-class nnUNetTrainerGIN_HalfClean(nnUNetTrainerGIN):
-    """GIN on a random half of the training samples (``intervention_probability = 0.5``)."""
-    intervention_probability = 0.5
-
-
-class nnUNetTrainerGINIPA_HalfClean(nnUNetTrainerGINIPA):
-    """GIN/IPA views for a random half of the training samples; the rest stay clean."""
-    intervention_probability = 0.5
-
-
-class nnUNetTrainerGIN_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN_HalfClean):
-    pass
-
-
-class nnUNetTrainerGINIPA_HalfClean_CPUDemo(CPUDemoSchedule, nnUNetTrainerGINIPA_HalfClean):
-    pass
-
-
 # ---- intervention probability 1.0: every training sample becomes a GIN / IPA view (the paper's setting)
 class nnUNetTrainerGIN_AlwaysIntervene(nnUNetTrainerGIN):
     """GIN on every training sample (``intervention_probability = 1.0``, Ouyang et al.'s setting)."""
