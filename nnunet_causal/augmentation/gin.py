@@ -22,8 +22,9 @@ Dice + CE scale, so a unit weight keeps both terms comparable; the paper's value
 
 Intervention probability: the paper turns every training image into a GIN/IPA view. The trainers apply the
 views to a random half of the samples by default (:func:`mix_with_original`, ``intervention_probability =
-0.5``; ``*_AlwaysIntervene`` trainers use 1.0): on our synthetic leave-one-site-out benchmark every-sample
-interventions lost 5-20 Dice points in-domain within a short schedule, half of the samples lost none.
+0.5``; ``*_AlwaysIntervene`` trainers use 1.0): on our synthetic leave-one-site-out benchmark (short CPU
+schedule) every-sample interventions trailed stock in-domain by 5-20 Dice points in one 3-seed run; with
+half of the samples the in-domain mean was at or above stock (benchmarks/RESULTS_cpu.md).
 
 Defaults: 4 layers, hidden width 2C (at least 4), kernels drawn from {1, 3}, leaky-ReLU slope 0.2,
 mask grid 4 cells per axis. Both run batched on the training device (one grouped convolution per layer

@@ -27,9 +27,9 @@ class GINMixin:
     gin_location = "device"
     gin_layers = 4
     #: fraction of training samples that receive the intervention. 0.5 (our default) keeps half of every batch
-    #: clean: measured on the synthetic leave-one-site-out benchmark, every sample intervened (1.0, the paper's
-    #: setting, ``*_AlwaysIntervene``) cost 5-20 Dice points in-domain on short schedules, 0.5 cost none
-    #: (benchmarks/RESULTS_cpu.md)
+    #: clean. On the synthetic leave-one-site-out benchmark every sample intervened (1.0, the paper's setting,
+    #: ``*_AlwaysIntervene``) trailed stock in-domain by 5-20 Dice points on a short schedule; with 0.5 the
+    #: in-domain mean was at or above stock (benchmarks/RESULTS_cpu.md)
     intervention_probability = 0.5
 
     def get_training_transforms(self, *args, **kwargs):
