@@ -1,38 +1,51 @@
 """CHAOS (Combined CT-MR Healthy Abdominal Organ Segmentation) -> nnU-Net raw, one case per DICOM series.
 
 Download: https://chaos.grand-challenge.org/ (Zenodo record 3431873: CHAOS_Train_Sets.zip,
-CHAOS_Test_Sets.zip). ``-i`` is ``CHAOS_Train_Sets``, ``Train_Sets`` or a folder holding them (a
-``Test_Sets`` folder beside it is converted to imagesTs)::
+CHAOS_Test_Sets.zip). ``-i`` is ``CHAOS_Train_Sets``, ``Train_Sets`` or a folder holding them; a
+``Test_Sets`` folder (from CHAOS_Test_Sets.zip, no ``Ground`` masks) beside ``Train_Sets`` or under ``-i``
+is converted to imagesTs::
 
-    Train_Sets/CT/<patient>/DICOM_anon/*.dcm               Ground/liver_GT_000.png ...   (0/255: liver)
-    Train_Sets/MR/<patient>/T1DUAL/DICOM_anon/InPhase/*.dcm, OutPhase/*.dcm, T1DUAL/Ground/*.png
-    Train_Sets/MR/<patient>/T2SPIR/DICOM_anon/*.dcm        T2SPIR/Ground/*.png
+    Train_Sets/CT/<patient>/DICOM_anon/i0000,0000b.dcm ...   Train_Sets/CT/<patient>/Ground/liver_GT_000.png ...
+    Train_Sets/MR/<patient>/T1DUAL/DICOM_anon/InPhase/*.dcm, .../OutPhase/*.dcm   T1DUAL/Ground/*.png
+    Train_Sets/MR/<patient>/T2SPIR/DICOM_anon/*.dcm                                T2SPIR/Ground/*.png
 
-MR masks hold grey values read as ranges: 55-70 liver (63), 110-135 right kidney (126), 175-200 left
-kidney (189), 240-255 spleen (252); anything else is an error naming the PNG. CT masks: 0 background,
->= 128 liver (1..127 is an error).
+Masks. MR mask grey values are read as ranges: 55-70 liver (nominally 63), 110-135 right kidney (126),
+175-200 left kidney (189), 240-255 spleen (252), 0 background; any other value is an error naming the PNG.
+CT masks: 0 background, >= 128 liver; 1..127 is an error. One ``T1DUAL/Ground`` folder serves both the
+in-phase and the out-phase series (they are acquired together).
 
-Slices and masks. Mask i belongs to DICOM file i in file-name order (the CHAOS convention; masks are in
-the DICOM pixel grid, row r / column c of the mask = row r / column c of ``pixel_array``). The volume is
-then ordered by slice position along the normal (``ImagePositionPatient`` . (row dir x column dir)), so
-slice order never depends on file names; spacing is (column spacing, row spacing, distance between
-slice positions), origin the first slice's position, direction from ``ImageOrientationPatient``. Slices
-with differing orientation or size, or uneven spacing, are errors. CT values get RescaleSlope/Intercept
-(Hounsfield units).
+Slices and masks. Following the CHAOS convention (its evaluation code pairs files by name, not by DICOM
+position), mask i belongs to DICOM file i in file-name order (natural order: numbers compare as numbers),
+and the masks lie in the DICOM pixel grid: mask pixel (row r, column c) = ``pixel_array[r, c]``. Only
+after pairing are the slices ordered by their position along the slice normal
+(``ImagePositionPatient . (row direction x column direction)``), so the volume never depends on how the
+files are named (the CHAOS CT files run head to feet). Geometry: spacing = (column spacing, row spacing,
+distance between slice positions) -- ``PixelSpacing`` is [row spacing, column spacing]; origin = the
+position of the first slice along the normal; direction columns = row direction, column direction,
+normal (from ``ImageOrientationPatient``). Slices with differing orientation, size or pixel spacing,
+positions not stacked along the normal (gantry tilt), duplicate positions or uneven gaps are errors
+naming the series. ``RescaleSlope``/``RescaleIntercept`` are applied (CT in Hounsfield units). The number
+of masks must equal the number of DICOM slices.
 
-Cases: ``CHAOS_CT_<p>``, ``CHAOS_T1in_<p>``, ``CHAOS_T1out_<p>``, ``CHAOS_T2_<p>`` (p = patient, two
-digits), single channel. The T1 in-phase and out-phase cases of one patient show the same anatomy: their
-domain records carry ``patient`` so that splits can keep a patient together (leave-one-domain-out folds
-by sequence or modality do). Labels: 1 liver, 2 kidney_right, 3 kidney_left, 4 spleen; with
-``--modality both``, CT cases annotate the liver only and are listed in ``partial_labels``; with ``ct``
-the dataset has the liver label only.
+Cases: ``CHAOS_CT_<p>``, ``CHAOS_T1in_<p>``, ``CHAOS_T1out_<p>``, ``CHAOS_T2_<p>`` (p = patient number, two
+digits), single channel (``CT``, ``MRI`` or, with ``--modality both``, ``CT_or_MRI`` so that nnU-Net
+z-scores every image). Labels: 1 liver, 2 kidney_right, 3 kidney_left, 4 spleen. With ``--modality both``,
+CT cases annotate the liver only and are listed in dataset.json's ``partial_labels``; with ``ct`` the
+dataset has the liver label only.
+
+Patients. The T1 in-phase, T1 out-phase and T2-SPIR cases of one MR patient show the same anatomy (the two
+T1 phases even share their masks): every domain record carries ``patient`` so that splits can keep a
+patient's cases together (a random case-level split would leak anatomy between folds). CT and MR
+patients are numbered independently in CHAOS, so records also carry ``subject`` (``chaos_ct_01``,
+``chaos_mr_01``), the key to group by.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,68 +56,84 @@ from nnunet_causal.errors import DatasetError
 NAME = "chaos"
 DEFAULT_ID = 802
 LABELS: Dict[str, int] = {"background": 0, "liver": 1, "kidney_right": 2, "kidney_left": 3, "spleen": 4}
-#: (low, high, label) grey-value ranges of the MR masks
+CT_LABELS: Dict[str, int] = {"background": 0, "liver": 1}
+#: (lowest grey value, highest grey value, label value) of the MR masks
 MR_RANGES = ((55, 70, 1), (110, 135, 2), (175, 200, 3), (240, 255, 4))
+CT_THRESHOLD = 128
 SITE = "Dokuz Eylul University Hospital, Izmir, Turkey"
 SEQUENCES = {  # sequence -> (case prefix, modality, domain, style)
-    "CT": ("CT", "CT", "chaos_ct", "portal venous phase contrast-enhanced abdominal CT"),
-    "T1DUAL_InPhase": ("T1in", "MRI", "chaos_mri_t1_inphase", "T1-weighted dual-echo MRI, in-phase"),
-    "T1DUAL_OutPhase": ("T1out", "MRI", "chaos_mri_t1_outphase", "T1-weighted dual-echo MRI, opposed-phase"),
-    "T2SPIR": ("T2", "MRI", "chaos_mri_t2spir", "T2-weighted SPIR fat-suppressed MRI"),
+    "CT": ("CT", "CT", "chaos_ct", "portal venous phase contrast-enhanced abdominal CT of healthy liver donors"),
+    "T1DUAL_InPhase": ("T1in", "MRI", "chaos_mri_t1_inphase", "T1-weighted dual-echo abdominal MRI, in-phase"),
+    "T1DUAL_OutPhase": ("T1out", "MRI", "chaos_mri_t1_outphase",
+                        "T1-weighted dual-echo abdominal MRI, opposed-phase"),
+    "T2SPIR": ("T2", "MRI", "chaos_mri_t2spir", "T2-weighted SPIR fat-suppressed abdominal MRI"),
 }
 MODALITIES = ("ct", "mri", "both")
+#: tolerated unevenness of the slice gaps (fraction of the mean gap) and in-plane drift of the slice
+#: positions over the whole stack (fraction of the smaller pixel spacing)
+GAP_TOLERANCE, DRIFT_TOLERANCE_PIXELS = 0.01, 0.5
 
 
 @dataclass
 class ChaosSeries:
+    """One DICOM series of CHAOS = one output case."""
+
     case: str
     patient: str
     modality: str  # "CT" | "MRI"
     sequence: str  # key of SEQUENCES
-    dicom_files: List[Path]
-    mask_files: Optional[List[Path]]
+    dicom_files: List[Path]  # natural file-name order (= mask order)
+    mask_files: Optional[List[Path]]  # None for the test set
     split: str  # "Tr" | "Ts"
 
 
 # ------------------------------------------------------------------------------------------------ scanning
+def natural_key(path: Path) -> tuple:
+    """Sort key of a file name with its digit runs compared as numbers (``IMG-2`` before ``IMG-10``)."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", path.name) if t)
+
+
 def _dicoms(folder: Path) -> List[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dcm", "")
-                   and not p.name.startswith("."))
+    """The DICOM slices of a series folder (``*.dcm`` or extension-less files), natural name order."""
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+             and (p.suffix.lower() == ".dcm" or (p.suffix == "" and p.name.upper() != "DICOMDIR"))]
     if not files:
-        raise DatasetError(f"{folder} holds no DICOM files")
-    return files
+        raise DatasetError(f"{folder} holds no DICOM files (*.dcm)")
+    return sorted(files, key=natural_key)
 
 
-def _masks(folder: Path, n: int, series: Path) -> List[Path]:
-    masks = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-    if len(masks) != n:
-        raise DatasetError(f"{folder}: {len(masks)} mask PNG(s) for {n} DICOM slice(s) in {series}")
+def _masks(folder: Path, n_slices: int, dicom_folder: Path) -> List[Path]:
+    """The PNG masks of a series in natural name order; their number must equal the slice count."""
+    masks = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png"
+                    and not p.name.startswith(".")), key=natural_key)
+    if len(masks) != n_slices:
+        raise DatasetError(f"{folder}: {len(masks)} mask PNG(s) for {n_slices} DICOM slice(s) in {dicom_folder}; "
+                           f"CHAOS pairs mask i with slice i, so the counts must match")
     return masks
 
 
-def _series(patient_dir: Path, modality_dir: str, split: str) -> List[ChaosSeries]:
-    p = patient_dir.name
-    pid = f"{int(p):02d}" if p.isdigit() else p
-    labelled = split == "Tr"
-    out = []
+def _patient_id(folder: Path) -> str:
+    return f"{int(folder.name):02d}" if folder.name.isdigit() else folder.name
 
-    def add(sequence: str, dicom_dir: Path, ground: Path):
-        files = _dicoms(require_dir(dicom_dir, f"the DICOM folder of CHAOS series {sequence}"))
-        masks = None
-        if labelled:
-            masks = _masks(require_dir(ground, f"the Ground folder with the masks of {dicom_dir}"), len(files),
-                           dicom_dir)
-        prefix, modality = SEQUENCES[sequence][:2]
-        out.append(ChaosSeries(f"CHAOS_{prefix}_{pid}", pid, modality, sequence, files, masks, split))
 
+def _make_series(sequence: str, patient: str, dicom_dir: Path, ground: Optional[Path], split: str) -> ChaosSeries:
+    files = _dicoms(require_dir(dicom_dir, f"the DICOM folder of the CHAOS {sequence} series"))
+    masks = None
+    if split == "Tr":
+        masks = _masks(require_dir(ground, f"the Ground folder with the masks of {dicom_dir}"), len(files), dicom_dir)
+    prefix, modality = SEQUENCES[sequence][:2]
+    return ChaosSeries(f"CHAOS_{prefix}_{patient}", patient, modality, sequence, files, masks, split)
+
+
+def _patient_series(patient_dir: Path, modality_dir: str, split: str) -> List[ChaosSeries]:
+    """The series of one patient folder: CT, or T1 in-phase, T1 out-phase and T2-SPIR."""
+    pid = _patient_id(patient_dir)
     if modality_dir == "CT":
-        add("CT", patient_dir / "DICOM_anon", patient_dir / "Ground")
-    else:
-        t1 = patient_dir / "T1DUAL"
-        add("T1DUAL_InPhase", t1 / "DICOM_anon" / "InPhase", t1 / "Ground")
-        add("T1DUAL_OutPhase", t1 / "DICOM_anon" / "OutPhase", t1 / "Ground")
-        add("T2SPIR", patient_dir / "T2SPIR" / "DICOM_anon", patient_dir / "T2SPIR" / "Ground")
-    return out
+        return [_make_series("CT", pid, patient_dir / "DICOM_anon", patient_dir / "Ground", split)]
+    t1, t2 = patient_dir / "T1DUAL", patient_dir / "T2SPIR"
+    return [_make_series("T1DUAL_InPhase", pid, t1 / "DICOM_anon" / "InPhase", t1 / "Ground", split),
+            _make_series("T1DUAL_OutPhase", pid, t1 / "DICOM_anon" / "OutPhase", t1 / "Ground", split),
+            _make_series("T2SPIR", pid, t2 / "DICOM_anon", t2 / "Ground", split)]
 
 
 def _has_modalities(folder: Path) -> bool:
@@ -113,7 +142,7 @@ def _has_modalities(folder: Path) -> bool:
 
 def _find_train(root: Path) -> Optional[Path]:
     for c in (root / "Train_Sets", root / "CHAOS_Train_Sets" / "Train_Sets", root / "CHAOS_Train_Sets", root):
-        if _has_modalities(c):
+        if _has_modalities(c) and "test" not in c.name.lower():
             return c
     return None
 
@@ -126,15 +155,22 @@ def _find_test(root: Path, train: Path) -> Optional[Path]:
     return None
 
 
+def _patients(folder: Path) -> List[Path]:
+    """Patient folders, numerically ordered."""
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
 def scan(input_dir: Path, modality: str = "both") -> List[ChaosSeries]:
-    """Every series of the chosen modality: training series (with masks), then test series."""
+    """Every series of the chosen modality (``ct``, ``mri``, ``both``): training series (with their masks)
+    first, then test series. Raises :class:`DatasetError` for a missing folder or a series without masks."""
     if modality not in MODALITIES:
         raise DatasetError(f"--modality must be one of {MODALITIES}, got '{modality}'")
     root = require_dir(Path(input_dir), "the unpacked CHAOS download (CHAOS_Train_Sets/Train_Sets)")
     train = _find_train(root)
     if train is None:
         raise DatasetError(f"CHAOS training set not found under {root}: expected Train_Sets/CT/<patient>/DICOM_anon "
-                           f"and Train_Sets/MR/<patient>/T1DUAL, T2SPIR")
+                           f"and Train_Sets/MR/<patient>/T1DUAL, T2SPIR (CHAOS_Train_Sets.zip)")
     sets = [(train, "Tr")]
     test = _find_test(root, train)
     if test is not None:
@@ -145,122 +181,194 @@ def scan(input_dir: Path, modality: str = "both") -> List[ChaosSeries]:
         for mod in wanted:
             if not (folder / mod).is_dir():
                 if split == "Tr":
-                    raise DatasetError(f"{folder / mod} does not exist: expected CHAOS {mod} patients")
+                    raise DatasetError(f"{folder / mod} does not exist: expected the CHAOS {mod} patients "
+                                       f"(or choose --modality {'mri' if mod == 'CT' else 'ct'})")
                 continue
-            for patient in sorted((p for p in (folder / mod).iterdir() if p.is_dir()),
-                                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)):
-                series.extend(_series(patient, mod, split))
+            for patient in _patients(folder / mod):
+                series.extend(_patient_series(patient, mod, split))
     if not any(s.split == "Tr" for s in series):
         raise DatasetError(f"{train}: no CHAOS patient folders")
     return series
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def _read_dicom(path: Path):
+@dataclass
+class _Slice:
+    path: Path
+    pixels: np.ndarray  # (rows, columns), rescaled
+    position: np.ndarray  # ImagePositionPatient
+    orientation: np.ndarray  # ImageOrientationPatient (row direction, column direction)
+    spacing: Tuple[float, float]  # PixelSpacing (row spacing, column spacing)
+    thickness: Optional[float]
+
+
+def read_dicom_slice(path: Path) -> _Slice:
+    """One DICOM slice with its geometry; a corrupt file or missing geometry tag is an error naming it."""
     import pydicom
 
     try:
         ds = pydicom.dcmread(str(path))
-        pixels = ds.pixel_array.astype(np.float32)
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
         position = np.array([float(v) for v in ds.ImagePositionPatient])
         orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
-        spacing = [float(v) for v in ds.PixelSpacing]
+        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        thickness = float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
     except Exception as e:  # noqa: BLE001 - pydicom raises many types for a broken file; reported with its name
         raise DatasetError(f"{path}: cannot read the DICOM slice (corrupt file or missing geometry tags): {e}") from e
-    slope, intercept = float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)
-    return ds, pixels * slope + intercept, position, orientation, spacing
+    if pixels.ndim != 2 or position.shape != (3,) or orientation.shape != (6,) or len(spacing) != 2:
+        raise DatasetError(f"{path}: expected one 2D greyscale slice with ImagePositionPatient (3 values), "
+                           f"ImageOrientationPatient (6) and PixelSpacing (2); got pixels {pixels.shape}")
+    if min(spacing) <= 0:
+        raise DatasetError(f"{path}: PixelSpacing {spacing} must be positive")
+    return _Slice(path, (pixels * np.float32(slope) + np.float32(intercept)).astype(np.float32), position,
+                  orientation, spacing, thickness)
 
 
 def mask_to_labels(mask: np.ndarray, sequence: str, path: Path) -> np.ndarray:
-    """CHAOS mask grey values -> label values (see the module docstring for the ranges)."""
+    """CHAOS mask grey values -> label values (CT: >= 128 liver; MR: the grey ranges of :data:`MR_RANGES`)."""
     out = np.zeros(mask.shape, np.uint8)
     if sequence == "CT":
-        bad = (mask > 0) & (mask < 128)
-        out[mask >= 128] = LABELS["liver"]
+        bad = ((mask > 0) & (mask < CT_THRESHOLD)) | (mask > 255) | (mask < 0)
+        out[mask >= CT_THRESHOLD] = LABELS["liver"]
+        expected = "CT masks are 0 (background) or 128..255 (liver)"
     else:
-        bad = mask > 0
+        bad = mask != 0
         for low, high, label in MR_RANGES:
             inside = (mask >= low) & (mask <= high)
             out[inside] = label
             bad &= ~inside
+        expected = ("MR masks use 0 and the ranges 55-70 liver, 110-135 right kidney, 175-200 left kidney, "
+                    "240-255 spleen")
     if bad.any():
-        values = np.unique(mask[bad])[:8].tolist()
-        raise DatasetError(f"{path}: unexpected mask value(s) {values} (CHAOS {'CT masks are 0/255' if sequence == 'CT' else 'MR masks use 63, 126, 189, 252'})")
+        values = [round(float(v), 2) if float(v) % 1 else int(v) for v in np.unique(mask[bad])[:8]]
+        raise DatasetError(f"{path}: unexpected mask grey value(s) {values} ({expected})")
     return out
 
 
+def _check_same_geometry(slices: List[_Slice], series_dir: Path) -> None:
+    """Every slice must share the first one's orientation, size and pixel spacing."""
+    first = slices[0]
+    for s in slices[1:]:
+        for what, a, b, tol in (("ImageOrientationPatient", s.orientation, first.orientation, 1e-4),
+                                ("PixelSpacing", np.array(s.spacing), np.array(first.spacing), 1e-4)):
+            if not np.allclose(a, b, atol=tol):
+                raise DatasetError(f"{s.path}: {what} {a.tolist()} differs from {first.path.name} in the same series "
+                                   f"({b.tolist()}): {series_dir} is not one regular volume")
+        if s.pixels.shape != first.pixels.shape:
+            raise DatasetError(f"{s.path}: size {s.pixels.shape} differs from {first.path.name} "
+                               f"({first.pixels.shape}) in the same series {series_dir}")
+
+
+def _axes(orientation: np.ndarray, path: Path) -> np.ndarray:
+    """3x3 matrix whose columns are the row direction, column direction and slice normal."""
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    if abs(np.linalg.norm(row_dir) - 1) > 1e-3 or abs(np.linalg.norm(col_dir) - 1) > 1e-3 \
+            or abs(float(np.dot(row_dir, col_dir))) > 1e-3:
+        raise DatasetError(f"{path}: ImageOrientationPatient {orientation.tolist()} is not two orthonormal directions")
+    row_dir = row_dir / np.linalg.norm(row_dir)  # remove the rounding of the DICOM decimal strings
+    col_dir = col_dir - np.dot(col_dir, row_dir) * row_dir
+    col_dir = col_dir / np.linalg.norm(col_dir)
+    return np.stack([row_dir, col_dir, np.cross(row_dir, col_dir)], axis=1)
+
+
+def _stack_order(slices: List[_Slice], axes: np.ndarray, series_dir: Path) -> Tuple[np.ndarray, float]:
+    """Indices of ``slices`` sorted along the normal, and the (even) distance between them."""
+    normal = axes[:, 2]
+    heights = np.array([float(np.dot(s.position, normal)) for s in slices])
+    order = np.argsort(heights, kind="stable")
+    base = slices[order[0]].position
+    tolerance = DRIFT_TOLERANCE_PIXELS * min(slices[0].spacing)
+    for i in order[1:]:  # positions must move along the normal only (no gantry tilt / shear)
+        offset = slices[i].position - base
+        drift = offset - np.dot(offset, normal) * normal
+        if np.linalg.norm(drift) > tolerance:
+            raise DatasetError(f"{slices[i].path}: ImagePositionPatient is off the slice normal of {series_dir} by "
+                               f"{np.linalg.norm(drift):.3f} mm (tilted or sheared stack)")
+    if len(slices) == 1:
+        return order, slices[0].thickness or 1.0
+    gaps = np.diff(heights[order])
+    mean = float(gaps.mean())
+    if gaps.min() <= 1e-3 or (gaps.max() - gaps.min()) > GAP_TOLERANCE * mean + 1e-3:
+        raise DatasetError(f"{series_dir}: slices are not evenly spaced along the normal (gaps "
+                           f"{np.round(gaps, 3).tolist()[:8]} mm): duplicate or missing slices")
+    return order, mean
+
+
+def _volume_dtype(volume: np.ndarray):
+    """int16 for whole-valued volumes that fit (CT in HU, most MR), float32 otherwise."""
+    if np.all(volume == np.round(volume)) and volume.min() >= -32768 and volume.max() <= 32767:
+        return np.int16
+    return np.float32
+
+
 def read_series(series: ChaosSeries):
-    """``(SimpleITK image, label array (z, y, x) or None)`` of one series, slices ordered by position."""
+    """``(SimpleITK image, label array (z, y, x) uint8 in LABELS values, or None)`` of one series.
+
+    Masks are paired with DICOM files in file-name order, then both are ordered along the slice normal
+    (see the module docstring). Errors name the offending file or series folder.
+    """
     import SimpleITK as sitk
 
-    slices = [_read_dicom(p) for p in series.dicom_files]
+    series_dir = series.dicom_files[0].parent
+    slices = [read_dicom_slice(p) for p in series.dicom_files]
+    _check_same_geometry(slices, series_dir)
     labels = None
     if series.mask_files is not None:
-        labels = []
-        for (ds, pixels, *_), m in zip(slices, series.mask_files):
-            lab = mask_to_labels(read_gray(m), series.sequence, m)
-            if lab.shape != pixels.shape:
-                raise DatasetError(f"{m}: mask size {lab.shape[::-1]} differs from its DICOM slice "
-                                   f"({pixels.shape[::-1]})")
-            labels.append(lab)
-    first = slices[0]
-    row_dir, col_dir = first[3][:3], first[3][3:]
-    normal = np.cross(row_dir, col_dir)
-    for path, (_, pixels, _, orientation, spacing) in zip(series.dicom_files, slices):
-        if not np.allclose(orientation, first[3], atol=1e-4) or pixels.shape != first[1].shape \
-                or not np.allclose(spacing, first[4], atol=1e-4):
-            raise DatasetError(f"{path}: orientation, size or pixel spacing differs from the series' first slice "
-                               f"{series.dicom_files[0]}")
-    heights = np.array([float(np.dot(s[2], normal)) for s in slices])
-    order = np.argsort(heights, kind="stable")
-    heights = heights[order]
-    if len(slices) > 1:
-        gaps = np.diff(heights)
-        if gaps.min() <= 1e-4 or gaps.max() - gaps.min() > 0.01 * max(gaps.mean(), 1e-3) + 1e-3:
-            raise DatasetError(f"{series.dicom_files[0].parent}: slices are not evenly spaced along the normal "
-                               f"(gaps {np.round(gaps, 3).tolist()[:6]} mm): duplicate or missing slices")
-        dz = float(gaps.mean())
-    else:
-        dz = float(getattr(first[0], "SliceThickness", 1.0) or 1.0)
-    volume = np.stack([slices[i][1] for i in order])
-    dtype = np.int16 if series.modality == "CT" and volume.min() >= -32768 and volume.max() <= 32767 \
-        and np.allclose(volume, np.round(volume)) else np.float32
-    image = sitk.GetImageFromArray(volume.astype(dtype))
-    image.SetSpacing((first[4][1], first[4][0], dz))  # PixelSpacing = [row spacing (y), column spacing (x)]
-    image.SetOrigin(tuple(float(v) for v in slices[order[0]][2]))
-    image.SetDirection(tuple(float(v) for v in np.stack([row_dir, col_dir, normal], axis=1).ravel()))
+        if len(series.mask_files) != len(slices):
+            raise DatasetError(f"{series.mask_files[0].parent if series.mask_files else series_dir}: "
+                               f"{len(series.mask_files)} masks for {len(slices)} DICOM slices in {series_dir}")
+        labels = [_read_mask(m, s, series.sequence) for m, s in zip(series.mask_files, slices)]
+    axes = _axes(slices[0].orientation, slices[0].path)
+    order, dz = _stack_order(slices, axes, series_dir)
+    volume = np.stack([slices[i].pixels for i in order])
+    image = sitk.GetImageFromArray(volume.astype(_volume_dtype(volume)))
+    row_spacing, col_spacing = slices[0].spacing
+    image.SetSpacing((col_spacing, row_spacing, dz))  # x runs along a row (column index), y along a column
+    image.SetOrigin(tuple(float(v) for v in slices[order[0]].position))
+    image.SetDirection(tuple(float(v) for v in axes.ravel()))
     label = None if labels is None else np.stack([labels[i] for i in order])
     return image, label
 
 
+def _read_mask(path: Path, dicom: _Slice, sequence: str) -> np.ndarray:
+    lab = mask_to_labels(read_gray(path), sequence, path)
+    if lab.shape != dicom.pixels.shape:
+        raise DatasetError(f"{path}: mask size {lab.shape[1]}x{lab.shape[0]} differs from its DICOM slice "
+                           f"{dicom.path} ({dicom.pixels.shape[1]}x{dicom.pixels.shape[0]})")
+    return lab
+
+
 def labelled_structures(series: ChaosSeries) -> List[str]:
-    """Names of the structures a training series annotates (CT: the liver; MR: all four)."""
+    """Names of the structures a training series annotates (CT: the liver; MR: all four organs)."""
     return ["liver"] if series.modality == "CT" else [n for n in LABELS if n != "background"]
 
 
 def domain_record(series: ChaosSeries, image=None) -> dict:
-    """Domain record of a series; scanner from the DICOM tags when they are present."""
-    prefix, modality, domain, style = SEQUENCES[series.sequence]
-    record = {"domain": domain, "source": "chaos", "modality": modality, "sequence": series.sequence,
-              "patient": series.patient, "site": SITE, "style": style}
-    try:
-        import pydicom
+    """Domain record of a series; ``scanner`` from the DICOM Manufacturer/ManufacturerModelName tags if set."""
+    import pydicom
 
+    _, modality, domain, style = SEQUENCES[series.sequence]
+    record = {"domain": domain, "source": "chaos", "modality": modality, "sequence": series.sequence,
+              "patient": series.patient, "subject": f"chaos_{'ct' if modality == 'CT' else 'mr'}_{series.patient}",
+              "site": SITE, "style": style}
+    try:
         ds = pydicom.dcmread(str(series.dicom_files[0]), stop_before_pixels=True)
-        scanner = " ".join(str(getattr(ds, t, "")).strip() for t in ("Manufacturer", "ManufacturerModelName")).strip()
-        if scanner:
-            record["scanner"] = scanner
-    except Exception:  # noqa: BLE001 - the slice was read successfully before; tags are optional
-        pass
+    except Exception as e:  # noqa: BLE001 - reported with the file name
+        raise DatasetError(f"{series.dicom_files[0]}: cannot read the DICOM header: {e}") from e
+    scanner = " ".join(str(ds.get(t, "") or "").strip() for t in ("Manufacturer", "ManufacturerModelName")).strip()
+    if scanner:
+        record["scanner"] = scanner
     return record
 
 
 # ------------------------------------------------------------------------------------------------ converting
 def convert(input_dir: Path, dataset_id: int = DEFAULT_ID, raw_root: Optional[Path] = None,
             modality: str = "both") -> Path:
-    """Convert CHAOS to ``$nnUNet_raw/DatasetXXX_CHAOS[_CT|_MRI]``; return the dataset folder."""
+    """Convert CHAOS to ``$nnUNet_raw/DatasetXXX_CHAOS`` (``_CHAOS_CT``/``_CHAOS_MRI`` for one modality)."""
     series = scan(input_dir, modality)
-    labels = {"background": 0, "liver": 1} if modality == "ct" else dict(LABELS)
+    labels = CT_LABELS if modality == "ct" else LABELS
     name = {"both": "CHAOS", "ct": "CHAOS_CT", "mri": "CHAOS_MRI"}[modality]
     channel = {"both": "CT_or_MRI", "ct": "CT", "mri": "MRI"}[modality]
     domains, partial = {}, {}
@@ -273,11 +381,11 @@ def convert(input_dir: Path, dataset_id: int = DEFAULT_ID, raw_root: Optional[Pa
                 if modality == "both" and s.modality == "CT":
                     partial[s.case] = labelled_structures(s)
             domains[s.case] = domain_record(s, image)
-        return w.finish({"0": channel}, labels, ".nii.gz", prompts=prompts_for(n for n in labels if n != "background"),
-                        domains=domains, imaging_family="ct" if modality == "ct" else "mri",
-                        partial_labels=partial or None,
-                        description=f"CHAOS abdominal organs, one case per series, modality: {modality}",
-                        reference="https://chaos.grand-challenge.org/", licence="CC BY-SA 4.0")
+        return w.finish({"0": channel}, labels, ".nii.gz",
+                        prompts=prompts_for(n for n in labels if n != "background"), domains=domains,
+                        imaging_family="ct" if modality == "ct" else "mri", partial_labels=partial or None,
+                        description=f"CHAOS abdominal organs, one case per DICOM series, modality: {modality}",
+                        reference="https://chaos.grand-challenge.org/ (Zenodo 3431873)", licence="CC BY-SA 4.0")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
