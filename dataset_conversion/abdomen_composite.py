@@ -38,7 +38,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from dataset_conversion import amos, btcv
-from dataset_conversion.common import (RawDatasetWriter, add_common_arguments, convert_nifti_case,
+from dataset_conversion.common import (RawDatasetWriter, add_common_arguments, convert_nifti_case, locate_downloads,
                                        nnunet_raw_root, progress, prompts_for, script_main)
 from nnunet_causal.errors import DatasetError
 
@@ -67,24 +67,7 @@ def source_label_map(source_labels: Dict[str, int]) -> Dict[int, int]:
 
 def locate_sources(input_dir: Optional[Path], explicit: Dict[str, Optional[Path]]) -> Dict[str, Path]:
     """``{source: folder}`` from explicit paths and folder names under ``input_dir``."""
-    found: Dict[str, Path] = {k: Path(v) for k, v in explicit.items() if v is not None}
-    if input_dir is not None:
-        input_dir = Path(input_dir)
-        if not input_dir.is_dir():
-            raise DatasetError(f"{input_dir} does not exist: expected a folder holding the BTCV/AMOS/CHAOS downloads")
-        for child in sorted(p for p in input_dir.iterdir() if p.is_dir()):
-            for name, hints in FOLDER_HINTS.items():
-                if name not in found and any(h in child.name.lower() for h in hints):
-                    found[name] = child
-                    break
-    for name, folder in found.items():
-        if not folder.is_dir():
-            raise DatasetError(f"{folder} (given for {name}) does not exist")
-    if len(found) < 2:
-        raise DatasetError(f"the abdomen composite needs at least two of {SOURCE_NAMES}; found {sorted(found) or 'none'}"
-                           f"{' under ' + str(input_dir) if input_dir else ''} (folder names must contain "
-                           f"{FOLDER_HINTS}, or use --btcv/--amos/--chaos)")
-    return {n: found[n] for n in SOURCE_NAMES if n in found}
+    return locate_downloads(input_dir, explicit, FOLDER_HINTS, "abdomen")
 
 
 def _names(values: np.ndarray) -> List[str]:

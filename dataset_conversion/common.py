@@ -176,6 +176,38 @@ def find_first_dir(root: Path, candidates: Sequence[str], what: str) -> Path:
     raise DatasetError(f"{what} not found under {root} (looked for {tried})")
 
 
+def locate_downloads(input_dir: Optional[Path], explicit: Mapping[str, Optional[Path]],
+                     hints: Mapping[str, Sequence[str]], what: str, minimum: int = 2) -> Dict[str, Path]:
+    """``{source: folder}`` for a composite: explicit paths first, then sub-folders of ``input_dir`` whose
+    lower-cased name contains one of the source's ``hints``. Sources come back in the order of ``hints``.
+
+    Raises :class:`DatasetError` for a missing folder or fewer than ``minimum`` sources (naming what was
+    found, what is missing and how to point at it).
+    """
+    found: Dict[str, Path] = {k: Path(v) for k, v in explicit.items() if v is not None}
+    if input_dir is not None:
+        input_dir = Path(input_dir)
+        if not input_dir.is_dir():
+            raise DatasetError(f"{input_dir} does not exist: expected a folder holding the {what} downloads")
+        for child in sorted(p for p in input_dir.iterdir() if p.is_dir()):
+            for name, words in hints.items():
+                if name not in found and any(h in child.name.lower() for h in words):
+                    found[name] = child
+                    break
+    for name, folder in found.items():
+        if not folder.is_dir():
+            raise DatasetError(f"{folder} (given for {name}) does not exist")
+    if len(found) < minimum:
+        missing = [n for n in hints if n not in found]
+        options = "/".join(f"--{n}" for n in hints)
+        count = {2: "two", 3: "three"}.get(minimum, str(minimum))
+        raise DatasetError(f"the {what} composite needs at least {count} sources; found {sorted(found) or 'none'}"
+                           f"{' under ' + str(input_dir) if input_dir else ''}, missing {missing} (folder names "
+                           f"must contain {dict(hints)}, or use {options})")
+    logger.info("sources: %s", ", ".join(f"{n} <- {p}" for n, p in found.items()))
+    return {n: found[n] for n in hints if n in found}
+
+
 # --------------------------------------------------------------------------------------------- writing
 def nnunet_raw_root(explicit: Optional[os.PathLike] = None) -> Path:
     """The folder datasets are written to: ``explicit`` or ``$nnUNet_raw`` (error if neither)."""

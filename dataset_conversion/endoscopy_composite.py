@@ -20,9 +20,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from dataset_conversion.common import add_common_arguments, nnunet_raw_root, script_main
+from dataset_conversion.common import add_common_arguments, locate_downloads, nnunet_raw_root, script_main
 from dataset_conversion.polyp import SOURCES, PolypSource, convert_sources
-from nnunet_causal.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +33,8 @@ FOLDER_HINTS = {"kvasir": ("kvasir",), "cvc-clinicdb": ("clinicdb", "cvc"), "eti
 
 def locate_sources(input_dir: Optional[Path], explicit: Dict[str, Optional[Path]]) -> List[Tuple[PolypSource, Path]]:
     """``[(source, folder)]`` for every source given explicitly or found under ``input_dir`` by name."""
-    found: Dict[str, Path] = {k: Path(v) for k, v in explicit.items() if v is not None}
-    if input_dir is not None:
-        input_dir = Path(input_dir)
-        if not input_dir.is_dir():
-            raise DatasetError(f"{input_dir} does not exist: expected a folder holding the polyp dataset downloads")
-        for child in sorted(p for p in input_dir.iterdir() if p.is_dir()):
-            for name, hints in FOLDER_HINTS.items():
-                if name not in found and any(h in child.name.lower() for h in hints):
-                    found[name] = child
-                    break
-    for name, folder in found.items():
-        if not folder.is_dir():
-            raise DatasetError(f"{folder} (given for {name}) does not exist")
-    if len(found) < 2:
-        missing = [n for n in SOURCES if n not in found]
-        raise DatasetError(f"the endoscopy composite needs at least two sources; found {sorted(found) or 'none'}"
-                           f"{' under ' + str(input_dir) if input_dir else ''}, missing {missing} "
-                           f"(folder names must contain {FOLDER_HINTS}, or use --kvasir/--cvc-clinicdb/--etis)")
-    logger.info("sources: %s", ", ".join(f"{n} <- {p}" for n, p in found.items()))
-    return [(SOURCES[n], found[n]) for n in SOURCES if n in found]
+    found = locate_downloads(input_dir, explicit, FOLDER_HINTS, "endoscopy")
+    return [(SOURCES[n], folder) for n, folder in found.items()]
 
 
 def convert(input_dir: Optional[Path], dataset_id: int = DEFAULT_ID, raw_root: Optional[Path] = None,
