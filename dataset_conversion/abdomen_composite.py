@@ -143,11 +143,7 @@ def convert(input_dir: Optional[Path], dataset_id: int = DEFAULT_ID, raw_root: O
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
-    add_common_arguments(p, DEFAULT_ID)
-    for action in p._actions:  # -i is optional here: the sources can all be given explicitly
-        if action.dest == "input":
-            action.required = False
-            action.help = "folder holding the unpacked downloads (found by folder name)"
+    add_common_arguments(p, DEFAULT_ID, composite=True)
     p.add_argument("--btcv", type=Path, help="the unpacked BTCV download (RawData or its parent)")
     p.add_argument("--amos", type=Path, help="the unpacked AMOS22 folder")
     p.add_argument("--chaos", type=Path, help="the unpacked CHAOS training set")

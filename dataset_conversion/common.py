@@ -348,9 +348,17 @@ class RawDatasetWriter:
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def add_common_arguments(p: argparse.ArgumentParser, default_id: int) -> None:
-    """``-i RAW_DOWNLOAD``, ``-d ID``, ``-o NNUNET_RAW`` shared by every converter."""
-    p.add_argument("-i", dest="input", required=True, type=Path, help="the unpacked download (see above)")
+def add_common_arguments(p: argparse.ArgumentParser, default_id: int, composite: bool = False) -> None:
+    """``-i RAW_DOWNLOAD``, ``-d ID``, ``-o NNUNET_RAW`` shared by every converter.
+
+    For a composite ``-i`` is optional (each source may be given with its own option) and names the folder
+    holding the downloads.
+    """
+    if composite:
+        p.add_argument("-i", dest="input", type=Path, default=None,
+                       help="folder holding the unpacked downloads (found by folder name)")
+    else:
+        p.add_argument("-i", dest="input", required=True, type=Path, help="the unpacked download (see above)")
     p.add_argument("-d", dest="dataset_id", type=int, default=default_id,
                    help=f"nnU-Net dataset id of the output (default {default_id})")
     p.add_argument("-o", dest="raw_root", type=Path, default=None,
