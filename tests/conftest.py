@@ -49,6 +49,13 @@ class nnUNetTrainerCausalText_FrozenEncoder_Tiny(_TinySchedule, nnUNetTrainerCau
 
 class nnUNetTrainerGINIPA_Tiny(_TinySchedule, nnUNetTrainerGINIPA):
     pass
+
+
+from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import nnUNetTrainerCounterfactual
+
+
+class nnUNetTrainerCounterfactual_Tiny(_TinySchedule, nnUNetTrainerCounterfactual):
+    counterfactual_probability = 1.0
 '''
 
 

@@ -8,6 +8,8 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_NoCausalLoss, nnUNetTrainerCausalText_NoImageIntervention,
     nnUNetTrainerCausalText_GINOnly, nnUNetTrainerCausalText_FrozenEncoder, nnUNetTrainerCausalText_CPUDemo,
     nnUNetTrainerCausalText_NoImageIntervention_CPUDemo, nnUNetTrainerCausalText_AlwaysIntervene,
+    nnUNetTrainerCausalText_NoCounterfactual, nnUNetTrainerCausalText_CPULong,
+    nnUNetTrainerCausalText_NoCounterfactual_CPULong,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401
@@ -16,6 +18,7 @@ from nnunet_causal.training.gin.variants import (  # noqa: F401
     nnUNetTrainerGIN_500epochs, nnUNetTrainerGINIPA_1epoch, nnUNetTrainerGINIPA_2epochs, nnUNetTrainerGINIPA_5epochs,
     nnUNetTrainerGINIPA_10epochs, nnUNetTrainerGINIPA_20epochs, nnUNetTrainerGINIPA_50epochs,
     nnUNetTrainerGINIPA_100epochs, nnUNetTrainerGINIPA_250epochs, nnUNetTrainerGINIPA_500epochs,
-    nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_AlwaysIntervene,
+    nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainer_CPULong, nnUNetTrainerGIN_CPULong,
+    nnUNetTrainerGINIPA_CPULong, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_AlwaysIntervene,
     nnUNetTrainerGINIPA_AlwaysIntervene,
 )

@@ -142,7 +142,9 @@ class TextPromptedSegmentationNetwork(nn.Module):
         aux = {}
         if self.bottleneck is not None:
             skips = list(skips)
-            skips[-1], aux = self.bottleneck(skips[-1], text)
+            # MTRS selects positions by the TRAINED prompts, whatever is being segmented: a trained structure's
+            # mask must not change when other prompts are asked for in the same call
+            skips[-1], aux = self.bottleneck(skips[-1], self.prompt_embeddings)
         feats = self.backbone.decoder(skips)
         feats_list = feats if isinstance(feats, (list, tuple)) else [feats]
         queries, bias = self.connector(text, feats_list[0])

@@ -51,7 +51,11 @@ class EndoscopyStyle:
     colour_gain: per-channel RGB gain (colour cast); nbi: narrow-band-imaging look (red suppressed, green and
     blue carry the signal); vignetting: relative darkening at the corners (0..1); blur_sigma: Gaussian blur
     sigma (px); noise_sigma: additive Gaussian noise sigma; brightness: global gain; highlights: specular
-    highlights per frame; jpeg_quality: JPEG round-trip quality (1-95) for blockiness, None for none.
+    highlights per frame; jpeg_quality: JPEG round-trip quality (1-95) for blockiness, None for none;
+    chromatic_aberration: lateral colour fringing, red and blue shifted radially by up to this many pixels in
+    opposite directions; interlace: video interlacing, every other row shifted by 1 px and darkened by this
+    fraction. The last two are on purpose *not* simulated by any shipped confounder dictionary entry: a site
+    with them tests generalisation beyond the named confounders.
     """
     colour_gain: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     nbi: bool = False
@@ -61,6 +65,8 @@ class EndoscopyStyle:
     brightness: float = 1.0
     highlights: int = 3
     jpeg_quality: Optional[int] = None
+    chromatic_aberration: float = 0.0
+    interlace: float = 0.0
 
 
 DEFAULT_SITE_STYLES: Dict[str, EndoscopyStyle] = {
@@ -69,6 +75,9 @@ DEFAULT_SITE_STYLES: Dict[str, EndoscopyStyle] = {
     "siteC": EndoscopyStyle((0.92, 1.0, 1.06), False, 0.15, 0.4, 0.02, 1.08, 4, None),
     "siteD": EndoscopyStyle((0.85, 1.05, 1.12), True, 0.4, 0.5, 0.04, 0.95, 4, 35),
     "siteE": EndoscopyStyle((1.05, 1.0, 0.85), False, 0.6, 1.2, 0.05, 0.85, 5, 50),
+    # a site whose style includes shifts that no dictionary entry simulates (lateral chromatic aberration,
+    # interlacing), plus an unseen warm cast
+    "siteU": EndoscopyStyle((1.1, 0.95, 0.8), False, 0.35, 0.3, 0.03, 1.0, 4, None, 2.5, 0.25),
 }
 
 
@@ -184,8 +193,24 @@ def _colour_style(img: np.ndarray, style: EndoscopyStyle) -> np.ndarray:
     return img * (1 - style.vignetting * rr2)[..., None]
 
 
+def _lens_and_video(img: np.ndarray, style: EndoscopyStyle) -> np.ndarray:
+    """Lateral chromatic aberration (red scaled out, blue scaled in about the centre) and interlacing."""
+    h, w = img.shape[:2]
+    if style.chromatic_aberration > 0:
+        yy, xx = np.mgrid[:h, :w].astype(float)
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        for ch, sign in ((0, 1.0), (2, -1.0)):
+            k = 1 + sign * style.chromatic_aberration / (max(h, w) / 2)
+            coords = [cy + (yy - cy) / k, cx + (xx - cx) / k]
+            img[..., ch] = ndimage.map_coordinates(img[..., ch], coords, order=1, mode="nearest")
+    if style.interlace > 0:
+        img[1::2] = np.roll(img[1::2], 1, axis=1) * (1 - style.interlace)
+    return img
+
+
 def _sensor_style(rng: np.random.Generator, img: np.ndarray, style: EndoscopyStyle) -> np.ndarray:
     """Blur, noise, 8-bit quantisation and JPEG round trip; returns uint8 ``(H, W, 3)``."""
+    img = _lens_and_video(img, style)
     if style.blur_sigma > 0:
         img = ndimage.gaussian_filter(img, (style.blur_sigma, style.blur_sigma, 0))
     img = img + rng.normal(0, style.noise_sigma, img.shape)
@@ -237,7 +262,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
                            domains: Sequence[str] = ("siteA", "siteB", "siteC"),
-                           heldout_domain: Optional[str] = None, spurious_cue: Optional[str] = None,
+                           heldout_domain=None, spurious_cue: Optional[str] = None,
                            image_size: Tuple[int, int] = (96, 96), seed: int = 0, test_fraction: float = 0.2,
                            styles: Optional[Dict[str, EndoscopyStyle]] = None,
                            dataset_name: Optional[str] = None) -> Path:
@@ -247,13 +272,17 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
     imagesTs/labelsTs, the rest to imagesTr/labelsTr. Cases of every domain (held-out one included) are in
     imagesTr so that leave-one-domain-out folds can be made; dataset.json holds a domain record for every
     case (train and test; ``"heldout": true`` marks the domain where the spurious cue is broken).
-    ``image_size`` is (H, W) in pixels. Returns the dataset folder.
+    ``image_size`` is (H, W) in pixels. ``heldout_domain``: one name or a list of names. Returns the dataset
+    folder.
     """
     domains = list(domains)
     if not domains or len(set(domains)) != len(domains):
         raise DatasetError(f"domains must be distinct names, got {domains}")
-    if heldout_domain is not None and heldout_domain not in domains:
-        raise DatasetError(f"held-out domain '{heldout_domain}' is not among the domains {domains}")
+    heldout = [] if heldout_domain is None else ([heldout_domain] if isinstance(heldout_domain, str)
+                                                 else list(heldout_domain))
+    for h in heldout:
+        if h not in domains:
+            raise DatasetError(f"held-out domain '{h}' is not among the domains {domains}")
     if spurious_cue not in (None, *SPURIOUS_CUES):
         raise DatasetError(f"unknown spurious cue '{spurious_cue}' (known: {', '.join(SPURIOUS_CUES)} or None)")
     if not 0 <= test_fraction < 1:
@@ -271,8 +300,8 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
     site_styles = {d: style_for_domain(d, styles) for d in domains}
     jobs = [(d, i) for d in domains for i in range(n_cases_per_domain)]
     for domain, i in tqdm(jobs, desc=f"synth endoscopy2d -> {dataset_name or out.name}", disable=len(jobs) < 50):
-        style, heldout = site_styles[domain], domain == heldout_domain
-        frame = render_frame(np.random.default_rng([seed, domain_seed(domain), i]), size, style, spurious_cue, heldout)
+        style, is_heldout = site_styles[domain], domain in heldout
+        frame = render_frame(np.random.default_rng([seed, domain_seed(domain), i]), size, style, spurious_cue, is_heldout)
         split = "Ts" if i >= n_cases_per_domain - n_test else "Tr"
         case = f"{domain}_{i:04d}"
         _save_png(frame.image, out / f"images{split}" / f"{case}_0000.png")
@@ -280,15 +309,15 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
         records[case] = {"domain": domain, "site": domain, "modality": "endoscopy",
                          "scanner": "NBI colonoscope" if style.nbi else "white-light colonoscope",
                          "style": describe_endoscopy_style(domain, style), "source": "nnunet_causal synthetic",
-                         "split": "train" if split == "Tr" else "test", "heldout": heldout}
+                         "split": "train" if split == "Tr" else "test", "heldout": is_heldout}
         n_train += split == "Tr"
     (out / "imagesTs").mkdir(parents=True, exist_ok=True)  # nnU-Net expects the folder even when empty
     write_dataset_json(out, {"0": "R", "1": "G", "2": "B"}, LABELS, n_train, ".png", prompts=PROMPTS,
                        domains=records, dataset_name=dataset_name or out.name, imaging_family="endoscopy",
-                       description=f"synthetic colonoscopy frames from sites {domains}; held-out site "
-                                   f"{heldout_domain}; spurious cue {spurious_cue}",
+                       description=f"synthetic colonoscopy frames from sites {domains}; held-out site(s) "
+                                   f"{heldout or None}; spurious cue {spurious_cue}",
                        synthetic={"generator": "endoscopy2d", "seed": seed, "spurious_cue": spurious_cue,
-                                  "heldout_domain": heldout_domain, "image_size": list(size),
+                                  "heldout_domain": heldout[0] if len(heldout) == 1 else (heldout or None), "image_size": list(size),
                                   "styles": {d: asdict(s) for d, s in site_styles.items()}})
     logger.info("wrote %d training and %d test frames to %s", n_train, len(records) - n_train, out)
     return out

@@ -76,7 +76,7 @@ def run_synth(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(f"wrote {out} ({kind}, domains {', '.join(domains)}"
-          f"{', held-out ' + args.heldout if args.heldout else ''}"
+          f"{', held-out ' + ' '.join(args.heldout) if args.heldout else ''}"
           f"{', spurious cue ' + args.spurious_cue if args.spurious_cue else ''})")
     return 0
 
@@ -101,7 +101,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--domains", nargs="+", help="domain names (sites or scanners); known names have preset styles "
                                                 "(siteA-siteE, scannerA-scannerD), others get a style drawn from "
                                                 "the name")
-    p.add_argument("--heldout", default=None, help="endoscopy2d: the domain where the spurious cue is broken")
+    p.add_argument("--heldout", nargs="+", default=None,
+                   help="endoscopy2d: the domain(s) where the spurious cue is broken")
     p.add_argument("--spurious-cue", choices=("specular",), default=None,
                    help="endoscopy2d: highlights only on (redder) polyps in the source domains, everywhere in the "
                         "held-out domain")

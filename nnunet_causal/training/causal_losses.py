@@ -12,7 +12,8 @@ image b's style description; all vectors L2-normalised; ``tau = 0.5``.
 * L_contrast (MCDRL): image feature ``g_b = mean_n t_b[n]`` against the class texts with the confounder
   texts as extra negatives; multi-positive InfoNCE
   ``L = -mean_b log( sum_{k present} e^{g.P_k/tau} / (sum_k e^{g.P_k/tau} + sum_m e^{g.Z_m/tau}) )``
-  (the confounders make it informative even with a single class).
+  (the confounders make it informative even with a single class). With counterfactual views, each image's
+  own known style ``s_b`` (the confounders set on it) is one more negative in its denominator.
 * L_LAD (Causal-SAM-LLM's linguistic adversarial disentanglement, our exact form): the foreground feature
   ``f_b = sum_k c_bk`` (normalised) must be closer to its anatomy prompts than to *any* style description
   in the batch, and dissimilar to its own style:
@@ -67,9 +68,14 @@ def causal_loss(pooled: torch.Tensor, present: torch.Tensor, anchors: torch.Tens
 
 
 def contrast_loss(text_features: torch.Tensor, present: torch.Tensor, prompts: torch.Tensor,
-                  confounders: torch.Tensor, temperature: float) -> torch.Tensor:
+                  confounders: torch.Tensor, temperature: float,
+                  known_styles: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``known_styles`` (B, D): each image's own known style (its counterfactual z) as one more negative."""
     g = F.normalize(text_features.mean(1), dim=-1)
     logits = g @ torch.cat([F.normalize(prompts, dim=-1), F.normalize(confounders, dim=-1)]).t() / temperature
+    if known_styles is not None:
+        own = (g * F.normalize(known_styles.to(g.dtype), dim=-1)).sum(-1, keepdim=True) / temperature
+        logits = torch.cat([logits, own], 1)
     k = prompts.shape[0]
     pos = torch.logsumexp(logits[:, :k].masked_fill(~present, float("-inf")), dim=1)
     loss = torch.logsumexp(logits, dim=1) - pos
@@ -98,13 +104,15 @@ def progressive_gate(epoch: int, num_epochs: int, warmup_fraction: float = 0.2) 
 
 def total_causal_loss(aux: dict, onehot: torch.Tensor, prompts: torch.Tensor, anchors: torch.Tensor,
                       confounders: torch.Tensor, styles: Optional[torch.Tensor], weights: CausalLossWeights,
-                      gate: float, grid) -> dict:
-    """All causal terms for one batch; returns the weighted sum and the parts (for logging)."""
+                      gate: float, grid, known_styles: Optional[torch.Tensor] = None) -> dict:
+    """All causal terms for one batch; returns the weighted sum and the parts (for logging).
+    ``known_styles`` (B, D): embeddings of the styles set on each sample (extra L_contrast negatives)."""
     t = aux["bottleneck_text"].float()
     fractions = class_fractions(onehot, grid)
     pooled, present = pooled_class_features(t, fractions)
     parts = {"causal": causal_loss(pooled, present, anchors.float()),
-             "contrast": contrast_loss(t, present, prompts.float(), confounders.float(), weights.temperature)}
+             "contrast": contrast_loss(t, present, prompts.float(), confounders.float(), weights.temperature,
+                                       None if known_styles is None else known_styles.float())}
     if styles is not None and weights.lad > 0:
         parts["lad"] = lad_loss(pooled, present, prompts.float(), styles.float(), weights.temperature)
     total = gate * (weights.causal * parts["causal"] + weights.contrast * parts["contrast"])

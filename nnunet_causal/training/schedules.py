@@ -12,3 +12,16 @@ class CPUDemoSchedule:
         self.num_epochs = 12
         self.num_iterations_per_epoch = 25
         self.num_val_iterations_per_epoch = 5
+
+
+class CPULongSchedule:
+    """40 epochs of 25 iterations (1000 steps), 5 validation iterations: the schedule of the ``*_CPULong``
+    trainers of the robustness benchmark (``benchmarks/lodo_benchmark.py``), long enough on the synthetic 2D
+    sets for held-out Dice to stop moving (measured there; the 300 steps of ``CPUDemo`` are not)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 40
+        self.num_iterations_per_epoch = 25
+        self.num_val_iterations_per_epoch = 5

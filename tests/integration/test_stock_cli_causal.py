@@ -31,11 +31,23 @@ def test_causal_gin_and_frozen_encoder_trainers(nnunet_env, tmp_path):
     assert plans["nnunet_causal"]["causal"]["layers"] == 3
     log = next((folder / "fold_1").glob("training_log_*.txt")).read_text()
     assert "causal intervention switched on" in log
+    # counterfactual views from the dictionary, and every causal term logged per epoch with a finite value
+    assert re.search(r"counterfactual views: \d+ of \d+ dictionary entries have a simulator", log)
+    terms = re.findall(r"causal terms: seg_loss (-?[\d.]+), l_causal ([\d.]+), l_contrast ([\d.]+), "
+                       r"l_lad ([\d.]+), gate ([\d.]+)", log)
+    assert len(terms) == 2 and [t[-1] for t in terms] == ["0.0000", "1.0000"]
+    assert all(float(v) > 0 for t in terms for v in t[1:4])
+    assert (folder / "fold_1" / "progress_causal.png").stat().st_size > 1000
+    assert len(ckpt["logging"]["l_causal"]) == 2
     # nnU-Net's own final validation on the held-out domain (site1) ran
     summary = read_json(folder / "fold_1" / "validation" / "summary.json")
     assert set(summary["metric_per_case"][0]["reference_file"].split("/")[-1:]) and summary["foreground_mean"]
 
     run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerGINIPA_Tiny", "-device", "cpu"], env_tr)
+    run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCounterfactual_Tiny", "-device", "cpu"], env_tr)
+    cf_log = "\n".join(f.read_text() for f in (results / "nnUNetTrainerCounterfactual_Tiny__nnUNetPlans__2d" /
+                                               "fold_1").glob("training_log_*.txt"))
+    assert "per sample p=1.0" in cf_log and "frame unit" in cf_log
 
     # parameter-efficient mode needs the pretrained encoder; without it: a clear error
     bad = subprocess.run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny",

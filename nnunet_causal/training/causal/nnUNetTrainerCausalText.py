@@ -9,13 +9,19 @@ What it adds to :class:`~nnunet_causal.training.text.nnUNetTrainerText.nnUNetTra
   (:mod:`nnunet_causal.training.causal_losses`), ``loss = L_seg + g(epoch) (l1 L_causal + l2 L_contrast)
   + l3 L_LAD`` with ``g = 0`` during the first ``warmup_fraction`` of the epochs (also gating the
   bottleneck's intervention);
-* GIN + IPA image interventions on every batch (device side, without IPA's paired consistency term,
-  which would double the batch; see :mod:`nnunet_causal.training.gin.nnUNetTrainerGIN`).
+* counterfactual views (on by default): per sample, dictionary confounders set by do(z) on the image
+  (:mod:`nnunet_causal.confounders.counterfactual`, label-aware ones included), so the segmentation sees
+  each named confounder with and without the anatomy it co-occurred with;
+* GIN + IPA image interventions on a random half of the samples (device side, without IPA's paired
+  consistency term, which would double the batch; see :mod:`nnunet_causal.training.gin.nnUNetTrainerGIN`).
 
-Style descriptions for LAD: each case's domain record (site, scanner, modality, its ``style`` text) plus
-words measured on the patch (noise, contrast, sharpness; :func:`patch_style_words`), or the output of
-``style_captioner(image) -> str`` when a subclass sets one. A case without a domain record falls back to
-the measured words alone (logged once) -- LAD then still separates anatomy from measured style.
+Style descriptions for LAD describe the view the network actually sees: each case's domain record (site,
+scanner, modality, its ``style`` text), the descriptions of the confounders drawn for its counterfactual
+view (the *known* z) and words measured on the final view after every intervention (noise, contrast,
+sharpness; :func:`patch_style_words`), or ``style_captioner(image) -> str`` when a subclass sets one. A case
+without a domain record uses the rest (logged once). L_contrast gets each sample's known style as an extra
+negative. L_causal, L_contrast, L_LAD and the gate are logged per epoch (training log, the checkpoint's
+logging and ``progress_causal.png`` beside nnU-Net's ``progress.png``).
 
 Every option is a class attribute; ablations and schedules are one-line subclasses (``variants.py``).
 """
@@ -28,6 +34,9 @@ import torch
 from torch.nn import functional as F
 
 from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original
+from nnunet_causal.training.causal.loss_logging import CausalLossLogging
+from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (CounterfactualMixin,
+                                                                               label_map_for_simulators)
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
 from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
@@ -72,7 +81,7 @@ def patch_style_words(x: torch.Tensor) -> List[str]:
     return words
 
 
-class nnUNetTrainerCausalText(nnUNetTrainerText):
+class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrainerText):
     # ---- MCDRL bottleneck
     confounder_layers = 3          # L; 0 = no intervention (ablation)
     mtrs_alpha = 0.5               # fraction of bottleneck positions intervened on; 1.0 = no MTRS
@@ -81,6 +90,7 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
     loss_weights = CausalLossWeights()  # lambda1 0.5, lambda2 0.1, lambda3 0.1, tau 0.5
     warmup_fraction = 0.2
     # ---- image interventions
+    counterfactual_views = True     # dictionary do(z) views (CounterfactualMixin settings)
     image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
     intervention_probability = 0.5  # fraction of samples that get a GIN/IPA view (see GINMixin)
     # ---- LAD style descriptions
@@ -134,10 +144,20 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
         unwrap_network(self.network).return_aux = False
 
     # ------------------------------------------------------------------ LAD style texts
-    def style_texts(self, keys, data: torch.Tensor) -> List[str]:
+    def on_train_start(self):
+        if self.counterfactual_views:
+            super().on_train_start()
+        else:
+            nnUNetTrainerText.on_train_start(self)
+
+    def style_texts(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> List[str]:
+        """One style text per sample of the view ``data`` the network sees; ``known[b]``: the descriptions of
+        the confounders set on sample b (its counterfactual z)."""
         if self.style_captioner is not None:
             return [self.style_captioner(d.detach().cpu().numpy()) for d in data]
         measured = patch_style_words(data)
+        if known is not None:
+            measured = [w if not z else "; ".join(z) + ", " + w for w, z in zip(measured, known)]
         texts = []
         for key, words in zip(keys, measured):
             rec = self._domains.get(str(key))
@@ -172,10 +192,17 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
         data, target = to_device(batch, self.device)
         keys = batch.get("keys", [f"sample {i}" for i in range(data.shape[0])])
         check_batch(data, keys)
-        styles = None
-        if self.loss_weights.lad > 0:
-            styles = self._encoder.encode(self.style_texts(keys, data)).to(self.device)
+        known = None
+        if self.counterfactual_views:
+            t0 = target[0] if isinstance(target, list) else target
+            with torch.no_grad():
+                cf = self.counterfactual_sampler()(data, label_map_for_simulators(t0, self.label_manager))
+            self.last_counterfactual = cf
+            data, known = cf.data, cf.descriptions
         data = self._image_intervention(data)
+        styles = None
+        if self.loss_weights.lad > 0 or known is not None:  # describes the view the network sees
+            styles = self._encoder.encode(self.style_texts(keys, data, known)).to(self.device)
         net = unwrap_network(self.network)
         net.return_aux = True
         self.optimizer.zero_grad(set_to_none=True)
@@ -187,10 +214,15 @@ class nnUNetTrainerCausalText(nnUNetTrainerText):
             onehot = t0[:, :k].float() if self.label_manager.has_regions else label_map_to_onehot(t0, k)
             parts = total_causal_loss(aux, onehot, aux["text_embeddings"], self._anchors,
                                       net.bottleneck.confounder_embeddings, styles, self.loss_weights,
-                                      getattr(self, "_gate", 1.0), aux["grid"])
+                                      getattr(self, "_gate", 1.0), aux["grid"],
+                                      known_styles=styles if known is not None else None)
             loss = seg + parts["total"]
         optimizer_step(self, loss)
-        return {"loss": loss.detach().cpu().numpy(), "seg_loss": seg.detach().cpu().numpy()}
+        out = {"loss": loss.detach().cpu().numpy(), "seg_loss": seg.detach().cpu().numpy()}
+        for name in ("causal", "contrast", "lad"):
+            if name in parts:
+                out[f"l_{name}"] = parts[name].detach().cpu().numpy()
+        return out
 
 
 def _confounder_bottleneck(configuration_manager, settings: dict):

@@ -6,7 +6,7 @@ import torch
 from nnunet_causal.errors import NnunetCausalError
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
-from nnunet_causal.training.schedules import CPUDemoSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
 
 
@@ -152,3 +152,18 @@ class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalTex
 class nnUNetTrainerCausalText_AlwaysIntervene(nnUNetTrainerCausalText):
     """GIN/IPA views of every training sample (``intervention_probability = 1.0``) instead of half of them."""
     intervention_probability = 1.0
+
+
+# ---------------------------------------------------------------- counterfactual views (dictionary do(z))
+class nnUNetTrainerCausalText_NoCounterfactual(nnUNetTrainerCausalText):
+    """No counterfactual views: the confounder dictionary acts on features only (the trainer before the
+    dictionary gained simulators)."""
+    counterfactual_views = False
+
+
+class nnUNetTrainerCausalText_CPULong(CPULongSchedule, nnUNetTrainerCausalText):
+    """The robustness benchmark's CPU schedule (see :class:`~nnunet_causal.training.schedules.CPULongSchedule`)."""
+
+
+class nnUNetTrainerCausalText_NoCounterfactual_CPULong(CPULongSchedule, nnUNetTrainerCausalText_NoCounterfactual):
+    pass

@@ -4,7 +4,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
-from nnunet_causal.training.schedules import CPUDemoSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
 
 
 class nnUNetTrainerGIN_1epoch(nnUNetTrainerGIN):
@@ -139,6 +139,18 @@ class nnUNetTrainer_CPUDemo(CPUDemoSchedule, nnUNetTrainer):
 
 
 class nnUNetTrainerGIN_CPUDemo(CPUDemoSchedule, nnUNetTrainerGIN):
+    pass
+
+
+class nnUNetTrainer_CPULong(CPULongSchedule, nnUNetTrainer):
+    """Stock nnU-Net on the robustness benchmark's CPU schedule (1000 steps)."""
+
+
+class nnUNetTrainerGIN_CPULong(CPULongSchedule, nnUNetTrainerGIN):
+    pass
+
+
+class nnUNetTrainerGINIPA_CPULong(CPULongSchedule, nnUNetTrainerGINIPA):
     pass
 
 

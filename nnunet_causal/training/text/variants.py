@@ -2,7 +2,7 @@
 ``training_length/nnUNetTrainer_Xepochs.py``)."""
 import torch
 
-from nnunet_causal.training.schedules import CPUDemoSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
 
@@ -77,3 +77,7 @@ class nnUNetTrainerText_CrossAttentionConnector(nnUNetTrainerText):
 
 class nnUNetTrainerText_CPUDemo(CPUDemoSchedule, nnUNetTrainerText):
     """Short CPU schedule (see :class:`~nnunet_causal.training.schedules.CPUDemoSchedule`)."""
+
+
+class nnUNetTrainerText_CPULong(CPULongSchedule, nnUNetTrainerText):
+    """The robustness benchmark's CPU schedule (see :class:`~nnunet_causal.training.schedules.CPULongSchedule`)."""

@@ -1,0 +1,99 @@
+"""Counterfactual views: do(z) for dictionary confounders drawn per sample (issue: causal robustness).
+
+For each sample, with probability ``probability``, ``count`` entries (1..``max_entries``) of the dictionary
+are drawn without replacement among those that have a simulator; their simulators set the named confounders
+on the image (after nnU-Net's spatial augmentation, on the training device) while the label stays the
+factual one. Training on such views makes the segmentation ``P(Y | do(X))``-like with respect to the named
+confounders: a cue that appears with the lesion in the source sites (a highlight, a redder hue) now appears
+without it and disappears with it. The drawn descriptions are the sample's *known* style (used by LAD and
+the confounder losses instead of guessed words).
+
+The simulators of all drawn entries are applied in stage order (scene, light, optics, sensor, digital, see
+:mod:`nnunet_causal.confounders.base`), each to the sub-batch of samples that drew it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+from nnunet_causal.confounders.dictionary import ConfounderEntry
+from nnunet_causal.confounders.frames import IntensityFrame
+from nnunet_causal.errors import DatasetError
+
+
+@dataclass
+class CounterfactualBatch:
+    """``data``: the new batch (B, C, *spatial) in normalised units; ``drawn[b]``: indices of the entries
+    applied to sample b (empty = factual); ``descriptions[b]``: their texts."""
+    data: torch.Tensor
+    drawn: List[List[int]]
+    descriptions: List[List[str]]
+
+
+class CounterfactualSampler:
+    """Draws and applies dictionary do-interventions to batches of one dataset (fixed dims and channels)."""
+
+    def __init__(self, entries: Sequence[ConfounderEntry], frame: IntensityFrame, ndim: int, num_channels: int,
+                 probability: float = 0.5, max_entries: int = 2):
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"counterfactual probability must lie in [0, 1], got {probability}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.entries = list(entries)
+        for e in self.entries:
+            for s in e.simulators:
+                why = s.supports(ndim, num_channels)
+                if why:
+                    raise DatasetError(f"{e.where}: simulator '{s.name}' {why}; remove the line or give this "
+                                       f"dataset a dictionary of its own (dataset.json \"confounder_dictionary\")")
+        self.active = [i for i, e in enumerate(self.entries) if e.simulators]
+        self.frame, self.probability, self.max_entries = frame, probability, max_entries
+
+    def draw(self, batch: int, generator: Optional[torch.Generator] = None) -> List[List[int]]:
+        """Per sample, the entry indices to apply (possibly none)."""
+        out = []
+        for _ in range(batch):
+            if not self.active or float(torch.rand((), generator=generator)) >= self.probability:
+                out.append([])
+                continue
+            k = int(torch.randint(1, min(self.max_entries, len(self.active)) + 1, (), generator=generator))
+            perm = torch.randperm(len(self.active), generator=generator)[:k].tolist()
+            out.append(sorted(self.active[j] for j in perm))
+        return out
+
+    def apply(self, x: torch.Tensor, seg: Optional[torch.Tensor], drawn: List[List[int]],
+              generator: Optional[torch.Generator] = None, strength: float = 1.0) -> torch.Tensor:
+        """Apply ``drawn`` (as from :meth:`draw`) to ``x`` (B, C, *spatial, normalised); ``seg`` (B, 1, ...)
+        integer labels or None. ``strength`` in [0, 1] blends factual (0) and counterfactual (1) in working
+        space (the audit's dose). Returns normalised values; samples with nothing drawn are returned as is."""
+        if not any(drawn):
+            return x
+        rows = [i for i, d in enumerate(drawn) if d]
+        sub = x[rows]
+        w0 = self.frame.to_working(sub)
+        w = w0
+        s_sub = seg[rows] if seg is not None else None
+        jobs = []  # (stage, entry, simulator) for every simulator of every drawn entry
+        for idx in sorted({i for d in drawn for i in d}):
+            for sim in self.entries[idx].simulators:
+                jobs.append((sim.stage, idx, sim))
+        for _, idx, sim in sorted(jobs, key=lambda j: (j[0], j[1])):
+            who = [r for r, i in enumerate(rows) if idx in drawn[i]]
+            sel = torch.tensor(who, device=x.device)
+            theta = sim.draw(len(who), w, generator)
+            part = sim.apply(w[sel], s_sub[sel] if (s_sub is not None and sim.label_aware) else None, theta,
+                             generator)
+            w = w.index_copy(0, sel, part.to(w.dtype))
+        if strength < 1.0:
+            w = w0 + strength * (w - w0)
+        out = x.clone()
+        out[rows] = self.frame.from_working(torch.nan_to_num(w, nan=0.0, posinf=1e4, neginf=-1e4), sub).to(x.dtype)
+        return out
+
+    def __call__(self, x: torch.Tensor, seg: Optional[torch.Tensor] = None,
+                 generator: Optional[torch.Generator] = None) -> CounterfactualBatch:
+        drawn = self.draw(x.shape[0], generator)
+        data = self.apply(x, seg, drawn, generator)
+        return CounterfactualBatch(data, drawn, [[self.entries[i].description for i in d] for d in drawn])

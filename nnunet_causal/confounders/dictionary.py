@@ -1,0 +1,166 @@
+"""Confounder dictionaries: a style description per line, and the simulator that sets it (MCDRL, seed 001).
+
+Format (UTF-8 text; ``#`` starts a comment; blank lines ignored)::
+
+    a frame with specular reflections and bright white highlights  ::  specular_highlights(count=2..10)
+    a narrow-band imaging frame with green and blue tones          ::  nbi(amount=0.6..1) + colour_cast
+    a T1-weighted MRI scan                                          # text only: no simulator
+
+Left of ``::`` is the description (embedded by the text encoder for the confounder bottleneck and LAD);
+right of it one or more simulator calls joined by ``+``, each ``name`` or ``name(param=lo..hi, param=v)``
+(a single value means ``v..v``). Names come from :data:`nnunet_causal.confounders.registry.SIMULATORS`;
+parameters must lie within the simulator's bounds. A line without ``::`` is a text-only confounder (it
+acts on features, not on images). The shipped files are ``resources/confounders/{endoscopy,ct,mri}.txt``;
+dataset.json ``"confounder_dictionary"`` points at a user's own file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import List, Tuple
+
+from nnunet_causal.confounders.base import Simulator
+from nnunet_causal.confounders.registry import get_simulator
+from nnunet_causal.errors import DatasetError
+
+FAMILIES = ("endoscopy", "ct", "mri")
+_MRI = re.compile(r"\b(t1|t1w|t1ce|t1c|t1gd|t2|t2w|flair|adc|dwi|mr|mri|pd|swi|spir|dual|in.?phase|opp)\b", re.I)
+_CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_ARG = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*({_NUM})\s*(?:\.\.\s*({_NUM}))?\s*$")
+
+
+@dataclass
+class ConfounderEntry:
+    """One dictionary line: its ``description``, its simulators (empty for text-only), where it came from."""
+    description: str
+    simulators: Tuple[Simulator, ...]
+    source: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}, line {self.line}"
+
+
+def dictionary_path(family: str) -> Path:
+    if family not in FAMILIES:
+        raise DatasetError(f"unknown imaging family '{family}': use one of {', '.join(FAMILIES)} or a file path")
+    return Path(str(resources.files("nnunet_causal") / "resources" / "confounders" / f"{family}.txt"))
+
+
+def _resolve(family_or_path: str) -> Path:
+    if os.sep in family_or_path or family_or_path.endswith(".txt"):
+        return Path(family_or_path)
+    return dictionary_path(family_or_path)
+
+
+def _parse_calls(spec: str, where: str) -> Tuple[Simulator, ...]:
+    calls = []
+    for part in _split_plus(spec):
+        m = _CALL.match(part)
+        if not m:
+            raise DatasetError(f"{where}: cannot read simulator call '{part.strip()}' (expected name or "
+                               f"name(param=lo..hi, ...))")
+        name, args = m.group(1), m.group(2)
+        ranges = {}
+        for arg in filter(str.strip, (args or "").split(",")):
+            a = _ARG.match(arg)
+            if not a:
+                raise DatasetError(f"{where}: cannot read parameter '{arg.strip()}' of {name} (expected "
+                                   f"param=lo..hi or param=value)")
+            lo = float(a.group(2))
+            ranges[a.group(1)] = (lo, float(a.group(3)) if a.group(3) is not None else lo)
+        try:
+            calls.append(get_simulator(name, **ranges))
+        except ValueError as e:
+            raise DatasetError(f"{where}: {e}") from None
+    if not calls:
+        raise DatasetError(f"{where}: '::' is followed by no simulator")
+    return tuple(calls)
+
+
+def _split_plus(spec: str) -> List[str]:
+    """Split on '+' outside parentheses (a '+' inside a number such as 1e+3 stays)."""
+    parts, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "+" and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p for p in parts if p.strip()] if spec.strip() else []
+
+
+def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
+    """Entries of a family (``endoscopy``/``ct``/``mri``) or of a user's file; errors name file and line."""
+    path = _resolve(family_or_path)
+    if not path.is_file():
+        raise DatasetError(f"confounder dictionary {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"confounder dictionary {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    entries, seen = [], {}
+    for no, raw in enumerate(text.splitlines(), start=1):
+        body = raw.split("#", 1)[0].strip()
+        if not body:
+            continue
+        description, _, spec = body.partition("::")
+        description = description.strip()
+        where = f"{path}, line {no}"
+        if not description:
+            raise DatasetError(f"{where}: no description before '::'")
+        key = " ".join(description.lower().split())
+        if key in seen:
+            raise DatasetError(f"{path}: line {no} repeats line {seen[key]} ('{description}')")
+        seen[key] = no
+        sims = _parse_calls(spec, where) if "::" in body else ()
+        entries.append(ConfounderEntry(description, sims, str(path), no))
+    if not entries:
+        raise DatasetError(f"{path}: no confounder descriptions (every line is empty or a comment)")
+    return entries
+
+
+def load_confounder_dictionary(family_or_path: str) -> List[str]:
+    """The descriptions of a dictionary (what the text encoder embeds)."""
+    return [e.description for e in load_confounder_entries(family_or_path)]
+
+
+def confounder_family_for_dataset(dataset_json: dict) -> str:
+    """dataset.json ``"imaging_family"``, else from ``channel_names`` (CT -> ct; T1/T2/FLAIR/... -> mri;
+    R, G, B -> endoscopy)."""
+    family = dataset_json.get("imaging_family")
+    if family:
+        if family not in FAMILIES:
+            raise DatasetError(f"dataset.json: unknown imaging_family '{family}' (use {', '.join(FAMILIES)})")
+        return family
+    names = [str(v) for v in dataset_json.get("channel_names", {}).values()]
+    if any(n.strip().upper() == "CT" for n in names):
+        return "ct"
+    if any(_MRI.search(n) for n in names):
+        return "mri"
+    if sorted(n.strip().upper() for n in names) == ["B", "G", "R"] or any("rgb" in n.lower() for n in names):
+        return "endoscopy"
+    raise DatasetError(f"dataset.json: cannot tell the imaging family from channel_names {names}; add "
+                       f"\"imaging_family\": \"ct\" | \"mri\" | \"endoscopy\"")
+
+
+def dictionary_for_dataset(dataset_json: dict) -> str:
+    """The dictionary a dataset uses: its own file (``"confounder_dictionary"``) or its family's name."""
+    return dataset_json.get("confounder_dictionary") or confounder_family_for_dataset(dataset_json)
+
+
+def confounders_for_dataset(dataset_json: dict) -> List[str]:
+    """The descriptions of the dataset's dictionary."""
+    return load_confounder_dictionary(dictionary_for_dataset(dataset_json))
+
+
+def confounder_entries_for_dataset(dataset_json: dict) -> List[ConfounderEntry]:
+    return load_confounder_entries(dictionary_for_dataset(dataset_json))
