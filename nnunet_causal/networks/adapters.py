@@ -101,3 +101,26 @@ def count_parameters(network: nn.Module) -> Tuple[int, int]:
     """``(trainable, total)`` numbers of parameter elements (works on the meta device)."""
     params = list(network.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+# ---------------------------------------------------------------- the text network's parameter-efficient mode
+#: parameters trained in parameter-efficient mode besides the adapters: text connector, confounder bottleneck,
+#: and the backbone's 1x1 output layers (they map decoder features to the voxel embedding; task specific)
+PEFT_TRAINABLE_PREFIXES = ("connector.", "bottleneck.", "backbone.decoder.seg_layers.")
+
+
+def add_decoder_adapters(network: nn.Module, rank: int) -> int:
+    """LoRA adapters of ``rank`` on the spatial convolutions of ``network.backbone.decoder`` (a
+    :class:`~nnunet_causal.networks.text_network.TextPromptedSegmentationNetwork`); the encoder, which
+    nnU-Net's decoders hold a reference to, is left alone. Returns the number of adapted convolutions."""
+    backbone = network.backbone
+    n = add_conv_adapters(backbone.decoder, rank, exclude=[backbone.encoder])
+    if n == 0:
+        raise ValueError(f"{type(backbone).__name__}'s decoder has no spatial convolution to adapt")
+    return n
+
+
+def freeze_pretrained(network: nn.Module) -> Tuple[int, int]:
+    """Freeze everything a pretrained backbone knows (encoder and decoder); train the adapters and the
+    parts of :data:`PEFT_TRAINABLE_PREFIXES`. Returns ``(trainable, total)`` parameter counts."""
+    return set_trainable(network, lambda name: is_adapter_key(name) or name.startswith(PEFT_TRAINABLE_PREFIXES))
