@@ -11,6 +11,10 @@ STU-Net checkpoints come as ``.model`` files (``torch.load`` -> ``{"state_dict":
 
 A first-layer weight with fewer input channels than the target is repeated along the channel axis and
 divided by the repeat factor, so a constant image gives the same response as before.
+
+A load is all or nothing: released weights assume STU-Net's fixed topology (see
+:mod:`nnunet_causal.networks.stunet`), and a checkpoint that fits only in part means the plans are not
+STU-Net's. ``allow_partial=True`` loads what fits and reports the rest.
 """
 from __future__ import annotations
 

@@ -105,3 +105,22 @@ def test_partial_backbone_is_an_error_unless_allowed(tmp_path, monkeypatch):
     trainer = _Trainer(net, pm)
     trainer.configure_optimizers()
     assert any("partial load" in m and "decoder.stages.1.0.conv2.weight" in m for m in trainer.log)
+
+
+def test_adapter_rank_written_into_plans_and_kept_on_resume(monkeypatch):
+    from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
+
+    def settings_only(self, plans, dataset_json):  # the parent's entry without its text encoder
+        plans = copy.deepcopy(plans)
+        plans[PLANS_KEY] = {k: v for k, v in TEXT_SETTINGS.items() if k != "adapters"}
+        return plans
+
+    monkeypatch.setattr(nnUNetTrainerCausalText, "_plans_with_text_settings", settings_only)
+
+    class Rank4(Trainer):
+        adapter_rank = 4
+
+    fresh = Rank4._plans_with_text_settings(object.__new__(Rank4), PLANS, {})
+    assert fresh[PLANS_KEY]["adapters"] == {"where": "decoder", "rank": 4}
+    resumed = Trainer._plans_with_text_settings(object.__new__(Trainer), fresh, {})  # model folder: rank 4 stays
+    assert resumed[PLANS_KEY]["adapters"]["rank"] == 4
