@@ -21,6 +21,8 @@ from typing import Callable, Dict, Iterable, Tuple
 
 from torch import nn
 
+from nnunet_causal.errors import NnunetCausalError
+
 #: substrings of the state-dict keys that adapters add (checkpoints of other runs do not have them)
 ADAPTER_KEYS = (".lora_down.", ".lora_up.")
 
@@ -116,7 +118,8 @@ def add_decoder_adapters(network: nn.Module, rank: int) -> int:
     backbone = network.backbone
     n = add_conv_adapters(backbone.decoder, rank, exclude=[backbone.encoder])
     if n == 0:
-        raise ValueError(f"{type(backbone).__name__}'s decoder has no spatial convolution to adapt")
+        raise NnunetCausalError(f"{type(backbone).__name__}'s decoder has no spatial convolution to adapt: the "
+                                f"parameter-efficient mode needs a U-Net-like decoder (STUNet, PlainConvUNet, ResEnc)")
     return n
 
 
