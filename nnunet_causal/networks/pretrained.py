@@ -11,17 +11,22 @@ STU-Net checkpoints come as ``.model`` files (``torch.load`` -> ``{"state_dict":
 
 A first-layer weight with fewer input channels than the target is repeated along the channel axis and
 divided by the repeat factor, so a constant image gives the same response as before.
+
+A load is all or nothing: released weights assume STU-Net's fixed topology (see
+:mod:`nnunet_causal.networks.stunet`), and a checkpoint that fits only in part means the plans are not
+STU-Net's. ``allow_partial=True`` loads what fits and reports the rest.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple, Union
 
 import torch
 from torch import nn
 
 from nnunet_causal.errors import NnunetCausalError
+from nnunet_causal.networks.adapters import is_adapter_key
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ STUNET_PREFIXES = (
     ("seg_outputs.", "decoder.seg_layers."),
 )
 HEAD_PREFIXES = ("decoder.seg_layers.",)
+BACKBONE_PARTS = ("encoder.", "decoder.")
 
 
 def read_checkpoint_state_dict(path) -> Dict[str, torch.Tensor]:
@@ -78,62 +84,86 @@ def _fit_first_layer(src: torch.Tensor, dst: torch.Tensor, key: str) -> torch.Te
                             f"{tuple(dst.shape)}: the checkpoint does not fit these plans")
 
 
-def load_stunet_pretrained(network: nn.Module, path, skip_heads: bool = True, prefix: str = "",
-                           only: str = "") -> Dict[str, list]:
-    """Copy a released STU-Net checkpoint into ``network`` (a STUNet, or a module holding one under
-    ``prefix``, e.g. ``"backbone."``). ``only`` restricts to keys starting with it (e.g. ``"encoder."``).
+def _problems(report: Dict[str, list]) -> str:
+    parts = []
+    for what, label in (("missing", "network weights not in the checkpoint"),
+                        ("unused", "checkpoint weights with no place in the network"),
+                        ("mismatched", "weights of another shape")):
+        keys = report[what]
+        if keys:
+            parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+    return "; ".join(parts)
 
-    Returns ``{"loaded": [...], "skipped": [...], "missing": [...]}``; shape mismatches other than the
-    first layer's input channels raise an error naming the key."""
+
+def load_stunet_pretrained(network: nn.Module, path, skip_heads: bool = True, prefix: str = "",
+                           only: Union[str, Tuple[str, ...]] = "", allow_partial: bool = False) -> Dict[str, list]:
+    """Copy a released STU-Net checkpoint, or the backbone of an earlier nnU-Net run (keys ``encoder.*``,
+    ``decoder.*``, optionally under ``backbone.``), into ``network`` (a STUNet / nnU-Net U-Net, or a module
+    holding one under ``prefix``, e.g. ``"backbone."``). ``only`` restricts to keys starting with it (e.g.
+    ``"encoder."`` or ``("encoder.", "decoder.")``).
+
+    The load is all or nothing unless ``allow_partial``: a network weight the checkpoint lacks, a checkpoint
+    weight of the restricted part that the network has no place for (another topology) or a shape that does
+    not fit (other than the first layer's input channels) is an error naming the keys. With
+    ``allow_partial=True`` whatever fits is loaded and the rest is listed in the returned report (and a
+    warning). Output layers (``seg_outputs`` / ``decoder.seg_layers``, task specific) are skipped when
+    ``skip_heads``, and adapter weights (:mod:`nnunet_causal.networks.adapters`) are never expected.
+
+    Returns ``{"loaded", "skipped", "missing", "unused", "mismatched"}`` lists of keys (checkpoint keys,
+    except ``missing``: network keys)."""
+    only = (only,) if isinstance(only, str) else tuple(only)
+    only = tuple(o for o in only if o)
     raw = read_checkpoint_state_dict(path)
     target = network.state_dict()
-    report = {"loaded": [], "skipped": [], "missing": []}
-    first_conv = f"{prefix}encoder.stages.0.0.conv1.weight"
-    first_skip = f"{prefix}encoder.stages.0.0.conv3.weight"
+    report = {"loaded": [], "skipped": [], "missing": [], "unused": [], "mismatched": []}
+    first_layer = (f"{prefix}encoder.stages.0.0.conv1.weight", f"{prefix}encoder.stages.0.0.conv3.weight")
     new_state = dict(target)
-    loaded = set()
+    found = set()  # network keys the checkpoint has (loaded or mismatched)
     for theirs, v in raw.items():
         k = stunet_key(theirs)
+        k = k[len("backbone."):] if k.startswith("backbone.") and prefix + k not in target else k
         ours = prefix + k
-        if (skip_heads and k.startswith(HEAD_PREFIXES)) or (only and not k.startswith(only)) or ours not in target:
+        in_scope = k.startswith(only) if only else k.startswith(BACKBONE_PARTS) or ours in target
+        if (skip_heads and k.startswith(HEAD_PREFIXES)) or not in_scope:
             report["skipped"].append(theirs)
             continue
-        if ours in (first_conv, first_skip):
-            v = _fit_first_layer(v, target[ours], theirs)
+        if ours not in target:
+            report["unused"].append(theirs)
+            continue
+        if ours in first_layer:
+            try:
+                v = _fit_first_layer(v, target[ours], theirs)
+            except NnunetCausalError:
+                report["mismatched"].append(f"{theirs} {tuple(v.shape)} vs {tuple(target[ours].shape)}")
+                found.add(ours)
+                continue
         elif v.shape != target[ours].shape:
-            raise NnunetCausalError(f"pretrained weight '{theirs}' in {path} has shape {tuple(v.shape)}, the "
-                                    f"network expects {tuple(target[ours].shape)}")
+            report["mismatched"].append(f"{theirs} {tuple(v.shape)} vs {tuple(target[ours].shape)}")
+            found.add(ours)
+            continue
         new_state[ours] = v.to(target[ours].dtype)
         report["loaded"].append(theirs)
-        loaded.add(ours)
-    wanted = [k for k in target if k.startswith(prefix + (only or "")) and
-              not (skip_heads and k[len(prefix):].startswith(HEAD_PREFIXES))]
-    report["missing"] = [k for k in wanted if k not in loaded]
+        found.add(ours)
+    wanted = [key for key in target if not is_adapter_key(key) and key.startswith(prefix)
+              and (key[len(prefix):].startswith(only) if only else True)
+              and not (skip_heads and key[len(prefix):].startswith(HEAD_PREFIXES))]
+    report["missing"] = [key for key in wanted if key not in found]
+    problems = _problems(report)
+    if problems and not allow_partial:
+        raise NnunetCausalError(f"{path} does not fit this network: {problems}. Was it trained with another "
+                                f"architecture or plans (for STU-Net: write the plans with nnunet_causal "
+                                f"plan-stunet)? Pass allow_partial=True to load only what fits.")
     network.load_state_dict(new_state)
-    logger.info("loaded %d tensors from %s (%d skipped, %d missing)", len(report["loaded"]), path,
-                len(report["skipped"]), len(report["missing"]))
+    if problems:
+        logger.warning("partial load of %s: %s", path, problems)
+    logger.info("loaded %d tensors from %s (%d skipped, %d missing, %d unused, %d mismatched)",
+                len(report["loaded"]), path, len(report["skipped"]), len(report["missing"]),
+                len(report["unused"]), len(report["mismatched"]))
     return report
 
 
-def load_encoder_weights(backbone: nn.Module, path) -> Dict[str, int]:
+def load_encoder_weights(backbone: nn.Module, path, allow_partial: bool = False) -> Dict[str, int]:
     """Load the encoder of ``backbone`` from an nnU-Net checkpoint of an earlier run (keys ``encoder.*`` or
-    ``backbone.encoder.*``) or a released STU-Net checkpoint. Every encoder tensor must be found."""
-    state = {stunet_key(k): v for k, v in read_checkpoint_state_dict(path).items()}
-    state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
-    target = backbone.state_dict()
-    enc_keys = [k for k in target if k.startswith("encoder.")]
-    missing = [k for k in enc_keys if k not in state]
-    if missing:
-        raise NnunetCausalError(f"{path} lacks {len(missing)} encoder weights of this network (e.g. {missing[0]}); "
-                                f"was it trained with the same plans / architecture?")
-    new_state = dict(target)
-    for k in enc_keys:
-        v = state[k]
-        if v.shape != target[k].shape:
-            v = _fit_first_layer(v, target[k], k) if k.startswith("encoder.stages.0.0.") else None
-            if v is None:
-                raise NnunetCausalError(f"encoder weight '{k}' in {path} has shape {tuple(state[k].shape)}, "
-                                        f"expected {tuple(target[k].shape)}")
-        new_state[k] = v
-    backbone.load_state_dict(new_state)
-    return {"loaded": len(enc_keys)}
+    ``backbone.encoder.*``) or a released STU-Net checkpoint; all or nothing unless ``allow_partial``."""
+    report = load_stunet_pretrained(backbone, path, only="encoder.", allow_partial=allow_partial)
+    return {"loaded": len(report["loaded"])}

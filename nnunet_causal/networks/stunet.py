@@ -15,6 +15,12 @@ L      64     2                 440.30 M
 H      96     3                 1457.33 M
 =====  =====  ================  =====================================
 
+The topology is fixed as in STU-Net's own trainers: 6 stages, 3x3x3 kernels, the plan's first 5 pooling
+strides padded with 1 (:func:`stunet_arch_kwargs`). That is what lets one released checkpoint load on any
+dataset: the planned number of stages and the anisotropic (1x3x3) kernels nnU-Net picks for thick slices
+would change the module tree and the kernel shapes. The :class:`STUNet` class itself stays general (any
+number of stages, any kernels), for small test networks.
+
 Module names mirror the released checkpoints block for block (``conv1 norm1 conv2 norm2 conv3``), so
 :mod:`nnunet_causal.networks.pretrained` maps their keys by prefix only. Constructor arguments follow
 dynamic-network-architectures (explicit ``conv_op`` / ``norm_op`` / ``nonlin`` and their kwargs), so
@@ -31,6 +37,8 @@ from torch.nn import functional as F
 
 STUNET_SIZES = {"S": (16, 1), "B": (32, 1), "L": (64, 2), "H": (96, 3)}
 WIDTH_MULTIPLIERS = (1, 2, 4, 8, 16, 16)
+#: STU-Net always has 6 stages (5 downsamplings), whatever the dataset
+STUNET_NUM_STAGES = 6
 
 
 def _per_stage(value, n: int) -> list:
@@ -169,26 +177,46 @@ class STUNet(nn.Module):
         return int(total * 2)
 
 
-def stunet_arch_kwargs(size: str, dim: int, strides: Optional[Sequence] = None,
-                       kernel_sizes: Optional[Sequence] = None) -> dict:
-    """``arch_kwargs`` for an nnU-Net plans file: STU-Net ``size`` (S/B/L/H), 2D or 3D, with the plan's own
-    ``strides`` / ``kernel_sizes`` when given (their number sets the number of stages, at most 6 widths are
-    defined so more stages reuse the last width)."""
+def stunet_strides(plan_strides: Optional[Sequence[Sequence[int]]], dim: int) -> List[List[int]]:
+    """STU-Net's six per-stage strides from a plan's (nnU-Net 2 ``arch_kwargs["strides"]``, one entry per
+    stage, the first being the stem's, normally all ones).
+
+    As STU-Net's trainers do: the plan's downsampling strides (all but the first entry) are cut to the first
+    5 and padded with ``[1] * dim`` to 5; the stem (stage 0) never strides. A stride-1 stage still exists,
+    so the module tree, and thus every checkpoint key and kernel shape, is the same on every dataset; only
+    the resolution at which the deep stages run differs. ``None`` gives the isotropic ``[2] * dim`` strides.
+    Returns 6 lists of ``dim`` ints.
+    """
+    if plan_strides is None:
+        down = [[2] * dim for _ in range(STUNET_NUM_STAGES - 1)]
+    else:
+        down = [[int(v) for v in s] for s in list(plan_strides)[1:STUNET_NUM_STAGES]]
+        if any(len(s) != dim for s in down):
+            raise ValueError(f"strides {plan_strides} do not all have {dim} entries")
+    while len(down) < STUNET_NUM_STAGES - 1:
+        down.append([1] * dim)
+    return [[1] * dim] + down
+
+
+def stunet_arch_kwargs(size: str, dim: int, plan_strides: Optional[Sequence[Sequence[int]]] = None) -> dict:
+    """``arch_kwargs`` for an nnU-Net plans file describing STU-Net ``size`` (S/B/L/H), 2D or 3D, with
+    STU-Net's fixed topology: 6 stages of widths ``base * [1, 2, 4, 8, 16, 16]``, 3x3x3 kernels (3x3 in 2D)
+    everywhere and the strides of :func:`stunet_strides` (the plan's first 5, padded with 1). The plan's
+    number of stages and kernel sizes are deliberately ignored: released checkpoints assume this topology
+    and the published parameter counts are those of this network."""
     size = size.upper()
     if size not in STUNET_SIZES:
         raise ValueError(f"unknown STU-Net size '{size}': choose one of {', '.join(STUNET_SIZES)}")
+    if dim not in (2, 3):
+        raise ValueError(f"STU-Net is 2D or 3D, got a {dim}D configuration")
     base, depth = STUNET_SIZES[size]
-    if strides is None:
-        strides = [[1] * dim] + [[2] * dim] * 5
-    n = len(strides)
-    widths = [base * WIDTH_MULTIPLIERS[min(i, len(WIDTH_MULTIPLIERS) - 1)] for i in range(n)]
+    n = STUNET_NUM_STAGES
     conv = "torch.nn.modules.conv.Conv3d" if dim == 3 else "torch.nn.modules.conv.Conv2d"
     norm = "torch.nn.modules.instancenorm.InstanceNorm3d" if dim == 3 else "torch.nn.modules.instancenorm.InstanceNorm2d"
     return {
-        "n_stages": n, "features_per_stage": widths, "conv_op": conv,
-        "kernel_sizes": [list(k) for k in kernel_sizes] if kernel_sizes is not None else [[3] * dim] * n,
-        "strides": [list(s) for s in strides], "n_blocks_per_stage": [depth] * n,
-        "n_blocks_per_stage_decoder": [depth] * (n - 1), "conv_bias": True, "norm_op": norm,
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
+        "n_stages": n, "features_per_stage": [base * m for m in WIDTH_MULTIPLIERS], "conv_op": conv,
+        "kernel_sizes": [[3] * dim for _ in range(n)], "strides": stunet_strides(plan_strides, dim),
+        "n_blocks_per_stage": [depth] * n, "n_blocks_per_stage_decoder": [depth] * (n - 1), "conv_bias": True,
+        "norm_op": norm, "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
+        "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
     }
