@@ -41,7 +41,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from nnunet_causal.data.raw_dataset import make_temp_dir, write_dataset_json
-from nnunet_causal.errors import DatasetError
+from nnunet_causal.errors import DatasetError, NnunetCausalError
 
 logger = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ def add_common_arguments(p: argparse.ArgumentParser, default_id: int, composite:
 
 def script_main(build: Callable[[argparse.ArgumentParser], None], run: Callable[[argparse.Namespace], Path],
                 argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
-    """Entry point of ``python -m dataset_conversion.NAME``: parse, run, turn DatasetError into exit 2."""
+    """Entry point of ``python -m dataset_conversion.NAME``: parse, run, turn our errors into exit 2."""
     import sys
 
     p = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -410,7 +410,7 @@ def script_main(build: Callable[[argparse.ArgumentParser], None], run: Callable[
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = run(args)
-    except DatasetError as e:
+    except NnunetCausalError as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

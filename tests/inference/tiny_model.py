@@ -95,7 +95,7 @@ def managers(plans: dict | None = None):
 
 def make_model_folder(root: Path, trainer: str = "nnUNetTrainerText", folds=(0,)) -> Path:
     """``root/model`` with dataset.json, plans.json and ``fold_X/checkpoint_final.pth`` for ``folds``."""
-    import contextlib; caller_sets_prompts = contextlib.nullcontext
+    from nnunet_causal.inference.stock_prompts import caller_sets_prompts
     from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
     from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
