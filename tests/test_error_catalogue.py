@@ -3,14 +3,13 @@ commands and in the stock nnU-Net ones (through the exception hook of the traine
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nnunet_causal.errors import DatasetError, ModelError, NnunetCausalError, PromptError, TextEncoderError
+from nnunet_causal.errors import DatasetError, NnunetCausalError, PromptError, TextEncoderError
 from tests.inference.tiny_model import (DATASET_JSON, find_our_trainers, make_model_folder, tiny_plans,
                                         use_fake_encoder)
 
