@@ -10,6 +10,10 @@ Every converter follows the same contract:
 3. **Publish atomically.** Only when every case converted is the staging folder renamed to
    ``$nnUNet_raw/DatasetXXX_Name`` (an existing folder of the same name is replaced, so re-runs are
    idempotent). On any error the staging folder is deleted: nothing half-written is left behind.
+   The previous dataset is first moved to a backup ``$nnUNet_raw/.DatasetXXX_Name.old-*/previous`` and
+   deleted only once the new one is in place; if the new one cannot be put in place, the previous one is
+   moved back. A backup is never deleted by a later run's clean-up (it holds a completed dataset): a run
+   that finds one restores it when the dataset folder is missing, else warns and leaves it alone.
 
 Label names are the canonical TotalSegmentator-style names of :mod:`nnunet_causal.text.vocabulary`
 (``kidney_left``, ``portal_vein_and_splenic_vein``...), so models trained on different sources share
@@ -31,14 +35,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import write_dataset_json
-from nnunet_causal.errors import DatasetError
+from nnunet_causal.data.raw_dataset import make_temp_dir, write_dataset_json
+from nnunet_causal.errors import DatasetError, NnunetCausalError
 
 logger = logging.getLogger(__name__)
 
@@ -248,10 +251,11 @@ class RawDatasetWriter:
     def __enter__(self) -> "RawDatasetWriter":
         self._check_id_is_free()
         self.raw_root.mkdir(parents=True, exist_ok=True)
-        for stale in self.raw_root.glob(f".{self.folder_name}.*-*"):  # left by a killed earlier run
+        for stale in self.raw_root.glob(f".{self.folder_name}.partial-*"):  # left by a killed earlier run
             logger.warning("removing %s, left behind by an interrupted conversion", stale)
             shutil.rmtree(stale, ignore_errors=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.folder_name}.partial-", dir=self.raw_root))
+        self._recover_backups()
+        self.staging = make_temp_dir(self.raw_root, prefix=f".{self.folder_name}.partial-")
         for sub in ("imagesTr", "labelsTr"):
             (self.staging / sub).mkdir()
         return self
@@ -337,14 +341,44 @@ class RawDatasetWriter:
         logger.info("wrote %d training cases to %s", len(training), self.final)
         return self.final
 
+    def _recover_backups(self) -> None:
+        """Backups ``.{name}.old-*`` of a completed dataset, left by a publication that did not finish:
+        put the dataset back when its folder is missing, otherwise keep the backup and say where it is."""
+        for backup in sorted(self.raw_root.glob(f".{self.folder_name}.old-*")):
+            previous = backup / "previous"
+            if not previous.is_dir():
+                if not any(backup.iterdir()):
+                    backup.rmdir()  # an empty backup folder holds nothing to keep
+                continue
+            if not self.final.exists():
+                os.replace(previous, self.final)
+                backup.rmdir()
+                logger.warning("restored %s from %s, left by an interrupted publication", self.final, backup)
+            else:
+                logger.warning("%s holds an earlier version of %s, left by an interrupted publication; it is "
+                               "kept: delete it when you no longer need it", previous, self.final)
+
     def _publish(self) -> None:
-        old = None
+        """Rename the staging folder to the final name; the previous dataset is deleted only afterwards."""
+        backup = None
         if self.final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.folder_name}.old-", dir=self.raw_root))
-            os.replace(self.final, old / "previous")
-        os.replace(self.staging, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            backup = make_temp_dir(self.raw_root, prefix=f".{self.folder_name}.old-")
+            os.replace(self.final, backup / "previous")
+        try:
+            os.replace(self.staging, self.final)
+        except OSError as e:
+            if backup is None:
+                raise
+            try:
+                os.replace(backup / "previous", self.final)
+            except OSError as e2:
+                raise DatasetError(f"cannot publish {self.final} ({e}) nor put its previous version back "
+                                   f"({e2}): the previous dataset is kept in {backup / 'previous'}; move it "
+                                   f"back to {self.final} by hand") from e
+            backup.rmdir()
+            raise DatasetError(f"cannot publish {self.final}: {e}; the previous version is unchanged") from e
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -367,7 +401,7 @@ def add_common_arguments(p: argparse.ArgumentParser, default_id: int, composite:
 
 def script_main(build: Callable[[argparse.ArgumentParser], None], run: Callable[[argparse.Namespace], Path],
                 argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
-    """Entry point of ``python -m dataset_conversion.NAME``: parse, run, turn DatasetError into exit 2."""
+    """Entry point of ``python -m dataset_conversion.NAME``: parse, run, turn our errors into exit 2."""
     import sys
 
     p = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -376,7 +410,7 @@ def script_main(build: Callable[[argparse.ArgumentParser], None], run: Callable[
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = run(args)
-    except DatasetError as e:
+    except NnunetCausalError as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

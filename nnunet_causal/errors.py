@@ -19,3 +19,7 @@ class DatasetError(NnunetCausalError, ValueError):
 
 class ResolutionError(NnunetCausalError, LookupError):
     """A prompt could not be grounded to any known structure."""
+
+
+class ModelError(NnunetCausalError, RuntimeError):
+    """A trained model folder, fold or checkpoint is missing or unreadable."""

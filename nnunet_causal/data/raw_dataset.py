@@ -16,13 +16,15 @@ results folders):
     * ``"text_encoder"``: optional text-encoder spec (see :mod:`nnunet_causal.text.encoders`).
 
 Every file is written to a temporary name in the destination folder and renamed into place, so an
-interrupted conversion never leaves a half-written file under its final name.
+interrupted conversion never leaves a half-written file under its final name. Temporary files and folders
+are created with the permissions the umask allows (``0644`` / ``0755`` under umask 022), not
+``tempfile``'s private ``0600`` / ``0700``: on a shared cluster colleagues can read what was written.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional
@@ -30,6 +32,42 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional
 from nnunet_causal.errors import DatasetError
 
 REQUIRED_DOMAIN_KEYS = ("domain", "modality", "style")
+
+
+_ATTEMPTS = 100
+
+
+def _random_names(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
+    for _ in range(_ATTEMPTS):
+        yield folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+def make_temp_file(folder: os.PathLike | str, prefix: str = ".tmp_", suffix: str = "") -> str:
+    """Create an empty file with a new random name in ``folder`` and return its path.
+
+    Unlike :func:`tempfile.mkstemp` (mode ``0600``) the file gets ``0666`` minus the umask, the mode any
+    other newly written file would have.
+    """
+    for path in _random_names(Path(folder), prefix, suffix):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return str(path)
+    raise FileExistsError(f"{folder}: no free temporary name {prefix}*{suffix} after {_ATTEMPTS} attempts")
+
+
+def make_temp_dir(folder: os.PathLike | str, prefix: str = ".tmp_") -> Path:
+    """Create a new randomly named folder in ``folder`` with mode ``0777`` minus the umask (not
+    :func:`tempfile.mkdtemp`'s ``0700``, which a renamed-into-place dataset folder would keep)."""
+    for path in _random_names(Path(folder), prefix, ""):
+        try:
+            os.mkdir(path, 0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder}: no free temporary folder name {prefix}* after {_ATTEMPTS} attempts")
 
 
 @contextmanager
@@ -44,9 +82,7 @@ def atomic_path(final_path: os.PathLike | str, suffix: Optional[str] = None) -> 
     if suffix is None:
         name = final_path.name
         suffix = name[name.index("."):] if "." in name else ""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + final_path.name.split(".")[0] + "_", suffix=suffix,
-                               dir=final_path.parent)
-    os.close(fd)
+    tmp = make_temp_file(final_path.parent, ".tmp_" + final_path.name.split(".")[0] + "_", suffix)
     try:
         yield tmp
         os.replace(tmp, final_path)

@@ -2,23 +2,33 @@
 
 Per case it writes the label map (value i = i-th prompt, nnU-Net's file format), ``CASE.prompts.json``
 (prompt -> label value, resolved terms, how it was segmented, voxel count, max probability) and, with
-``--save_binary``, ``CASE__<prompt>.<ending>`` with one independent binary mask per prompt (overlaps kept).
+``--save_binary``, ``CASE__<prompt>.<ending>`` with one independent binary mask per prompt (overlaps kept;
+prompts whose file names would coincide, such as "left kidney" and "Left-Kidney", all get their label value
+appended: ``CASE__left_kidney__1``, ``CASE__left_kidney__2``).
+
+``--continue_prediction`` skips a case only when everything this run would write for it is there: the
+label map, a sidecar listing the same prompts, the binary masks (``--save_binary``) and the probabilities
+(``--save_probabilities``).
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import logging
 import os
 import re
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
 from nnunet_causal.errors import NnunetCausalError, PromptError
+from nnunet_causal.inference.model_folder import check_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +83,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60] or "prompt"
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60].strip("_") or "prompt"
+
+
+def binary_mask_suffixes(assignments: Sequence) -> Dict[int, str]:
+    """``{label value: file-name part}`` of the binary masks, unique and deterministic.
+
+    The part is the prompt's slug; prompts whose slugs coincide all get ``__<label value>`` appended (a slug
+    never contains ``__``, so the result cannot collide with another prompt's plain slug).
+    """
+    counts = Counter(_slug(a.prompt) for a in assignments)
+    return {a.label_value: _slug(a.prompt) + (f"__{a.label_value}" if counts[_slug(a.prompt)] > 1 else "")
+            for a in assignments}
+
+
+def case_is_finished(truncated: str, assignments: Sequence, ending: str, save_binary: bool,
+                     save_probabilities: bool) -> bool:
+    """Whether a run with these prompts and options already wrote every output of case ``truncated``."""
+    files = [truncated + ending]
+    if save_binary:
+        files += [f"{truncated}__{s}{ending}" for s in binary_mask_suffixes(assignments).values()]
+    if save_probabilities:
+        files += [truncated + ".npz", truncated + ".pkl"]
+    if not all(os.path.isfile(f) for f in files):
+        return False
+    try:
+        with open(truncated + ".prompts.json", encoding="utf-8") as f:
+            recorded = [r["prompt"] for r in json.load(f)["prompts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # missing or unreadable sidecar: the case was interrupted
+    return recorded == [a.prompt for a in assignments]
 
 
 def collect_prompts(prompts: Optional[List[str]], prompt_file: Optional[str]):
@@ -96,6 +135,7 @@ def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_pr
     ending = predictor.dataset_json["file_ending"]
     rw = predictor.plans_manager.image_reader_writer_class()
     n = 0
+    suffixes = binary_mask_suffixes(predictor.assignments)
     for truncated, peaks in predictor.case_max_probabilities.items():
         seg, _ = rw.read_seg(truncated + ending)
         records = []
@@ -109,7 +149,7 @@ def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_pr
             props = load_pickle(truncated + ".pkl")
             for a, rec in zip(predictor.assignments, records):
                 mask = (probs[a.label_value] > probs[0]).astype(np.uint8)  # <=> sigmoid(l_k) > 0.5
-                out = f"{truncated}__{_slug(a.prompt)}{ending}"
+                out = f"{truncated}__{suffixes[a.label_value]}{ending}"
                 with atomic_path(out) as tmp:
                     rw.write_seg(mask, tmp, props)
                 rec["binary_mask"] = os.path.basename(out)
@@ -137,9 +177,11 @@ def predict_text(args) -> int:
         if not args.c:
             raise NnunetCausalError("-c CONFIGURATION is required with -d")
         model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
-    if not os.path.isdir(model_folder):
-        raise NnunetCausalError(f"model folder {model_folder} does not exist: train first, or check -d/-tr/-p/-c")
+    bad = [f for f in args.f if f != "all" and not f.isdigit()]
+    if bad:
+        raise NnunetCausalError(f"-f: folds are numbers or 'all', got {' '.join(bad)}")
     folds = [f if f == "all" else int(f) for f in args.f]
+    check_model_folder(model_folder, folds, args.chk)
     device = torch.device(args.device)
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
@@ -154,6 +196,9 @@ def predict_text(args) -> int:
         logger.info("prompt %d '%s' -> %s (%s, %s)", a.label_value, a.prompt, a.trained_structures or a.terms or "-",
                     a.method, a.source)
     Path(args.o).mkdir(parents=True, exist_ok=True)
+    predictor.case_is_finished = functools.partial(
+        case_is_finished, assignments=assignments, ending=predictor.dataset_json["file_ending"],
+        save_binary=args.save_binary, save_probabilities=args.save_probabilities)
     predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities or args.save_binary,
                                  overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
                                  num_processes_segmentation_export=args.nps,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
 from nnunet_causal.errors import DatasetError, PromptError, ResolutionError
+from nnunet_causal.inference.stock_prompts import caller_sets_prompts
 from nnunet_causal.networks.text_plans import get_text_settings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,14 @@ class nnUNetTextPredictor(nnUNetPredictor):
         self.case_max_probabilities: Dict[str, List[float]] = {}
         self._text_encoder = None
         self._pending_outputs: List[Optional[str]] = []
+        #: ``f(truncated output path) -> bool``: which cases ``overwrite=False`` skips (default: nnU-Net's test,
+        #: the label map and, with probabilities, the ``.npz`` exist)
+        self.case_is_finished: Optional[Callable[[str], bool]] = None
+
+    def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
+                                             checkpoint_name="checkpoint_final.pth"):
+        with caller_sets_prompts():  # prompts come from set_prompts, not from nnUNet_causal_prompt_file
+            super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
 
     # ------------------------------------------------------------------ prompts
     def text_encoder(self):
@@ -159,6 +168,23 @@ class nnUNetTextPredictor(nnUNetPredictor):
                                    f"{expected} ({', '.join(map(str, self.dataset_json['channel_names'].values()))})")
             if not np.all(np.isfinite(image)):
                 raise DatasetError(f"{', '.join(files)}: image contains NaN or infinite values")
+
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                                       folder_with_segs_from_prev_stage=None, overwrite=True, part_id=0, num_parts=1,
+                                       save_probabilities=False):
+        if overwrite or self.case_is_finished is None:
+            return super()._manage_input_and_output_lists(
+                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+        inputs, outputs, previous = super()._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, True, part_id, num_parts, save_probabilities)
+        if outputs is None:
+            return inputs, outputs, previous
+        todo = [i for i, out in enumerate(outputs) if not self.case_is_finished(out)]
+        logger.info("continuing: %d of %d case(s) already finished, predicting %d", len(outputs) - len(todo),
+                    len(outputs), len(todo))
+        return [inputs[i] for i in todo], [outputs[i] for i in todo], [previous[i] for i in todo]
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
                                                             output_filenames_truncated, num_processes):

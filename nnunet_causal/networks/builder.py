@@ -1,21 +1,17 @@
 """Build the text-prompted network from nnU-Net plans (used by the trainers' static builder, hence by
-nnU-Net's predictor too)."""
+nnU-Net's predictor too).
+
+Pure: the result depends on the arguments only (no environment variable, no text encoder). Rewording the
+trained prompts for stock prediction is inference's business (:mod:`nnunet_causal.inference.stock_prompts`).
+"""
 from __future__ import annotations
 
-import logging
-import os
 from typing import Callable, Optional
 
-import torch
 from torch import nn
 
 from nnunet_causal.networks.text_network import TextPromptedSegmentationNetwork
 from nnunet_causal.networks.text_plans import get_text_settings
-
-logger = logging.getLogger(__name__)
-
-#: environment variable read by stock ``nnUNetv2_predict`` runs (see :func:`reword_trained_prompts`)
-PROMPT_FILE_VARIABLE = "nnUNet_causal_prompt_file"
 
 
 def build_text_network(plans_manager, configuration_manager, num_input_channels: int, num_output_channels: int,
@@ -49,36 +45,4 @@ def build_text_network(plans_manager, configuration_manager, num_input_channels:
     network = TextPromptedSegmentationNetwork(
         backbone, num_prompts, settings["text_dim"], settings["embed_dim"], connector=settings["connector"],
         add_background=settings["add_background"], bottleneck=bottleneck)
-    prompt_file = os.environ.get(PROMPT_FILE_VARIABLE)
-    if prompt_file and not enable_deep_supervision:
-        reword_trained_prompts(network, settings, prompt_file)
     return network
-
-
-def reword_trained_prompts(network: TextPromptedSegmentationNetwork, settings: dict, prompt_file: str) -> None:
-    """Let stock ``nnUNetv2_predict`` segment the trained structures by other names.
-
-    With ``nnUNet_causal_prompt_file=FILE`` set, FILE must list exactly one line per trained structure, in
-    label order; line k's prompt (and synonyms, averaged) is embedded with the model's text encoder and
-    replaces structure k's query source. Outputs and label values stay those of the trained model, so
-    nnU-Net's export is unchanged. Only prediction (deep supervision off) is affected.
-    """
-    from nnunet_causal.errors import PromptError
-    from nnunet_causal.text.embedding_cache import get_text_encoder
-    from nnunet_causal.text.prompt_file import read_prompt_file
-
-    if not settings["add_background"]:
-        raise PromptError(f"{PROMPT_FILE_VARIABLE} is not supported for region-based models; use "
-                          f"nnUNetv2_predict_text")
-    specs = read_prompt_file(prompt_file)
-    names = list(settings["prompts"])
-    if len(specs) != len(names):
-        raise PromptError(f"{prompt_file}: {len(specs)} prompt(s), but the model has {len(names)} trained "
-                          f"structures ({', '.join(names)}); give one line per structure in this order")
-    encoder = get_text_encoder(settings["text_encoder"])
-    rows = []
-    for spec in specs:
-        e = encoder.encode([spec.text, *spec.synonyms]).mean(0)
-        rows.append(e / e.norm().clamp_min(1e-8))
-    network.set_inference_prompts(torch.stack(rows))
-    logger.info("%s: stock prediction uses reworded prompts %s", prompt_file, [s.text for s in specs])

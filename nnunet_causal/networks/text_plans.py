@@ -54,9 +54,9 @@ def add_text_settings(plans: dict, dataset_json: dict, *, embed_dim: int = DEFAU
 
     plans = copy.deepcopy(plans)
     previous = plans.get(PLANS_KEY) or {}
+    prompts = prompts_for_labels(dataset_json)  # checked first: a bad prompt fails before weights load
     spec = previous.get("text_encoder") or resolve_text_encoder_spec(dataset_json)
     encoder = get_text_encoder(spec)
-    prompts = prompts_for_labels(dataset_json)
     names = foreground_label_names(dataset_json)
     settings = {
         "text_encoder": spec,

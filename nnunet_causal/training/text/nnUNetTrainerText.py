@@ -18,8 +18,9 @@ from torch._dynamo import OptimizedModule
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.errors import DatasetError
+from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
+from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.text_plans import add_text_settings, foreground_label_names, get_text_settings
 from nnunet_causal.training.losses import PromptDiceBCELoss
 
@@ -44,17 +45,29 @@ class nnUNetTrainerText(nnUNetTrainer):
         plans = self._plans_with_text_settings(plans, dataset_json)
         super().__init__(plans, configuration, fold, dataset_json, device)
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own static builder gets the stock-prediction prompt rewording too (see
+        :mod:`nnunet_causal.inference.stock_prompts`)."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build_network_architecture")
+        if isinstance(build, staticmethod):
+            cls.build_network_architecture = staticmethod(applies_prompt_file(build.__func__))
+
     def _plans_with_text_settings(self, plans: dict, dataset_json: dict) -> dict:
         return add_text_settings(plans, dataset_json, embed_dim=self.text_embed_dim, connector=self.text_connector)
 
     @staticmethod
+    @applies_prompt_file
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
+        """The plans' backbone with the text head. Called by stock prediction too, where
+        ``nnUNet_causal_prompt_file`` may reword the trained prompts; never in training."""
         return build_text_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
                                   enable_deep_supervision)
 
     def initialize(self):
-        super().initialize()
+        with caller_sets_prompts():  # training: the prompts are this trainer's, whatever the environment
+            super().initialize()
         self._embed_prompts()
 
     def _embed_prompts(self) -> None:

@@ -1,0 +1,59 @@
+"""Every third-party module the package imports (converters and commands included, lazy imports too) is
+installed by ``pip install nnunet_causal``: it is declared in setup.cfg's ``install_requires``."""
+from __future__ import annotations
+
+import ast
+import configparser
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("nnunet_causal", "dataset_conversion")
+
+
+def declared_requirements() -> set:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = [ln.strip() for ln in cfg["options"]["install_requires"].splitlines()]
+    return {canonicalize_name(Requirement(ln).name) for ln in lines if ln and not ln.startswith("#")}
+
+
+def imported_modules() -> dict:
+    """``{top-level module: [file, ...]}`` of every absolute import outside the standard library."""
+    found: dict = {}
+    for package in PACKAGES:
+        for f in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in PACKAGES:
+                        found.setdefault(top, []).append(str(f.relative_to(ROOT)))
+    return found
+
+
+def test_every_import_is_declared_in_install_requires():
+    declared = declared_requirements()
+    distributions = packages_distributions()
+    missing = []
+    for module, files in sorted(imported_modules().items()):
+        dists = {canonicalize_name(d) for d in distributions.get(module, [])}
+        if not dists:
+            missing.append(f"{module} (not installed here; imported by {files[0]})")
+        elif not dists & declared:
+            missing.append(f"{module} -> {'/'.join(sorted(dists))} (imported by {', '.join(sorted(set(files))[:3])})")
+    assert not missing, "add to install_requires in setup.cfg: " + "; ".join(missing)
+
+
+def test_the_converters_dependencies_are_among_them():
+    declared = declared_requirements()
+    assert {"pydicom", "tifffile", "simpleitk", "pillow"} <= declared
