@@ -22,6 +22,8 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.planning.plan_stunet_cli",
     "nnunet_causal.evaluation.evaluate_cli",
     "nnunet_causal.evaluation.study_cli",
+    "nnunet_causal.audit.audit_cli",
+    "nnunet_causal.confounders.simulators_cli",
     "nnunet_causal.benchmarking.perf",
     "nnunet_causal.demo",
     "dataset_conversion.cli",  # the top floor: the only place that joins the two packages

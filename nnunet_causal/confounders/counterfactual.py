@@ -1,9 +1,12 @@
 """Counterfactual views: do(z) for dictionary confounders drawn per sample (issue: causal robustness).
 
-For each sample, with probability ``probability``, ``count`` entries (1..``max_entries``) of the dictionary
-are drawn without replacement among those that have a simulator; their simulators set the named confounders
-on the image (after nnU-Net's spatial augmentation, on the training device) while the label stays the
-factual one. Training on such views makes the segmentation ``P(Y | do(X))``-like with respect to the named
+A sample becomes counterfactual with probability ``probability``; then every group (kind) of the
+dictionary that has simulators is included with probability ``group_probability`` (at least one, at most
+``max_entries`` groups, the excess dropped at random), and one entry of each included group is drawn; their
+simulators set the named confounders on the image (after nnU-Net's spatial augmentation, on the training
+device) while the label stays the factual one. Drawing by kind, not by entry, keeps the chance of a kind
+independent of how many wordings the dictionary has for it (a dictionary of 18 entries would otherwise
+set each confounder in a few percent of the samples only, leaving the spurious cue intact in the rest). Training on such views makes the segmentation ``P(Y | do(X))``-like with respect to the named
 confounders: a cue that appears with the lesion in the source sites (a highlight, a redder hue) now appears
 without it and disappears with it. The drawn descriptions are the sample's *known* style (used by LAD and
 the confounder losses instead of guessed words).
@@ -36,31 +39,59 @@ class CounterfactualSampler:
     """Draws and applies dictionary do-interventions to batches of one dataset (fixed dims and channels)."""
 
     def __init__(self, entries: Sequence[ConfounderEntry], frame: IntensityFrame, ndim: int, num_channels: int,
-                 probability: float = 0.5, max_entries: int = 2):
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"counterfactual probability must lie in [0, 1], got {probability}")
+                 probability: float = 0.7, group_probability: float = 0.5, max_entries: int = 4,
+                 skip_unsupported: bool = False):
+        """``skip_unsupported``: entries whose simulators cannot run on this data (dimensionality, channels)
+        are left out and listed in :attr:`skipped` (used for the shipped family dictionaries, e.g. slice
+        thickness on 2D CT); otherwise such an entry is an error naming its file and line."""
+        for name, v in (("probability", probability), ("group probability", group_probability)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"counterfactual {name} must lie in [0, 1], got {v}")
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.entries = list(entries)
-        for e in self.entries:
-            for s in e.simulators:
-                why = s.supports(ndim, num_channels)
-                if why:
-                    raise DatasetError(f"{e.where}: simulator '{s.name}' {why}; remove the line or give this "
-                                       f"dataset a dictionary of its own (dataset.json \"confounder_dictionary\")")
-        self.active = [i for i, e in enumerate(self.entries) if e.simulators]
-        self.frame, self.probability, self.max_entries = frame, probability, max_entries
+        self.skipped: List[str] = []
+        usable = []
+        for i, e in enumerate(self.entries):
+            why = next((f"simulator '{s.name}' {w}" for s in e.simulators for w in [s.supports(ndim, num_channels)]
+                        if w), None)
+            if why and not skip_unsupported:
+                raise DatasetError(f"{e.where}: {why}; remove the line or give this dataset a dictionary of its "
+                                   f"own (dataset.json \"confounder_dictionary\")")
+            if why:
+                self.skipped.append(f"{e.where} ({why})")
+            elif e.simulators:
+                usable.append(i)
+        self.active = usable
+        self.groups: List[List[int]] = []
+        for i in usable:
+            g = self.entries[i].group
+            for members in self.groups:
+                if self.entries[members[0]].group == g:
+                    members.append(i)
+                    break
+            else:
+                self.groups.append([i])
+        self.frame, self.probability, self.group_probability = frame, probability, group_probability
+        self.max_entries = max_entries
 
     def draw(self, batch: int, generator: Optional[torch.Generator] = None) -> List[List[int]]:
         """Per sample, the entry indices to apply (possibly none)."""
         out = []
         for _ in range(batch):
-            if not self.active or float(torch.rand((), generator=generator)) >= self.probability:
+            if not self.groups or float(torch.rand((), generator=generator)) >= self.probability:
                 out.append([])
                 continue
-            k = int(torch.randint(1, min(self.max_entries, len(self.active)) + 1, (), generator=generator))
-            perm = torch.randperm(len(self.active), generator=generator)[:k].tolist()
-            out.append(sorted(self.active[j] for j in perm))
+            take = (torch.rand(len(self.groups), generator=generator) < self.group_probability).nonzero().flatten()
+            if take.numel() == 0:
+                take = torch.randint(len(self.groups), (1,), generator=generator)
+            if take.numel() > self.max_entries:
+                take = take[torch.randperm(take.numel(), generator=generator)[:self.max_entries]]
+            chosen = []
+            for g in take.tolist():
+                members = self.groups[g]
+                chosen.append(members[int(torch.randint(len(members), (), generator=generator))])
+            out.append(sorted(chosen))
         return out
 
     def apply(self, x: torch.Tensor, seg: Optional[torch.Tensor], drawn: List[List[int]],

@@ -2,9 +2,15 @@
 
 Format (UTF-8 text; ``#`` starts a comment; blank lines ignored)::
 
+    [surface interference]
     a frame with specular reflections and bright white highlights  ::  specular_highlights(count=2..10)
+    [imaging technology]
     a narrow-band imaging frame with green and blue tones          ::  nbi(amount=0.6..1) + colour_cast
     a T1-weighted MRI scan                                          # text only: no simulator
+
+``[kind]`` starts a group of alternative confounders of one kind (MCDRL's kinds: field of view, lighting,
+imaging technology, ...); a counterfactual view sets at most one entry of a group. Entries before the first
+header form one group each.
 
 Left of ``::`` is the description (embedded by the text encoder for the confounder bottleneck and LAD);
 right of it one or more simulator calls joined by ``+``, each ``name`` or ``name(param=lo..hi, param=v)``
@@ -40,6 +46,7 @@ class ConfounderEntry:
     simulators: Tuple[Simulator, ...]
     source: str
     line: int
+    group: str = ""
 
     @property
     def where(self) -> str:
@@ -107,10 +114,15 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DatasetError(f"confounder dictionary {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    entries, seen = [], {}
+    entries, seen, group = [], {}, None
     for no, raw in enumerate(text.splitlines(), start=1):
         body = raw.split("#", 1)[0].strip()
         if not body:
+            continue
+        if body.startswith("[") and body.endswith("]"):
+            group = body[1:-1].strip()
+            if not group:
+                raise DatasetError(f"{path}, line {no}: empty group name '[]'")
             continue
         description, _, spec = body.partition("::")
         description = description.strip()
@@ -122,7 +134,8 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
             raise DatasetError(f"{path}: line {no} repeats line {seen[key]} ('{description}')")
         seen[key] = no
         sims = _parse_calls(spec, where) if "::" in body else ()
-        entries.append(ConfounderEntry(description, sims, str(path), no))
+        entries.append(ConfounderEntry(description, sims, str(path), no,
+                                       group if group is not None else f"line {no}"))
     if not entries:
         raise DatasetError(f"{path}: no confounder descriptions (every line is empty or a comment)")
     return entries

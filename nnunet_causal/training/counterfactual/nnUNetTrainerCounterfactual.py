@@ -5,12 +5,15 @@ from the dataset's confounder dictionary (every line with a simulator) and, per 
 random ``counterfactual_probability`` of the samples by views in which 1..``counterfactual_max_entries``
 drawn confounders are set independently of the anatomy; labels are the factual ones. It runs on the
 training device after nnU-Net's spatial and intensity augmentation (the batch as the network would see it),
-so label-aware simulators read the augmented label map. It combines with any trainer:
+so label-aware simulators read the augmented label map. A counterfactual view sets one confounder of each
+of a few randomly included kinds (groups) of the dictionary. It combines with any trainer:
 ``class X(CounterfactualMixin, nnUNetTrainerText)``; :attr:`last_counterfactual` keeps the drawn
 descriptions of the last batch (the causal trainer's known style).
 
-Defaults (our choice; the seeds give none): probability 0.5 (half of every batch stays factual, as for
-GIN/IPA, which kept in-domain accuracy on short schedules) and up to 3 entries per view.
+Defaults (our choice; the seeds give none): 70 % of the samples become counterfactual (30 % stay factual,
+which kept in-domain accuracy for GIN/IPA on short schedules), each kind is included with probability 0.5,
+at most 4 per view. Entries of a shipped family dictionary that cannot run on the data (slice thickness on
+2D CT, RGB-only effects on grey images) are skipped and logged; in a user's own dictionary they are an error.
 """
 from __future__ import annotations
 
@@ -40,8 +43,9 @@ def label_map_for_simulators(target, label_manager) -> torch.Tensor:
 
 
 class CounterfactualMixin:
-    counterfactual_probability = 0.5
-    counterfactual_max_entries = 3
+    counterfactual_probability = 0.7
+    counterfactual_group_probability = 0.5
+    counterfactual_max_entries = 4
     last_counterfactual: Optional[CounterfactualBatch] = None
 
     def counterfactual_sampler(self) -> CounterfactualSampler:
@@ -50,14 +54,19 @@ class CounterfactualMixin:
             entries = confounder_entries_for_dataset(self.dataset_json)
             frame = IntensityFrame.from_plans(self.plans_manager.plans, self.configuration_name)
             ndim = len(self.configuration_manager.patch_size)
+            shipped = not self.dataset_json.get("confounder_dictionary")
             sampler = CounterfactualSampler(entries, frame, ndim, self.num_input_channels,
-                                            self.counterfactual_probability, self.counterfactual_max_entries)
+                                            self.counterfactual_probability, self.counterfactual_group_probability,
+                                            self.counterfactual_max_entries, skip_unsupported=shipped)
             self._cf_sampler = sampler
-            simulated = [entries[i] for i in sampler.active]
             self.print_to_log_file(
-                f"counterfactual views: {len(simulated)} of {len(entries)} dictionary entries have a simulator "
-                f"({entries[0].source}); per sample p={self.counterfactual_probability}, up to "
-                f"{self.counterfactual_max_entries} entries; frame {frame.kind}")
+                f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
+                f"({entries[0].source}; {len(sampler.groups)} kinds); per sample p={self.counterfactual_probability}, "
+                f"each kind p={self.counterfactual_group_probability}, up to {self.counterfactual_max_entries} "
+                f"kinds; frame {frame.kind}")
+            if sampler.skipped:
+                self.print_to_log_file("counterfactual views: skipped (cannot run on this data): "
+                                       + "; ".join(sampler.skipped))
             text_only = [e.description for e in entries if not e.simulators]
             if text_only:
                 self.print_to_log_file(f"counterfactual views: text-only entries (features only): {text_only}")
