@@ -1,20 +1,32 @@
-"""Leave-one-domain-out benchmark with a spurious cue (synthetic colonoscopy, held-out site D).
+"""Leave-one-site-out robustness benchmark with a spurious cue, a shift no dictionary entry names, and a
+causal audit of every model -- measured and printed side by side in one run (resumable).
 
-For each seed: generate the dataset (sites A-C sources, site D held out: specular highlights on polyps in
-the sources, elsewhere in D, plus D's NBI-like colours), plan and preprocess with the stock command,
-write leave-one-domain-out splits, then train every trainer on the fold that holds out site D with the
-stock ``nnUNetv2_train`` (CPU, the *_CPUDemo schedule: 12 epochs x 25 iterations). Held-out Dice is
-nnU-Net's own final validation on site D (``fold_k/validation/summary.json``, foreground mean); in-domain
-Dice is stock ``nnUNetv2_predict`` on the sources' test images scored with :func:`nnunet_causal.evaluation`.
-Prints mean +- std over seeds side by side and writes ``results.json`` / ``results.md`` in the work folder.
+Task ``endo`` (default): synthetic colonoscopy (``nnunet_causal synth endoscopy2d``). Sources siteA-C: specular
+highlights only on polyps and redder polyps (the spurious cue). Held out: siteD (NBI-like colours,
+highlights anywhere, polyps of the mucosa's hue: every shift of D is one a dictionary entry names) and siteU
+(the cue broken the same way, plus lateral chromatic aberration and interlacing, which NO dictionary entry
+simulates: the honest test of generalising beyond what was named). Task ``ct``: the CT phantoms of
+``synth ct3d`` trained as 2D slices (a 2.5D CT-like held-out-scanner task; scannerC: non-contrast phase,
+metal streaks, HU miscalibration held out).
 
-Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2
+Per seed: generate, plan and preprocess (stock command), write plans ``nnUNetPlans_CPU16`` (nnU-Net's own
+2D plan with the widths halved to 16..256 so that a CPU run of 1000 steps fits the budget; everything else
+is the planned U-Net), a split that trains on the source sites and validates on the first held-out site
+(so nnU-Net's per-epoch pseudo Dice in the training log is a held-out learning curve), train every trainer
+with stock ``nnUNetv2_train`` (``*_CPULong``: 40 x 25 = 1000 steps), predict the held-out sites and the
+sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
+``nnunet_causal audit`` on the sources' test images (reference labels given). Finished steps are skipped,
+so an interrupted run continues where it stopped; ``results.json`` / ``results.md`` are rewritten after
+every model (partial results are usable).
+
+Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--trainers ...]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,11 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-TRAINERS = ("nnUNetTrainer_CPUDemo", "nnUNetTrainerGIN_CPUDemo", "nnUNetTrainerGINIPA_CPUDemo",
-            "nnUNetTrainerText_CPUDemo", "nnUNetTrainerCausalText_CPUDemo",
-            "nnUNetTrainerCausalText_NoImageIntervention_CPUDemo")
-SITES = ("siteA", "siteB", "siteC", "siteD")
-HELDOUT = "siteD"
+TRAINERS = ("nnUNetTrainer_CPULong", "nnUNetTrainerGIN_CPULong", "nnUNetTrainerText_CPULong",
+            "nnUNetTrainerCausalText_NoCounterfactual_CPULong", "nnUNetTrainerCounterfactual_CPULong",
+            "nnUNetTrainerCausalText_CPULong")
+SHORT = {"nnUNetTrainer_CPULong": "stock", "nnUNetTrainerGIN_CPULong": "GIN", "nnUNetTrainerText_CPULong": "text",
+         "nnUNetTrainerCausalText_NoCounterfactual_CPULong": "causal (no counterfactual)",
+         "nnUNetTrainerCounterfactual_CPULong": "counterfactual",
+         "nnUNetTrainerCausalText_CPULong": "causal + counterfactual (default)"}
+TASKS = {
+    "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
+             "cue_entries": ("a frame with specular reflections and bright white highlights",
+                             "a frame where the lesion's colour differs from the surrounding mucosa")},
+    "ct": {"sources": ("scannerA", "scannerB", "scannerD"), "heldout": ("scannerC",), "id": 960,
+           "cue_entries": ("a non-contrast CT scan", "a CT scan with metal streak artefacts")},
+}
+PLANS = "nnUNetPlans_CPU16"
 
 
 def run(cmd, env, log):
@@ -43,77 +65,176 @@ def bin_(name):
     return str(Path(sys.executable).parent / name)
 
 
-def one_seed(work: Path, seed: int, trainers, log: Path) -> dict:
-    from nnunet_causal.env_cli import ext_trainer_folder
+def prepare(root: Path, task: str, seed: int, env: dict, log: Path):
+    """Dataset, preprocessing, CPU16 plans, split and the image/label folders of each evaluation set."""
+    t = TASKS[task]
+    did = t["id"] + seed
+    name = f"Dataset{did}_Robust{task.upper()}Seed{seed}"
+    raw = root / "raw" / name
+    pre = root / "pre" / name
+    if not (pre / "splits_final.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        sites = [*t["sources"], *t["heldout"]]
+        if task == "endo":
+            run([sys.executable, "-m", "nnunet_causal.cli", "synth", "endoscopy2d", "-d", str(did), "-o", str(raw),
+                 "-n", "30", "--test-fraction", "0.2", "--domains", *sites, "--heldout", *t["heldout"],
+                 "--spurious-cue", "specular", "--size", "64", "64", "--seed", str(seed)], env, log)
+        else:
+            run([sys.executable, "-m", "nnunet_causal.cli", "synth", "ct3d", "-d", str(did), "-o", str(raw),
+                 "-n", "8", "--test-fraction", "0.25", "--domains", *sites, "--size", "24", "48", "48",
+                 "--seed", str(seed)], env, log)
+        run([bin_("nnUNetv2_plan_and_preprocess"), "-d", str(did), "-c", "2d", "-np", "2", "-npfp", "2"], env, log)
+        plans = json.loads((pre / "nnUNetPlans.json").read_text())
+        plans["plans_name"] = PLANS
+        arch = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]
+        arch["features_per_stage"] = [max(8, f // 2) for f in arch["features_per_stage"]]
+        (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
+        dj = json.loads((raw / "dataset.json").read_text())
+        train = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] in t["sources"])
+        val = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] == t["heldout"][0])
+        (pre / "splits_final.json").write_text(json.dumps([{"train": train, "val": val}], indent=1))
+    dj = json.loads((raw / "dataset.json").read_text())
+    ending = dj["file_ending"]
+    sets = {}
+    for set_name, domains, splits in [("in-domain", t["sources"], ("test",))] + \
+            [(d, (d,), ("train", "test")) for d in t["heldout"]]:
+        folder = root / "eval" / set_name.replace(" ", "_")
+        if not (folder / "done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            (folder / "images").mkdir(parents=True)
+            (folder / "labels").mkdir()
+            for case, r in dj["domains"].items():
+                if r["domain"] in domains and r["split"] in splits:
+                    src = "Tr" if r["split"] == "train" else "Ts"
+                    for img in (raw / f"images{src}").glob(f"{case}_????{ending}"):
+                        shutil.copy(img, folder / "images" / img.name)
+                    shutil.copy(raw / f"labels{src}" / f"{case}{ending}", folder / "labels" / f"{case}{ending}")
+            (folder / "done").write_text("")
+        sets[set_name] = folder
+    return did, name, raw, sets
+
+
+def learning_curve(model_fold: Path):
+    """nnU-Net's per-epoch pseudo Dice on the validation (held-out) cases, from its training logs."""
+    vals = []
+    for log in sorted(model_fold.glob("training_log_*.txt")):
+        vals += [float(v) for v in re.findall(r"Pseudo dice \[(?:np\.float32\()?([\d.]+)", log.read_text())]
+    return vals
+
+
+def one_model(root, did, name, raw, sets, tr, env, log, cue_entries):
     from nnunet_causal.evaluation.evaluate_folder import evaluate_folders
 
-    root = work / f"seed{seed}"
-    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-               nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(ext_trainer_folder()),
-               nnUNet_compile="false", nnUNet_def_n_proc="2", HF_HUB_OFFLINE="1")
-    did = 980 + seed
-    name = f"Dataset{did}_LODOSeed{seed}"
-    raw = root / "raw" / name
-    if not (root / "pre" / name / "splits_final.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        run([sys.executable, "-m", "nnunet_causal.cli", "synth", "endoscopy2d", "-d", str(did), "-o", str(raw),
-             "-n", "30", "--test-fraction", "0.2", "--domains", *SITES, "--heldout", HELDOUT, "--spurious-cue", "specular",
-             "--size", "64", "64", "--seed", str(seed)], env, log)
-        run([bin_("nnUNetv2_plan_and_preprocess"), "-d", str(did), "-c", "2d", "-np", "2", "-npfp", "2"], env, log)
-        run([sys.executable, "-m", "nnunet_causal.cli", "make-splits", "-d", str(did), "--leave-one-domain-out"],
-            env, log)
-    dj = json.loads((raw / "dataset.json").read_text())
-    splits = json.loads((root / "pre" / name / "splits_final.json").read_text())
-    fold = next(i for i, s in enumerate(splits) if dj["domains"][s["val"][0]]["domain"] == HELDOUT)
-    src_inputs = root / "inputs_sources"
-    if not src_inputs.exists():
-        src_inputs.mkdir(parents=True)
-        (root / "labels_sources").mkdir()
-        for img in (raw / "imagesTs").glob("*_0000.png"):
-            case = img.name[:-9]
-            if dj["domains"][case]["domain"] != HELDOUT:
-                shutil.copy(img, src_inputs / img.name)
-                shutil.copy(raw / "labelsTs" / f"{case}.png", root / "labels_sources" / f"{case}.png")
-    out = {}
-    for tr in trainers:
-        t0 = time.time()
-        model = root / "results" / name / f"{tr}__nnUNetPlans__2d"
-        summary = model / f"fold_{fold}" / "validation" / "summary.json"
-        if not summary.exists():
-            run([bin_("nnUNetv2_train"), str(did), "2d", str(fold), "-tr", tr, "-device", "cpu"],
-                dict(env, nnUNet_n_proc_DA="2"), log)
-        heldout = json.loads(summary.read_text())["foreground_mean"]["Dice"]
-        pred = root / "pred_sources" / tr
+    model = root / "results" / name / f"{tr}__{PLANS}__2d"
+    out_file = model / "benchmark.json"
+    if out_file.exists():
+        return json.loads(out_file.read_text())
+    t0 = time.time()
+    if not (model / "fold_0" / "checkpoint_final.pth").exists():
+        cont = ["--c"] if (model / "fold_0").exists() else []
+        run([bin_("nnUNetv2_train"), str(did), "2d", "0", "-tr", tr, "-p", PLANS, "-device", "cpu", *cont],
+            dict(env, nnUNet_n_proc_DA="2"), log)
+    train_s = time.time() - t0
+    res = {"train_seconds": train_s, "curve": learning_curve(model / "fold_0")}
+    for set_name, folder in sets.items():
+        pred = root / "pred" / tr / set_name.replace(" ", "_")
         if not (pred / "evaluation.json").exists():
-            run([bin_("nnUNetv2_predict"), "-i", str(src_inputs), "-o", str(pred), "-d", str(did), "-c", "2d",
-                 "-f", str(fold), "-tr", tr, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
-                env, log)
-            evaluate_folders(root / "labels_sources", pred, raw / "dataset.json", num_processes=1)
-        in_domain = json.loads((pred / "evaluation.json").read_text())["summary"]["mean"]["dice"]
-        out[tr] = {"heldout_dice": heldout, "in_domain_dice": in_domain}
-        print(f"seed {seed} {tr:52s} held-out {heldout:.3f}  in-domain {in_domain:.3f}  ({time.time() - t0:.0f} s)",
-              flush=True)
-    return out
+            run([bin_("nnUNetv2_predict"), "-i", str(folder / "images"), "-o", str(pred), "-d", str(did), "-c", "2d",
+                 "-p", PLANS, "-f", "0", "-tr", tr, "-device", "cpu", "-npp", "1", "-nps", "1",
+                 "--disable_progress_bar"], env, log)
+            evaluate_folders(folder / "labels", pred, raw / "dataset.json", num_processes=1)
+        res[set_name] = json.loads((pred / "evaluation.json").read_text())["summary"]["mean"]["dice"]
+    audit = root / "audit" / tr
+    if not (audit / "audit.json").exists():
+        run([sys.executable, "-m", "nnunet_causal.cli", "audit", "-m", str(model), "-i", str(sets["in-domain"] / "images"),
+             "-r", str(sets["in-domain"] / "labels"), "-o", str(audit), "-f", "0"], env, log)
+    summary = json.loads((audit / "audit.json").read_text())["summary"][model.name]
+    top = [r for r in summary if r["strength"] == max(x["strength"] for x in summary)]
+    res["audit"] = {r["entry"]: {"sensitivity": r["sensitivity"], "rank": r["rank"]} for r in top}
+    res["cue"] = {e: res["audit"].get(e) for e in cue_entries}
+    out_file.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def mean_std(vals):
+    a = np.asarray([v for v in vals if v is not None], float)
+    return "n/a" if a.size == 0 else f"{a.mean():.3f} ± {a.std():.3f}" + (f" (n={a.size})" if a.size < 3 else "")
+
+
+def report(results: dict, trainers, task: str) -> str:
+    t = TASKS[task]
+    seeds = sorted(results)
+    sets = ["in-domain", *t["heldout"]]
+    lines = [f"Task {task}, seeds {seeds}; mean ± std over seeds (n = seeds when < 3). Dice (foreground mean).", "",
+             "| trainer | " + " | ".join(f"{s} Dice" for s in sets) + " | in-domain vs stock (paired, points) |",
+             "|---|" + "---|" * (len(sets) + 1)]
+    for tr in trainers:
+        have = [s for s in seeds if tr in results[s]]
+        cells = [mean_std(results[s][tr][k] for s in have) for k in sets]
+        paired = [100 * (results[s][tr]["in-domain"] - results[s][TRAINERS[0]]["in-domain"])
+                  for s in have if TRAINERS[0] in results[s]]
+        lines.append(f"| {SHORT.get(tr, tr)} | " + " | ".join(cells) + f" | {np.mean(paired):+.1f} |" if paired
+                     else f"| {SHORT.get(tr, tr)} | " + " | ".join(cells) + " | |")
+    cues = t["cue_entries"]
+    lines += ["", "Causal audit on the sources' test images (sensitivity = 1 - Dice between the predictions of an "
+              "image and of its do(z), strength 1; rank among all dictionary entries):", "",
+              "| trainer | " + " | ".join(f"'{c}'" for c in cues) + " | top-3 sensitivities |",
+              "|---|" + "---|" * (len(cues) + 1)]
+    for tr in trainers:
+        have = [s for s in seeds if tr in results[s]]
+        if not have:
+            continue
+        cells = []
+        for c in cues:
+            sens = [results[s][tr]["cue"][c]["sensitivity"] for s in have if results[s][tr]["cue"].get(c)]
+            ranks = [results[s][tr]["cue"][c]["rank"] for s in have if results[s][tr]["cue"].get(c)]
+            cells.append(f"{mean_std(sens)}, rank {'/'.join(map(str, ranks))}")
+        agg = {}
+        for s in have:
+            for e, v in results[s][tr]["audit"].items():
+                agg.setdefault(e, []).append(v["sensitivity"])
+        top3 = sorted(agg.items(), key=lambda kv: -np.mean(kv[1]))[:3]
+        lines.append(f"| {SHORT.get(tr, tr)} | " + " | ".join(cells) + " | "
+                     + "; ".join(f"{e[:40]} {np.mean(v):.2f}" for e, v in top3) + " |")
+    lines += ["", "Held-out learning curve (nnU-Net's pseudo Dice on the first held-out site, every 5th epoch, "
+              "first seed):", ""]
+    for tr in trainers:
+        if tr in results[seeds[0]]:
+            c = results[seeds[0]][tr]["curve"]
+            lines.append(f"- {SHORT.get(tr, tr)}: " + " ".join(f"{v:.2f}" for v in c[4::5]))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default="/tmp/nnunet_causal_lodo")
+    p.add_argument("--task", choices=sorted(TASKS), default="endo")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trainers", nargs="+", default=list(TRAINERS))
     a = p.parse_args(argv)
-    work = Path(a.work)
+    from nnunet_causal.env_cli import ext_trainer_folder
+
+    work = Path(a.work) / a.task
     work.mkdir(parents=True, exist_ok=True)
-    results = {s: one_seed(work, s, a.trainers, work / "commands.log") for s in a.seeds}
-    lines = ["| trainer | held-out site D Dice | in-domain (A-C) Dice |", "|---|---|---|"]
-    for tr in a.trainers:
-        h = np.array([results[s][tr]["heldout_dice"] for s in a.seeds])
-        d = np.array([results[s][tr]["in_domain_dice"] for s in a.seeds])
-        lines.append(f"| {tr} | {h.mean():.3f} ± {h.std():.3f} | {d.mean():.3f} ± {d.std():.3f} |")
-    table = "\n".join(lines)
-    print(f"\n{len(a.seeds)} seeds, mean ± std\n{table}")
-    (work / "results.json").write_text(json.dumps(results, indent=1))
-    (work / "results.md").write_text(table + "\n")
+    log = work / "commands.log"
+    results_file = work / "results.json"
+    results = {int(k): v for k, v in json.loads(results_file.read_text()).items()} if results_file.exists() else {}
+    for seed in a.seeds:
+        root = work / f"seed{seed}"
+        env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+                   nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(ext_trainer_folder()),
+                   nnUNet_compile="false", nnUNet_def_n_proc="2", HF_HUB_OFFLINE="1")
+        did, name, raw, sets = prepare(root, a.task, seed, env, log)
+        for tr in a.trainers:
+            res = one_model(root, did, name, raw, sets, tr, env, log, TASKS[a.task]["cue_entries"])
+            results.setdefault(seed, {})[tr] = res
+            print(f"seed {seed} {SHORT.get(tr, tr):36s} " + "  ".join(
+                f"{k} {res[k]:.3f}" for k in ["in-domain", *TASKS[a.task]["heldout"]])
+                + f"  ({res['train_seconds']:.0f} s training)", flush=True)
+            results_file.write_text(json.dumps(results, indent=1))
+            (work / "results.md").write_text(report(results, a.trainers, a.task) + "\n")
+    table = report(results, a.trainers, a.task)
+    print("\n" + table)
     return 0
 
 
