@@ -74,3 +74,25 @@ def test_mix_with_original_keeps_a_fraction_clean():
     assert 0.4 < per_sample[:, 0].mean().item() < 0.6
     with pytest.raises(ValueError, match="must lie in"):
         mix_with_original(views, x, 1.5)
+
+
+def test_gin_in_workers_goes_after_spatial_and_intensity_augmentation():
+    from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_causal.training.gin.nnUNetTrainerGIN import GINMixin
+
+    class _T(GINMixin, nnUNetTrainer):
+        gin_location = "workers"
+
+        def __init__(self):  # only get_training_transforms is exercised
+            pass
+
+    pipeline = _T().get_training_transforms((32, 32), (0, 0), None, (0, 1), False, foreground_labels=[1]).transforms
+    names = [type(t).__name__ for t in pipeline]
+    gin_at = names.index("GINTransform")
+    spatial_at = next(i for i, t in enumerate(pipeline) if isinstance(t, SpatialTransform))
+    intensity = [i for i, t in enumerate(pipeline) if type(t).__name__ == "RandomTransform"]
+    assert spatial_at < gin_at and max(intensity) < gin_at
+    assert isinstance(pipeline[gin_at + 1], MirrorTransform)

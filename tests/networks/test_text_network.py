@@ -108,3 +108,18 @@ def test_state_dict_holds_prompt_embeddings_but_not_training_or_inference_buffer
     keys = set(net.state_dict())
     assert "prompt_embeddings" in keys
     assert not any(k.startswith(("synonym", "inference")) for k in keys)
+
+
+def test_mtrs_uses_trained_prompts_so_other_prompts_do_not_move_a_trained_structure():
+    from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
+
+    torch.manual_seed(0)
+    bottleneck = ConfounderCrossAttention(16, num_confounders=5, text_dim=12, d_model=16, num_layers=1, alpha=0.5)
+    torch.nn.init.normal_(bottleneck.out.weight, std=0.5)          # a trained (non-identity) bottleneck
+    bottleneck.set_confounder_embeddings(torch.randn(5, 12))
+    net = TextPromptedSegmentationNetwork(tiny_backbone(ds=False), 2, 12, 8, bottleneck=bottleneck).eval()
+    net.set_prompt_embeddings(torch.randn(2, 12))
+    x = torch.randn(1, 3, 16, 16)
+    trained = net(x)
+    net.set_inference_prompts(torch.cat([net.prompt_embeddings, 3 * torch.randn(4, 12)]))
+    torch.testing.assert_close(net(x)[:, 1:3], trained[:, 1:3])   # the new prompts do not change MTRS's positions

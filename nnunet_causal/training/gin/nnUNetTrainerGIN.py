@@ -23,6 +23,16 @@ from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, 
 from nnunet_causal.training.steps import device_context, highest_resolution, optimizer_step, split_batch, to_device
 
 
+def gin_insert_position(transforms) -> int:
+    """Where GIN goes in nnU-Net's training pipeline: after the spatial and intensity augmentations, i.e.
+    before mirroring (or, without it, before the label clean-up and target conversions at the end)."""
+    names = [type(t).__name__ for t in transforms]
+    for anchor in ("MirrorTransform", "MaskImageTransform", "RemoveLabelTansform"):
+        if anchor in names:
+            return names.index(anchor)
+    return len(transforms)
+
+
 class GINMixin:
     gin_location = "device"
     gin_layers = 4
@@ -35,10 +45,10 @@ class GINMixin:
     def get_training_transforms(self, *args, **kwargs):
         transforms = super().get_training_transforms(*args, **kwargs)
         if self.gin_location == "workers":
-            # after nnU-Net's intensity augmentations, before the target conversions at the end
-            transforms.transforms.insert(0, GINTransform(p=self.intervention_probability,
-                                                         use_ipa=getattr(self, "ipa_in_workers", False),
-                                                         num_layers=self.gin_layers))
+            transforms.transforms.insert(gin_insert_position(transforms.transforms),
+                                         GINTransform(p=self.intervention_probability,
+                                                      use_ipa=getattr(self, "ipa_in_workers", False),
+                                                      num_layers=self.gin_layers))
         return transforms
 
     def intervene(self, batch: dict) -> dict:
