@@ -54,7 +54,8 @@ class SpecularHighlights(Simulator):
 class HighlightRemoval(Simulator):
     """Removes specular reflections where present: near-saturated pixels (every channel above ``threshold`` of
     the frame's maximum), dilated by ``dilate`` px, are in-painted from their surroundings by normalised
-    convolution (Gaussian-weighted mean of the valid pixels, several scales)."""
+    convolution (Gaussian-weighted mean of the valid pixels at sigma 4 then 1.5 px; the frame's mean colour
+    where no valid pixel is near)."""
     name, dims, channels, stage = "highlight_removal", (2,), 3, SCENE
     params = {"threshold": Param((0.5, 0.999), (0.9, 0.97), doc="fraction of the frame's maximum"),
               "dilate": Param((0, 5), (1, 2), True, "dilation in pixels")}
@@ -67,35 +68,57 @@ class HighlightRemoval(Simulator):
         if r > 0:
             sat = F.max_pool2d(sat, 2 * r + 1, stride=1, padding=r)
         valid = 1 - sat
-        fill = x.clone()
+        # valid pixels' mean per channel: the fallback where no valid pixel is near (a huge reflection)
+        fill = ((x * valid).flatten(2).sum(2) / valid.flatten(2).sum(2).clamp_min(1)).view(b, 3, 1, 1).expand_as(x)
         todo = sat.bool()
-        for sigma in (2.0, 5.0, 12.0):
+        for sigma in (4.0, 1.5):   # coarse first, then finer where enough valid pixels are close
             s = torch.full((b,), sigma, device=x.device)
             num, den = gaussian_blur(x * valid, s), gaussian_blur(valid, s)
-            est = num / den.clamp_min(1e-3)
-            fill = torch.where(todo & (den > 0.05), est, fill)
-            todo = todo & ~(den > 0.05)
-        return torch.where(sat.bool(), fill, x)
+            fill = torch.where(todo & (den > 0.05), num / den.clamp_min(1e-3), fill)
+        return torch.where(todo, fill, x)
+
+
+def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    pool = F.max_pool2d if mask.ndim == 4 else F.max_pool3d
+    return pool(mask, 2 * radius + 1, stride=1, padding=radius)
+
+
+def set_structure_contrast(x: torch.Tensor, seg: torch.Tensor, ratio_of, ring: int = 3) -> torch.Tensor:
+    """do(contrast): for every labelled structure, scale its voxels (soft edge) so that the ratio of its mean
+    to the mean of a ``ring``-voxel band around it becomes ``ratio_of(label) -> (B, C)``, whatever it was.
+    Setting the ratio (instead of multiplying it) is what makes the contrast independent of the label: a
+    lesion that was redder than its surroundings in every source image is not, on average, after it."""
+    b, c = x.shape[:2]
+    dims = tuple(range(2, x.ndim))
+    out = x
+    for v in torch.unique(seg).tolist():
+        if v <= 0:
+            continue
+        hard = (seg == v).to(x.dtype)
+        band = (_dilate(hard, ring) - hard).clamp(0, 1)
+        n_in, n_band = hard.sum(dims), band.sum(dims)                   # (B, 1)
+        mean_in = (x * hard).sum(dims) / n_in.clamp_min(1)
+        mean_band = (x * band).sum(dims) / n_band.clamp_min(1)
+        target = ratio_of(int(v))                                         # (B, C)
+        gain = torch.where(n_band > 0, target * mean_band / mean_in.clamp_min(1e-4), target).clamp(0.2, 5.0)
+        gain = torch.where(n_in > 0, gain, torch.ones_like(gain))
+        out = out * (1 + soft_mask(seg, int(v)) * (gain.view(b, c, *([1] * (x.ndim - 2))) - 1))
+    return out
 
 
 class StructureColour(Simulator):
-    """Label-aware: every labelled structure gets its own per-channel colour gain (the lesion's colour
-    contrast to its surroundings set independently of the label), applied through a softly edged mask."""
+    """Label-aware do(colour contrast): each labelled structure's mean colour is set, per channel, to
+    ``contrast`` times the mean colour of its surroundings (a 3-pixel band), drawn independently of the
+    label and of what the ratio was (e.g. polyps redder than the mucosa in every source frame become as
+    often paler); applied through a softly edged mask."""
     name, dims, channels, stage, label_aware = "structure_colour", (2, 3), None, SCENE, True
-    params = {"gain": Param((0.3, 3.0), (0.8, 1.25), doc="per-channel multiplicative gain inside a structure")}
+    params = {"contrast": Param((0.3, 3.0), (0.85, 1.15),
+                                doc="per-channel ratio of the structure's mean to its surroundings' mean")}
 
     def apply(self, x, seg, theta: Theta, generator=None):
         if seg is None:
             return x
-        b, c = x.shape[:2]
-        out = x
-        for v in torch.unique(seg).tolist():
-            if v <= 0:
-                continue
-            m = soft_mask(seg, int(v))
-            g = self.uniform("gain", (b, c), x, generator)
-            out = out * (1 + m * (g.view(b, c, *([1] * (x.ndim - 2))) - 1))
-        return out
+        return set_structure_contrast(x, seg, lambda v: self.uniform("contrast", tuple(x.shape[:2]), x, generator))
 
 
 class StructureTexture(Simulator):

@@ -9,9 +9,9 @@ import argparse
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from nnunet_causal.data.raw_dataset import make_temp_dir
 from nnunet_causal.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def run_synth(args) -> int:
     _check_destination(out, args.dataset_id, args.overwrite)
     domains = args.domains or list(DEFAULT_DOMAINS[kind])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{out.name}_", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".tmp_{out.name}_")  # umask's mode, not mkdtemp's 0700
     try:
         if kind == "endoscopy2d":
             make_endoscopy_dataset(tmp, args.n, domains, heldout_domain=args.heldout, spurious_cue=args.spurious_cue,

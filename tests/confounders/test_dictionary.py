@@ -22,7 +22,7 @@ def test_format_calls_ranges_and_groups(tmp_path):
                  "a dark frame  ::  exposure(gain=0.5..0.7, gamma=1) + vignetting(strength=0.2..0.4)  # note\n"
                  "a frame described only\n"
                  "[lesion]\n"
-                 "a lesion that looks different :: structure_colour(gain=0.9..1.1)\n", encoding="utf-8")
+                 "a lesion that looks different :: structure_colour(contrast=0.9..1.1)\n", encoding="utf-8")
     e = load_confounder_entries(str(f))
     assert [x.description for x in e] == ["a loose line", "a dark frame", "a frame described only",
                                           "a lesion that looks different"]

@@ -79,6 +79,14 @@ def inside_outside(x, seg, far=4):
     return x[fg].mean().item(), x[bg].mean().item(), fg, bg
 
 
+def _contrast(x, seg):
+    """Red-channel ratio of the label's mean to a 3-pixel band around it (the lesion's colour contrast)."""
+    hard = (seg > 0).float()
+    band = F.max_pool2d(hard, 7, 1, 3) - hard
+    r = x[:, :1]
+    return ((r * hard).sum() / hard.sum() / ((r * band).sum() / band.sum())).item()
+
+
 def corner_centre(x):
     h, w = x.shape[-2:]
     return x[..., :4, :4].mean().item(), x[..., h // 2 - 4:h // 2 + 4, w // 2 - 4:w // 2 + 4].mean().item()
@@ -95,8 +103,8 @@ CASES = {
     "specular_highlights": (rgb_frame, {"count": (8, 8)},
                             lambda x, y, s: sat(y)[s[:, 0] == 0].sum() > sat(x)[s[:, 0] == 0].sum() + 20),
     "highlight_removal": (rgb_frame, {}, lambda x, y, s: sat(x).sum() > 20 and sat(y).sum() == 0),
-    "structure_colour": (rgb_frame, {"gain": (0.5, 0.6)},
-                         lambda x, y, s: inside_outside(y, s)[0] < 0.7 * inside_outside(x, s)[0]
+    "structure_colour": (rgb_frame, {"contrast": (1.0, 1.0)},   # do(contrast = 1): lesion as its surroundings
+                         lambda x, y, s: abs(_contrast(y, s) - 1) < 0.03 < abs(_contrast(x, s) - 1)
                          and torch.equal(y[inside_outside(x, s)[3]], x[inside_outside(x, s)[3]])),
     "structure_texture": (rgb_frame, {"amount": (-1, -1)},
                           lambda x, y, s: lap_var(y[..., 28:36, 24:30]) < 0.5 * lap_var(x[..., 28:36, 24:30])
