@@ -49,6 +49,15 @@ def label_map_to_onehot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (labels.unsqueeze(1) == values).float()
 
 
+def label_fractions(target: torch.Tensor, num_classes: int, grid) -> torch.Tensor:
+    """Label map ``(B, 1, *spatial)`` -> ``(B, K, N)`` fraction of each class 1..K per bottleneck cell, one
+    class at a time: never a full-resolution K-channel one-hot (117 classes at 128^3, batch 2, would be
+    ~2 GB in float32), only one full-resolution float map at a time."""
+    pool = F.adaptive_avg_pool3d if target.ndim == 5 else F.adaptive_avg_pool2d
+    labels = target[:, :1]
+    return torch.cat([pool((labels == k).float(), tuple(grid)).flatten(2) for k in range(1, num_classes + 1)], 1)
+
+
 def class_fractions(onehot: torch.Tensor, grid) -> torch.Tensor:
     """One-hot ``(B, K, *spatial)`` -> ``(B, K, N)`` fraction of each class per bottleneck cell."""
     pool = F.adaptive_avg_pool3d if onehot.ndim == 5 else F.adaptive_avg_pool2d
@@ -102,13 +111,17 @@ def progressive_gate(epoch: int, num_epochs: int, warmup_fraction: float = 0.2) 
     return 0.0 if epoch < int(round(warmup_fraction * num_epochs)) else 1.0
 
 
-def total_causal_loss(aux: dict, onehot: torch.Tensor, prompts: torch.Tensor, anchors: torch.Tensor,
+def total_causal_loss(aux: dict, onehot: Optional[torch.Tensor], prompts: torch.Tensor, anchors: torch.Tensor,
                       confounders: torch.Tensor, styles: Optional[torch.Tensor], weights: CausalLossWeights,
-                      gate: float, grid, known_styles: Optional[torch.Tensor] = None) -> dict:
+                      gate: float, grid, known_styles: Optional[torch.Tensor] = None,
+                      fractions: Optional[torch.Tensor] = None) -> dict:
     """All causal terms for one batch; returns the weighted sum and the parts (for logging).
-    ``known_styles`` (B, D): embeddings of the styles set on each sample (extra L_contrast negatives)."""
+    ``known_styles`` (B, D): embeddings of the styles set on each sample (extra L_contrast negatives);
+    ``fractions`` (B, K, N): class fractions per bottleneck cell (:func:`label_fractions`), instead of
+    ``onehot``."""
     t = aux["bottleneck_text"].float()
-    fractions = class_fractions(onehot, grid)
+    if fractions is None:
+        fractions = class_fractions(onehot, grid)
     pooled, present = pooled_class_features(t, fractions)
     parts = {"causal": causal_loss(pooled, present, anchors.float()),
              "contrast": contrast_loss(t, present, prompts.float(), confounders.float(), weights.temperature,

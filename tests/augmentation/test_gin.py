@@ -96,3 +96,36 @@ def test_gin_in_workers_goes_after_spatial_and_intensity_augmentation():
     intensity = [i for i, t in enumerate(pipeline) if type(t).__name__ == "RandomTransform"]
     assert spatial_at < gin_at and max(intensity) < gin_at
     assert isinstance(pipeline[gin_at + 1], MirrorTransform)
+
+
+def test_gin_ipa_step_keeps_the_planned_batch_size():
+    from types import SimpleNamespace
+
+    from nnunet_causal.training.gin.nnUNetTrainerGIN import GINIPAMixin
+
+    seen = []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return self.conv(x)
+
+    class Base:
+        def train_step(self, batch):
+            raise AssertionError("the paired step must not fall back to the plain one")
+
+    class T(GINIPAMixin, Base):
+        gin_location = "device"
+
+    t = T()
+    t.device, t.network = torch.device("cpu"), Net()
+    t.optimizer = torch.optim.SGD(t.network.parameters(), 0.1)
+    t.grad_scaler = None
+    t.label_manager = SimpleNamespace(has_regions=False)
+    t.loss = lambda out, target: out.mean() * 0 + out.float().pow(2).mean()
+    out = t.train_step({"data": torch.randn(6, 3, 16, 16), "target": torch.zeros(6, 1, 16, 16)})
+    assert seen == [6] and torch.isfinite(torch.as_tensor(out["loss"]))

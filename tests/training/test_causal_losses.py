@@ -50,3 +50,15 @@ def test_optimising_features_lowers_every_term():
 
 def test_progressive_gate():
     assert [progressive_gate(e, 50) for e in (0, 9, 10, 49)] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_label_fractions_equal_the_one_hot_path_without_building_it():
+    from nnunet_causal.training.causal_losses import label_fractions
+
+    g = torch.Generator().manual_seed(0)
+    for shape, grid in (((2, 1, 16, 16), (4, 4)), ((2, 1, 8, 16, 16), (2, 4, 4))):
+        target = torch.randint(0, 6, shape, generator=g)
+        target[0, 0, :2] = -1                                    # ignore-like values are no class
+        fast = label_fractions(target, 5, grid)
+        torch.testing.assert_close(fast, class_fractions(label_map_to_onehot(target, 5), grid))
+        assert fast.shape == (2, 5, int(torch.tensor(grid).prod()))

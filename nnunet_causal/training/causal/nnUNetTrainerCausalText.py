@@ -40,8 +40,8 @@ from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (C
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
 from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
-from nnunet_causal.training.causal_losses import (CausalLossWeights, label_map_to_onehot, progressive_gate,
-                                                  total_causal_loss)
+from nnunet_causal.training.causal_losses import (CausalLossWeights, class_fractions, label_fractions,
+                                                  progressive_gate, total_causal_loss)
 from nnunet_causal.training.steps import device_context, optimizer_step, to_device
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
 
@@ -211,11 +211,13 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
             seg = self.loss(output, target)
             t0 = target[0] if isinstance(target, list) else target
             k = net.num_prompts
-            onehot = t0[:, :k].float() if self.label_manager.has_regions else label_map_to_onehot(t0, k)
-            parts = total_causal_loss(aux, onehot, aux["text_embeddings"], self._anchors,
+            grid = aux["grid"]
+            fractions = class_fractions(t0[:, :k].float(), grid) if self.label_manager.has_regions \
+                else label_fractions(t0, k, grid)
+            parts = total_causal_loss(aux, None, aux["text_embeddings"], self._anchors,
                                       net.bottleneck.confounder_embeddings, styles, self.loss_weights,
                                       getattr(self, "_gate", 1.0), aux["grid"],
-                                      known_styles=styles if known is not None else None)
+                                      known_styles=styles if known is not None else None, fractions=fractions)
             loss = seg + parts["total"]
         optimizer_step(self, loss)
         out = {"loss": loss.detach().cpu().numpy(), "seg_loss": seg.detach().cpu().numpy()}

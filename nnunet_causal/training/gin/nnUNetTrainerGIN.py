@@ -2,8 +2,9 @@
 
 * :class:`GINMixin` -- training samples become GIN views (random shallow-network appearance change); by
   default half of them, chosen at random per sample (``intervention_probability``).
-* :class:`GINIPAMixin` -- each batch is seen as a GIN view and an IPA view (again for half of the samples;
-  the others stay clean in both views); segmentation loss on both plus
+* :class:`GINIPAMixin` -- half of each planned batch is seen as a GIN view and an IPA view (so the network
+  gets nnU-Net's planned batch size, not twice it; intervention again for half of those samples, the
+  others stay clean in both views); segmentation loss on both plus
   the symmetric-KL consistency between their predictions (Ouyang et al., TMI 2022; see
   :mod:`nnunet_causal.augmentation.gin` for the exact form and defaults).
 
@@ -73,6 +74,11 @@ class GINIPAMixin(GINMixin):
             return super().train_step(batch)  # workers already produce IPA views; no paired consistency
         data, target = to_device(batch, self.device)
         check_batch(data, batch.get("keys"))
+        # the GIN and IPA views of a sample are paired inside the planned batch: half of the samples, two views
+        # each, so the network sees nnU-Net's VRAM-planned batch size (not twice it)
+        half = max(1, data.shape[0] // 2)
+        data = data[:half]
+        target = [t[:half] for t in target] if isinstance(target, list) else target[:half]
         with torch.no_grad():
             p = self.intervention_probability
             views = torch.cat([mix_with_original(gin(data, num_layers=self.gin_layers), data, p),
