@@ -40,9 +40,24 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     assert plans["nnunet_causal"]["prompts"] == {"lesion": ["lesion", "red spot"], "marker": ["marker", "blue square"]}
     assert (model / "fold_0" / "validation" / "summary.json").exists()  # nnU-Net's own final validation ran
 
-    # --c resumes from the checkpoint (strict load of every buffer and parameter)
+    # --c resumes from the checkpoint (strict load of every buffer and parameter) with the model folder's text
+    # settings, even after dataset.json's prompts changed; a conflicting encoder variable is an error
+    pre_dj = Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset001_Tiny2D" / "dataset.json"  # what training reads
+    original = pre_dj.read_text()
+    dj = json.loads(original)
+    dj["prompts"]["lesion"] = ["a reworded lesion"]
+    pre_dj.write_text(json.dumps(dj))
+    bad = subprocess.run(["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "--c"],
+                         env=dict(nnunet_env, nnUNet_n_proc_DA="0", nnUNet_causal_text_encoder="hf:/other/encoder"),
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "conflicts with the text encoder this model was trained with" in bad.stderr
+    assert "Traceback" not in bad.stderr
     run(["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "--c"],
         dict(nnunet_env, nnUNet_n_proc_DA="0"))
+    assert read_json(model / "plans.json")["nnunet_causal"]["prompts"]["lesion"] == ["lesion", "red spot"]
+    logs = "\n".join(f.read_text() for f in sorted((model / "fold_0").glob("training_log_*.txt")))
+    assert "text settings model folder" in logs
+    pre_dj.write_text(original)
 
     # stock prediction of the trained structures, probabilities included, without any text encoder
     out = tmp_path / "pred_stock"

@@ -40,10 +40,17 @@ def test_mtrs_keeps_unselected_positions_unchanged():
 @pytest.mark.parametrize("gate", [0.0, 1.0])
 def test_every_parameter_gets_a_gradient(gate):
     m = ConfounderCrossAttention(8, 4, 6, d_model=8, alpha=0.5)
+    torch.nn.init.normal_(m.out.weight)           # a trained output projection (zero at init blocks gradients)
+    m.set_confounder_embeddings(torch.randn(4, 6))  # distinct keys (all-zero ones make attention constant)
     m.gate.fill_(gate)
     out, aux = m(torch.randn(2, 8, 4, 4), torch.randn(2, 6))
     (out.square().mean() + aux["bottleneck_text"].square().mean()).backward()
-    assert all(p.grad is not None for p in m.parameters())
+    assert all(p.grad is not None for p in m.parameters())   # in the graph every step (DDP)
+    moving = {n for n, p in m.named_parameters() if p.grad.abs().sum() > 0}
+    if gate:
+        assert moving == {n for n, _ in m.named_parameters()}
+    else:                                          # gate 0 (warm-up): only the text projection learns
+        assert moving == {"to_text.weight", "to_text.bias"}
 
 
 def test_state_dict_round_trip_keeps_dictionary():

@@ -21,7 +21,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
 from nnunet_causal.networks.builder import build_text_network
-from nnunet_causal.networks.text_plans import add_text_settings, foreground_label_names, get_text_settings
+from nnunet_causal.networks.text_plans import PLANS_KEY, add_text_settings, foreground_label_names, get_text_settings
+from nnunet_causal.training.text.saved_settings import model_folder, saved_text_settings
 from nnunet_causal.training.losses import PromptDiceBCELoss
 
 
@@ -42,8 +43,16 @@ class nnUNetTrainerText(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        plans = self._plans_with_text_settings(plans, dataset_json)
+        from nnunetv2 import paths
+
+        saved = saved_text_settings(model_folder(paths.nnUNet_results, plans, configuration, type(self).__name__),
+                                    dataset_json)
+        if saved is not None:  # --c or a later fold: the settings the model was trained with, not re-derived
+            plans = {**plans, PLANS_KEY: saved}
+        else:
+            plans = self._plans_with_text_settings(plans, dataset_json)
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.text_settings_source = "model folder" if saved is not None else "derived"
 
     def __init_subclass__(cls, **kwargs):
         """A subclass's own static builder gets the stock-prediction prompt rewording too (see
@@ -88,7 +97,8 @@ class nnUNetTrainerText(nnUNetTrainer):
         net = unwrap_network(self.network)
         net.set_prompt_embeddings(embeddings[first])
         net.set_training_synonyms(embeddings, owners)
-        self.print_to_log_file(f"text encoder {encoder.id} (dim {encoder.dim}); prompts: "
+        self.print_to_log_file(f"text settings {getattr(self, 'text_settings_source', 'derived')}; "
+                               f"text encoder {encoder.id} (dim {encoder.dim}); prompts: "
                                + "; ".join(f"{n}: {' | '.join(s)}" for n, s in settings["prompts"].items()))
 
     # ---- partial labels (dataset.json "partial_labels": {case: [annotated structure names]})
