@@ -4,7 +4,8 @@ Reused from kornia: defocus (``gaussian_blur2d``), motion blur (``motion_blur``)
 (``jpeg_codec_differentiable``), all batched with per-sample parameters on the device. Written here because
 no well-kept library has them as batched tensor ops: specular highlights placed anywhere, highlight removal
 (in-painting by normalised convolution), label-aware structure colour and texture, NBI-like channel
-mixing, vignetting, uneven illumination, mucus / bubbles, blood tint, black borders.
+mixing, vignetting, uneven illumination, mucus / bubbles, blood tint, black borders, label-aware structure
+conspicuity (in-painting from the surroundings).
 
 Sizes are fractions of the image's shorter side, so one dictionary range fits any patch size. Near / far
 (zoom) is not simulated here: it moves the anatomy, so it is nnU-Net's scaling augmentation, not an
@@ -119,6 +120,39 @@ class StructureColour(Simulator):
         if seg is None:
             return x
         return set_structure_contrast(x, seg, lambda v: self.uniform("contrast", tuple(x.shape[:2]), x, generator))
+
+
+def inpaint(x: torch.Tensor, hole: torch.Tensor, sigmas=(8.0, 4.0, 1.5)) -> torch.Tensor:
+    """Fill ``hole`` (B, 1, *spatial, 0/1) of ``x`` from its surroundings by normalised convolution (Gaussian-
+    weighted mean of the valid voxels, coarse to fine); the rest of ``x`` is returned unchanged."""
+    b = x.shape[0]
+    valid = 1 - hole
+    dims = tuple(range(2, x.ndim))
+    fill = ((x * valid).sum(dims, keepdim=True) / valid.sum(dims, keepdim=True).clamp_min(1)).expand_as(x)
+    todo = hole.bool()
+    for sigma in sigmas:
+        s = torch.full((b,), sigma, device=x.device)
+        num, den = gaussian_blur(x * valid, s), gaussian_blur(valid, s)
+        fill = torch.where(todo & (den > 0.02), num / den.clamp_min(1e-4), fill)
+    return torch.where(todo, fill, x)
+
+
+class StructureConspicuity(Simulator):
+    """Label-aware do(conspicuity): each labelled structure is faded towards what its surroundings would look
+    like there (in-painted from a band around it): ``x' = x + fade (inpaint(x) - x)`` inside the structure.
+    Lighting, imaging mode and contrast agents change how much a lesion stands out from its surroundings
+    independently of the lesion; ``fade`` stays below 1, so the structure is fainter, never gone (its own
+    shading and outline survive at ``1 - fade`` of their contrast)."""
+    name, dims, channels, stage, label_aware = "structure_conspicuity", (2, 3), None, SCENE, True
+    params = {"fade": Param((0.0, 0.9), (0.3, 0.7), doc="fraction of the structure's own contrast removed")}
+
+    def apply(self, x, seg, theta: Theta, generator=None):
+        if seg is None or not bool((seg > 0).any()):
+            return x
+        hole = (seg > 0).to(x.dtype)
+        filled = inpaint(x, _dilate(hole, 1))
+        m = soft_mask(seg) * expand(theta["fade"], x.ndim)
+        return x + m * (filled - x)
 
 
 class StructureTexture(Simulator):
@@ -298,6 +332,6 @@ class BlackBorders(Simulator):
         return x * inside
 
 
-ENDOSCOPY_SIMULATORS = (SpecularHighlights, HighlightRemoval, StructureColour, StructureTexture, ColourCast,
+ENDOSCOPY_SIMULATORS = (SpecularHighlights, HighlightRemoval, StructureColour, StructureConspicuity, StructureTexture, ColourCast,
                         NarrowBandImaging, Vignetting, Exposure, UnevenIllumination, DefocusBlur, MotionBlur,
                         SensorNoise, JPEGBlocking, MucusBubbles, BloodTint, BlackBorders)

@@ -106,6 +106,9 @@ CASES = {
     "structure_colour": (rgb_frame, {"contrast": (1.0, 1.0)},   # do(contrast = 1): lesion as its surroundings
                          lambda x, y, s: abs(_contrast(y, s) - 1) < 0.03 < abs(_contrast(x, s) - 1)
                          and torch.equal(y[inside_outside(x, s)[3]], x[inside_outside(x, s)[3]])),
+    "structure_conspicuity": (rgb_frame, {"fade": (0.7, 0.7)},   # the lesion stands out less from its surroundings
+                              lambda x, y, s: abs(_contrast(y, s) - 1) < 0.5 * abs(_contrast(x, s) - 1)
+                              and torch.equal(y[inside_outside(x, s)[3]], x[inside_outside(x, s)[3]])),
     "structure_texture": (rgb_frame, {"amount": (-1, -1)},
                           lambda x, y, s: lap_var(y[..., 28:36, 24:30]) < 0.5 * lap_var(x[..., 28:36, 24:30])
                           and torch.equal(y[inside_outside(x, s)[3]], x[inside_outside(x, s)[3]])),
