@@ -47,6 +47,12 @@ def run_audit(models: Sequence[str], images: str, out: str, labels: Optional[str
     names = names or [Path(m).name for m in models]
     if len(set(names)) != len(names):  # same trainer of different datasets: use the full path
         names = [str(m) for m in models]
+    from nnunet_causal.inference.model_folder import check_model_folder
+
+    for model in models:  # every folder checked before any work, so a bad one leaves nothing half-written
+        check_model_folder(Path(model), [str(fold)], checkpoint)
+    if dictionary:
+        load_confounder_entries(dictionary)
     dev = torch.device(device)
     summaries, per_case = {}, {}
     for model, name in zip(models, names):

@@ -85,3 +85,10 @@ def test_audit_checks_channels_and_labels(tmp_path, model):
     (labels / "case0.png").unlink()
     with pytest.raises(DatasetError, match="reference label .*case0.png of case 'case0' does not exist"):
         run_audit([str(model)], str(images), str(tmp_path / "o"), str(labels), progress=False)
+
+
+def test_a_bad_second_model_is_found_before_any_work(tmp_path, model):
+    images, _ = _images(tmp_path / "data", n=1)
+    with pytest.raises(ModelError, match="does not exist"):
+        run_audit([str(model), str(tmp_path / "missing_model")], str(images), str(tmp_path / "o"), progress=False)
+    assert not (tmp_path / "o").exists()
