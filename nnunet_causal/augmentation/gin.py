@@ -71,8 +71,8 @@ def gin(x: torch.Tensor, num_layers: int = 4, hidden: Optional[int] = None, slop
     cin = c
     for layer in range(num_layers):
         cout = c if layer == num_layers - 1 else hidden
-        k = int(torch.randint(0, 2, (1,), generator=generator).item()) * 2 + 1  # 1 or 3
-        w = torch.randn((b * cout, cin, *([k] * ndim)), generator=generator).to(dev, dt)
+        k = int(torch.randint(0, 2, (1,), generator=generator).item()) * 2 + 1  # 1 or 3 (a CPU draw: no sync)
+        w = _randn((b * cout, cin, *([k] * ndim)), dev, dt, generator)
         w = w / math.sqrt(cin * k ** ndim)
         h = conv(h, w, padding=k // 2, groups=b)
         if layer < num_layers - 1:
@@ -84,8 +84,22 @@ def gin(x: torch.Tensor, num_layers: int = 4, hidden: Optional[int] = None, slop
     my, sy = y.mean(dims, keepdim=True), y.std(dims, keepdim=True)
     y = (y - my) / sy.clamp_min(1e-6) * sx + mx
     y = torch.where(sx > 1e-6, y, x)  # constant channels stay as they are
-    a = torch.rand((b,) + (1,) * (x.ndim - 1), generator=generator).to(dev, dt)
+    a = _rand((b,) + (1,) * (x.ndim - 1), dev, dt, generator)
     return a * y + (1 - a) * x
+
+
+def _randn(shape, device, dtype, generator=None) -> torch.Tensor:
+    """Random normal numbers drawn where they are used (on the training device) unless a CPU ``generator``
+    asks for reproducible draws; no host-to-device copy per layer on a GPU."""
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator).to(device, dtype)
+
+
+def _rand(shape, device, dtype, generator=None) -> torch.Tensor:
+    if generator is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator).to(device, dtype)
 
 
 def mix_with_original(views: torch.Tensor, original: torch.Tensor, probability: float,
@@ -108,10 +122,10 @@ def smooth_mask(shape: Sequence[int], batch: int, grid: int = 4, device=None, dt
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Low-frequency random mask ``(B, 1, *shape)`` in [0, 1]."""
     ndim = len(shape)
-    coarse = torch.rand((batch, 1) + (grid,) * ndim, generator=generator)
+    coarse = _rand((batch, 1) + (grid,) * ndim, device, torch.float32, generator)  # upsampled on the device
     mode = "bicubic" if ndim == 2 else "trilinear"
     m = F.interpolate(coarse, size=tuple(shape), mode=mode, align_corners=False)
-    return m.clamp(0, 1).to(device=device, dtype=dtype)
+    return m.clamp(0, 1).to(dtype=dtype)
 
 
 def ipa(x: torch.Tensor, grid: int = 4, generator: Optional[torch.Generator] = None, **gin_kwargs) -> torch.Tensor:

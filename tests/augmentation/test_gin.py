@@ -129,3 +129,19 @@ def test_gin_ipa_step_keeps_the_planned_batch_size():
     t.loss = lambda out, target: out.mean() * 0 + out.float().pow(2).mean()
     out = t.train_step({"data": torch.randn(6, 3, 16, 16), "target": torch.zeros(6, 1, 16, 16)})
     assert seen == [6] and torch.isfinite(torch.as_tensor(out["loss"]))
+
+
+def test_finiteness_is_checked_on_the_first_step_and_every_50th():
+    from types import SimpleNamespace
+
+    from nnunet_causal.training.gin.nnUNetTrainerGIN import check_now
+
+    t = SimpleNamespace()
+    assert [i for i in range(120) if check_now(t)] == [0, 50, 100]
+
+
+def test_gin_and_ipa_draw_on_the_input_device_without_a_generator():
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    assert gin(x).dtype == torch.float64 and smooth_mask((16, 16), 2, dtype=torch.float64).dtype == torch.float64
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    torch.testing.assert_close(ipa(x, generator=g1), ipa(x, generator=g2))  # a CPU generator stays reproducible

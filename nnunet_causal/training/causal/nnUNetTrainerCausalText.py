@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original
 from nnunet_causal.training.causal.loss_logging import CausalLossLogging
+from nnunet_causal.training.gin.nnUNetTrainerGIN import check_now
 from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (CounterfactualMixin,
                                                                                label_map_for_simulators)
 from nnunet_causal.networks.builder import build_text_network
@@ -191,7 +192,8 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
     def _causal_train_step(self, batch: dict) -> dict:
         data, target = to_device(batch, self.device)
         keys = batch.get("keys", [f"sample {i}" for i in range(data.shape[0])])
-        check_batch(data, keys)
+        if check_now(self):
+            check_batch(data, keys)
         known = None
         if self.counterfactual_views:
             t0 = target[0] if isinstance(target, list) else target

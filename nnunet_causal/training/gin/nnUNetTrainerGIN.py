@@ -34,6 +34,14 @@ def gin_insert_position(transforms) -> int:
     return len(transforms)
 
 
+def check_now(trainer, every: int = 50) -> bool:
+    """True on the first step and every ``every``-th one: the finiteness check of :func:`check_batch` syncs the
+    host with the device, so it does not run on every step."""
+    n = getattr(trainer, "_steps_checked", 0)
+    trainer._steps_checked = n + 1
+    return n % every == 0
+
+
 class GINMixin:
     gin_location = "device"
     gin_layers = 4
@@ -55,7 +63,8 @@ class GINMixin:
     def intervene(self, batch: dict) -> dict:
         """The batch with its images replaced by a GIN (device) view; checks for NaN/inf and tiny patches."""
         data = batch["data"].to(self.device, non_blocking=True)
-        check_batch(data, batch.get("keys"))
+        if check_now(self):
+            check_batch(data, batch.get("keys"))
         if self.gin_location == "device":
             with torch.no_grad():
                 data = mix_with_original(gin(data, num_layers=self.gin_layers), data, self.intervention_probability)
@@ -73,7 +82,8 @@ class GINIPAMixin(GINMixin):
         if self.gin_location == "workers":
             return super().train_step(batch)  # workers already produce IPA views; no paired consistency
         data, target = to_device(batch, self.device)
-        check_batch(data, batch.get("keys"))
+        if check_now(self):
+            check_batch(data, batch.get("keys"))
         # the GIN and IPA views of a sample are paired inside the planned batch: half of the samples, two views
         # each, so the network sees nnU-Net's VRAM-planned batch size (not twice it)
         half = max(1, data.shape[0] // 2)
