@@ -40,10 +40,13 @@ class CounterfactualSampler:
 
     def __init__(self, entries: Sequence[ConfounderEntry], frame: IntensityFrame, ndim: int, num_channels: int,
                  probability: float = 0.7, group_probability: float = 0.5, max_entries: int = 4,
-                 skip_unsupported: bool = False):
+                 skip_unsupported: bool = False, label_aware_probability: Optional[float] = None):
         """``skip_unsupported``: entries whose simulators cannot run on this data (dimensionality, channels)
         are left out and listed in :attr:`skipped` (used for the shipped family dictionaries, e.g. slice
-        thickness on 2D CT); otherwise such an entry is an error naming its file and line."""
+        thickness on 2D CT); otherwise such an entry is an error naming its file and line.
+        ``label_aware_probability``: inclusion probability of the kinds whose simulators read the label
+        (default: ``group_probability``) -- only they can change how a structure looks against its
+        surroundings, which whole-image changes keep."""
         for name, v in (("probability", probability), ("group probability", group_probability)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"counterfactual {name} must lie in [0, 1], got {v}")
@@ -74,6 +77,12 @@ class CounterfactualSampler:
                 self.groups.append([i])
         self.frame, self.probability, self.group_probability = frame, probability, group_probability
         self.max_entries = max_entries
+        lap = group_probability if label_aware_probability is None else label_aware_probability
+        if not 0.0 <= lap <= 1.0:
+            raise ValueError(f"label-aware probability must lie in [0, 1], got {lap}")
+        self.group_probabilities = torch.tensor([
+            lap if any(s.label_aware for i in g for s in self.entries[i].simulators) else group_probability
+            for g in self.groups])
 
     def draw(self, batch: int, generator: Optional[torch.Generator] = None) -> List[List[int]]:
         """Per sample, the entry indices to apply (possibly none)."""
@@ -82,7 +91,7 @@ class CounterfactualSampler:
             if not self.groups or float(torch.rand((), generator=generator)) >= self.probability:
                 out.append([])
                 continue
-            take = (torch.rand(len(self.groups), generator=generator) < self.group_probability).nonzero().flatten()
+            take = (torch.rand(len(self.groups), generator=generator) < self.group_probabilities).nonzero().flatten()
             if take.numel() == 0:
                 take = torch.randint(len(self.groups), (1,), generator=generator)
             if take.numel() > self.max_entries:

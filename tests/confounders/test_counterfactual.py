@@ -69,3 +69,13 @@ def test_unsupported_simulators_error_or_are_skipped(tmp_path):
     assert len(s.skipped) == 1 and "slice_thickness" in s.skipped[0]
     with pytest.raises(DatasetError, match="needs 3 channel"):
         CounterfactualSampler(load_confounder_entries("endoscopy"), IntensityFrame([ChannelFrame("unit")]), 2, 1)
+
+
+def test_label_aware_kinds_can_be_drawn_more_often():
+    entries = load_confounder_entries("endoscopy")
+    s = CounterfactualSampler(entries, RGB, 2, 3, probability=1.0, label_aware_probability=1.0)
+    drawn = s.draw(500, torch.Generator().manual_seed(0))
+    aware = [any(sim.label_aware for i in d for sim in entries[i].simulators) for d in drawn]
+    assert all(aware)
+    with pytest.raises(ValueError, match="label-aware probability"):
+        CounterfactualSampler(entries, RGB, 2, 3, label_aware_probability=1.5)

@@ -45,6 +45,7 @@ def label_map_for_simulators(target, label_manager) -> torch.Tensor:
 class CounterfactualMixin:
     counterfactual_probability = 0.7
     counterfactual_group_probability = 0.5
+    counterfactual_label_aware_probability = None   # None: as every other kind
     counterfactual_max_entries = 4
     last_counterfactual: Optional[CounterfactualBatch] = None
 
@@ -57,7 +58,8 @@ class CounterfactualMixin:
             shipped = not self.dataset_json.get("confounder_dictionary")
             sampler = CounterfactualSampler(entries, frame, ndim, self.num_input_channels,
                                             self.counterfactual_probability, self.counterfactual_group_probability,
-                                            self.counterfactual_max_entries, skip_unsupported=shipped)
+                                            self.counterfactual_max_entries, skip_unsupported=shipped,
+                                            label_aware_probability=self.counterfactual_label_aware_probability)
             self._cf_sampler = sampler
             self.print_to_log_file(
                 f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
