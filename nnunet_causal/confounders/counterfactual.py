@@ -80,6 +80,8 @@ class CounterfactualSampler:
         lap = group_probability if label_aware_probability is None else label_aware_probability
         if not 0.0 <= lap <= 1.0:
             raise ValueError(f"label-aware probability must lie in [0, 1], got {lap}")
+        self.label_aware_groups = torch.tensor([any(s.label_aware for i in g for s in self.entries[i].simulators)
+                                                for g in self.groups], dtype=torch.bool)
         self.group_probabilities = torch.tensor([
             lap if any(s.label_aware for i in g for s in self.entries[i].simulators) else group_probability
             for g in self.groups])
@@ -94,8 +96,10 @@ class CounterfactualSampler:
             take = (torch.rand(len(self.groups), generator=generator) < self.group_probabilities).nonzero().flatten()
             if take.numel() == 0:
                 take = torch.randint(len(self.groups), (1,), generator=generator)
-            if take.numel() > self.max_entries:
-                take = take[torch.randperm(take.numel(), generator=generator)[:self.max_entries]]
+            if take.numel() > self.max_entries:  # trim at random, the label-aware kinds last
+                take = take[torch.randperm(take.numel(), generator=generator)]
+                take = take[torch.argsort((~self.label_aware_groups[take]).to(torch.int8), stable=True)]
+                take = take[:self.max_entries]
             chosen = []
             for g in take.tolist():
                 members = self.groups[g]
