@@ -77,6 +77,7 @@ class CounterfactualSampler:
                 self.groups.append([i])
         self.frame, self.probability, self.group_probability = frame, probability, group_probability
         self.max_entries = max_entries
+        self.prefer_label_aware = label_aware_probability is not None
         lap = group_probability if label_aware_probability is None else label_aware_probability
         if not 0.0 <= lap <= 1.0:
             raise ValueError(f"label-aware probability must lie in [0, 1], got {lap}")
@@ -96,9 +97,10 @@ class CounterfactualSampler:
             take = (torch.rand(len(self.groups), generator=generator) < self.group_probabilities).nonzero().flatten()
             if take.numel() == 0:
                 take = torch.randint(len(self.groups), (1,), generator=generator)
-            if take.numel() > self.max_entries:  # trim at random, the label-aware kinds last
+            if take.numel() > self.max_entries:  # trim at random (a set label-aware probability: those last)
                 take = take[torch.randperm(take.numel(), generator=generator)]
-                take = take[torch.argsort((~self.label_aware_groups[take]).to(torch.int8), stable=True)]
+                if self.prefer_label_aware:
+                    take = take[torch.argsort((~self.label_aware_groups[take]).to(torch.int8), stable=True)]
                 take = take[:self.max_entries]
             chosen = []
             for g in take.tolist():
