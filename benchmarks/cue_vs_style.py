@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default="/tmp/nnunet_causal_lodo")
     p.add_argument("--trainers", nargs="+", default=list(TRAINERS))
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to use (default: every seed folder)")
     a = p.parse_args(argv)
     from nnunet_causal.env_cli import ext_trainer_folder
     from nnunet_causal.evaluation.evaluate_folder import evaluate_folders
@@ -69,7 +70,9 @@ def main(argv=None) -> int:
     scores = {}
     for root in sorted(work.glob("seed*")):
         seed = int(root.name[4:])
-        name = next((root / "raw").iterdir()).name
+        if a.seeds is not None and seed not in a.seeds:
+            continue
+        name = next(p.name for p in (root / "raw").iterdir() if p.name.startswith("Dataset"))
         did = name[len("Dataset"):len("Dataset") + 3]
         env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
                    nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(ext_trainer_folder()),
