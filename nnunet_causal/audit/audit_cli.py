@@ -14,9 +14,7 @@ def _load_predictor(model_folder: Path, fold: str, checkpoint: str, device):
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_causal.inference.model_folder import check_model_folder
-
-    check_model_folder(model_folder, [fold], checkpoint)
+    # the folder, fold and checkpoint were checked by run_audit before any work
     ckpt = torch.load(model_folder / f"fold_{fold}" / checkpoint, map_location="cpu", weights_only=False,
                       mmap=True)
     configuration = ckpt["init_args"]["configuration"]

@@ -160,11 +160,11 @@ class ModelAuditor:
                             if r_masks is not None:
                                 row["dice_change"] = dice(cm, r_masks[name]) - dice(fm, r_masks[name])
                             rows.append(row)
-                        worst = min(dice(f_masks[n], c_masks[n]) for n in self.structures)
-                        key = e_idx
-                        if s == max(self.strengths):
-                            examples.setdefault(key, []).append((worst, c.case, x.numpy(), xs.numpy(), factual, cf,
-                                                                 None if ref is None else ref[0]))
-                            examples[key] = sorted(examples[key], key=lambda t: t[0])[:keep_examples]
+                        if s == max(self.strengths):  # overlays: the worst cases at the highest strength
+                            worst = min(dice(f_masks[n], c_masks[n]) for n in self.structures)
+                            kept = examples.setdefault(e_idx, [])
+                            kept.append((worst, c.case, x.numpy(), xs.numpy(), factual, cf,
+                                         None if ref is None else ref[0]))
+                            examples[e_idx] = sorted(kept, key=lambda t: t[0])[:keep_examples]
         bar.close()
         return {"rows": rows, "examples": examples}
