@@ -105,6 +105,7 @@ def make_model_folder(root: Path, trainer: str = "nnUNetTrainerText", folds=(0,)
     (model / "dataset.json").write_text(json.dumps(DATASET_JSON))
     (model / "plans.json").write_text(json.dumps(tiny_plans()))
     pm, cm = managers()
+    torch.manual_seed(0)        # the same random weights on every machine: tests that need foreground get it
     with caller_sets_prompts():
         net = cls.build_network_architecture(pm, cm, 3, 3, enable_deep_supervision=False)
     for f in folds:
