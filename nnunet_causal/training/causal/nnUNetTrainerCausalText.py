@@ -18,7 +18,9 @@ What it adds to :class:`~nnunet_causal.training.text.nnUNetTrainerText.nnUNetTra
 Style descriptions for LAD describe the view the network actually sees: each case's domain record (site,
 scanner, modality, its ``style`` text), the descriptions of the confounders drawn for its counterfactual
 view (the *known* z) and words measured on the final view after every intervention (noise, contrast,
-sharpness; :func:`patch_style_words`), or ``style_captioner(image) -> str`` when a subclass sets one. A case
+sharpness; :func:`patch_style_words`), embedded as a bag of these parts (cached; see
+:meth:`~nnUNetTrainerCausalText.style_embeddings`), or ``style_captioner(image) -> str`` when a subclass
+sets one. A case
 without a domain record uses the rest (logged once). L_contrast gets each sample's known style as an extra
 negative. L_causal, L_contrast, L_LAD and the gate are logged per epoch (training log, the checkpoint's
 logging and ``progress_causal.png`` beside nnU-Net's ``progress.png``).
@@ -151,27 +153,38 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         else:
             nnUNetTrainerText.on_train_start(self)
 
-    def style_texts(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> List[str]:
-        """One style text per sample of the view ``data`` the network sees; ``known[b]``: the descriptions of
-        the confounders set on sample b (its counterfactual z)."""
-        if self.style_captioner is not None:
-            return [self.style_captioner(d.detach().cpu().numpy()) for d in data]
+    def style_parts(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> List[List[str]]:
+        """The parts of each sample's style description of the view ``data`` the network sees: its domain
+        record (or "an image"), the descriptions of the confounders set on it (``known[b]``, its
+        counterfactual z) and the words measured on the view."""
         measured = patch_style_words(data)
-        if known is not None:
-            measured = [w if not z else "; ".join(z) + ", " + w for w, z in zip(measured, known)]
-        texts = []
-        for key, words in zip(keys, measured):
+        parts = []
+        for b, (key, words) in enumerate(zip(keys, measured)):
             rec = self._domains.get(str(key))
             if rec is None:
                 if not self._warned_missing_domain:
                     self.print_to_log_file(f"WARNING: no domain record for case {key} (and maybe others): its "
                                            f"style description uses measured statistics only")
                     self._warned_missing_domain = True
-                texts.append(f"an image with {words}")
+                head = "an image"
             else:
-                texts.append(f"{rec.get('modality', 'image')} from {rec.get('site') or rec['domain']}, "
-                             f"{rec['style']}, {words}")
-        return texts
+                head = f"{rec.get('modality', 'image')} from {rec.get('site') or rec['domain']}, {rec['style']}"
+            parts.append([head, *((known[b] if known is not None else None) or []), f"an image with {words}"])
+        return parts
+
+    def style_embeddings(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> torch.Tensor:
+        """(B, D) unit-norm style embeddings. A description is a bag of parts (:meth:`style_parts`): its
+        embedding is the normalised mean of the parts' embeddings. Each part comes from a small finite set
+        (domains, dictionary entries, measured words), so after the first steps every part is served from the
+        embedding cache; embedding the joined sentence instead would meet a new text at nearly every step
+        (the combinations of drawn confounders) and run the text encoder on the CPU each time."""
+        if self.style_captioner is not None:
+            return self._encoder.encode([self.style_captioner(d.detach().cpu().numpy()) for d in data])
+        parts = self.style_parts(keys, data, known)
+        unique = sorted({p for ps in parts for p in ps})
+        emb = self._encoder.encode(unique)
+        index = {p: i for i, p in enumerate(unique)}
+        return F.normalize(torch.stack([emb[[index[p] for p in ps]].mean(0) for ps in parts]), dim=1)
 
     # ------------------------------------------------------------------ training step
     def _image_intervention(self, data: torch.Tensor) -> torch.Tensor:
@@ -204,7 +217,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         data = self._image_intervention(data)
         styles = None
         if self.loss_weights.lad > 0 or known is not None:  # describes the view the network sees
-            styles = self._encoder.encode(self.style_texts(keys, data, known)).to(self.device)
+            styles = self.style_embeddings(keys, data, known).to(self.device)
         net = unwrap_network(self.network)
         net.return_aux = True
         self.optimizer.zero_grad(set_to_none=True)
