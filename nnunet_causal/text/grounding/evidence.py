@@ -1,0 +1,202 @@
+"""Lexical evidence for a match: the words a structure is named by, a prompt's head noun, and the words
+that change the entity (issue 13; seed 003: similarity alone "introduces new spurious correlations").
+
+The embedding stage may only name structure T for a prompt when (:func:`check_embedding_match`)
+
+1. no *entity word* of the prompt is foreign to T. Entity words are the words that name something on their
+   own: every single-word name and the head of every multi-word name in the knowledge base ("pulmonary",
+   "artery", "vein", "gland", ...) plus :data:`OUTSIDE_ENTITIES`, findings and body parts that the
+   vocabulary does not hold ("stone", "cyst", "tumour", "foot", ...). "kidney stone" is not the kidney,
+   "main pulmonary artery" is not the aorta (whose synonym "main artery" lacks "pulmonary");
+2. and either the prompt's head noun agrees with T -- it is a word of T's names (so a known synonym of
+   the head counts, since synonyms are T's names) -- or T wins by a margin over the runner-up structure.
+   A generic head ("organ", "structure", ...) agrees with everything, so it only counts when another
+   content word of the prompt shares a stem with T's names ("organ that stores *bile*" / "*bili*ary").
+
+The head noun is the last known content word, or the last before "of" ("cyst of the kidney").
+Content words that the vocabulary does not know are returned as *unknown* and reported, never used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+
+from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, Vocabulary, normalize
+
+#: words that carry no content for grounding (besides the vocabulary's articles and fillers)
+FUNCTION_WORDS = frozenset("""
+    and or as well plus also along together with without that which who whose where what is are was be
+    it from for by into onto near next behind above below under over between around inside outside within
+    near from than then there here me i you we us please can could would should want like just only
+    """.split())
+#: generic heads: they say "some structure" and agree with any
+GENERIC_HEADS = frozenset(FILLERS | {"thing", "system", "tube", "piece", "bit", "object", "anatomy"})
+#: entity words the vocabulary does not hold: findings and body parts that must never be read as the
+#: organ they sit in (a match to the bare organ is blocked)
+OUTSIDE_ENTITIES = frozenset("""
+    stone stones calculus calculi cyst cysts tumour tumours tumor tumors mass masses lesion lesions nodule
+    nodules cancer carcinoma metastasis metastases abscess haematoma hematoma hemorrhage haemorrhage bleed
+    infarct infarction aneurysm thrombus clot embolus plaque fracture stent implant catheter drain pacemaker
+    graft transplant prosthesis fluid effusion ascites gas air fat artery arteries vein veins nerve nerves
+    duct ducts ligament tendon lymph node nodes vessel vessels valve wall lumen mucosa capsule cortex
+    medulla pelvis ureter urethra appendix rectum anus cecum caecum ovary ovaries testis testicle
+    larynx pharynx tonsil tongue tooth teeth jaw mandible maxilla eye eyes orbit ear nose sinus mouth lip
+    lips face neck head scalp skin hair nail breast nipple axilla armpit shoulder arm forearm elbow wrist
+    hand finger thumb palm leg thigh knee shin calf ankle foot feet heel toe toes buttock groin navel
+    tibia fibula patella radius ulna ilium ischium pubis coccyx talus calcaneus carpal tarsal phalanx
+    """.split())
+
+
+def simple_singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def stem(word: str) -> str:
+    """A crude stem for sharing tests: plural and a final vowel removed ("bile" -> "bil")."""
+    w = simple_singular(word)
+    return w[:-1] if len(w) > 3 and w[-1] in "aeiouy" else w
+
+
+def content_words(text: str) -> List[str]:
+    """Words of ``text`` that may carry meaning: not articles, fillers, sides, ordinals or function words."""
+    return [w for w in normalize(text).split()
+            if w not in ARTICLES and w not in FILLERS and w not in SIDE_WORDS and w not in FUNCTION_WORDS
+            and w not in ORDINALS and not w.isdigit()]
+
+
+@lru_cache(maxsize=8)
+def _entity_words_cached(key: int, names: Tuple[Tuple[str, ...], ...]) -> FrozenSet[str]:
+    out = set(OUTSIDE_ENTITIES)
+    for name in names:
+        ws = content_words(" ".join(name))
+        if len(ws) == 1:
+            out.add(ws[0])
+        if ws:
+            out.add(head_of(list(name)) or ws[-1])
+    return frozenset(out - GENERIC_HEADS)
+
+
+def _all_names(vocabulary: Vocabulary) -> List[Tuple[str, ...]]:
+    from nnunet_causal.text.label_text import label_to_text
+    names = []
+    for t in vocabulary.terms.values():
+        for s in [label_to_text(t.name), *t.synonyms]:
+            names.append(tuple(normalize(s).split()))
+    for base, syns in vocabulary.bases.items():
+        for s in [base, *syns]:
+            names.append(tuple(normalize(s).split()))
+    for g in vocabulary.groups:
+        names.append(tuple(normalize(g).split()))
+    return names
+
+
+def entity_words(vocabulary: Vocabulary) -> FrozenSet[str]:
+    """Words that name an entity on their own (module docstring, rule 1)."""
+    names = tuple(sorted(set(_all_names(vocabulary))))
+    return _entity_words_cached(hash(names), names)
+
+
+def head_of(words: Sequence[str], known: Optional[Set[str]] = None) -> Optional[str]:
+    """Head noun of a phrase: the last content word (restricted to ``known`` words when given) before
+    "of" if the phrase has one, else of the whole phrase."""
+    words = list(words)
+    if "of" in words[1:]:
+        words = words[: words.index("of", 1)]
+    ws = content_words(" ".join(words))
+    if known is not None:
+        ws = [w for w in ws if w in known or simple_singular(w) in known]
+    return ws[-1] if ws else None
+
+
+def term_words(vocabulary: Vocabulary, terms: Sequence[str]) -> Set[str]:
+    """Every word of the names of ``terms``: synonyms, readable label, base names and the groups that
+    contain them (singular forms added)."""
+    from nnunet_causal.text.label_text import label_to_text
+    words: Set[str] = set()
+    wanted = set(terms)
+    for name in terms:
+        t = vocabulary.terms.get(name)
+        if t is None:
+            continue
+        texts = [label_to_text(name), name, *t.synonyms]
+        if t.base:
+            texts += [t.base, *vocabulary.bases.get(t.base, [])]
+        for text in texts:
+            words.update(normalize(text).split())
+    for g, spec in vocabulary.groups.items():
+        target = vocabulary.groups.get(spec["alias"], {}) if "alias" in spec else spec
+        if wanted & set(target.get("all", [])):
+            words.update(normalize(g).split())
+    return words | {simple_singular(w) for w in words}
+
+
+def supports(word: str, words: Set[str]) -> bool:
+    """``word`` (or its singular) is one of ``words``, or shares a stem of >= 3 letters with one."""
+    if word in words or simple_singular(word) in words:
+        return True
+    s = stem(word)
+    return len(s) >= 3 and any(w.startswith(s) for w in words if len(w) >= len(s))
+
+
+@dataclass
+class Evidence:
+    """Outcome of :func:`check_embedding_match` and the word accounting shown to the user."""
+    accepted: bool
+    reason: str = ""
+    head: Optional[str] = None
+    used: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+    unknown: List[str] = field(default_factory=list)
+    blocking: List[str] = field(default_factory=list)
+
+
+def account_words(prompt: str, vocabulary: Vocabulary, terms: Sequence[str]) -> Tuple[List[str], List[str], List[str]]:
+    """``(used, ignored, unknown)`` words of ``prompt`` for a match to ``terms``: used are the words of
+    the terms' names, side words and numbers; unknown are content words the vocabulary does not know."""
+    own = term_words(vocabulary, terms)
+    known = vocabulary.words | entity_words(vocabulary)
+    used, ignored, unknown = [], [], []
+    content = set(content_words(prompt))
+    for w in normalize(prompt).split():
+        if w in SIDE_WORDS or w in ORDINALS or any(c.isdigit() for c in w) or supports(w, own):
+            used.append(w)
+        else:
+            ignored.append(w)
+            if w in content and w not in known and simple_singular(w) not in known:
+                unknown.append(w)
+    return used, ignored, unknown
+
+
+def check_embedding_match(prompt: str, vocabulary: Vocabulary, term: str, margin: float,
+                          min_margin: float) -> Evidence:
+    """May the embedding stage name ``term`` for ``prompt``? ``margin`` is its similarity lead over the
+    best structure of another base (rules in the module docstring)."""
+    own = term_words(vocabulary, [term])
+    entities = entity_words(vocabulary)
+    known = vocabulary.words | entities
+    words = normalize(prompt).split()
+    content = content_words(prompt)
+    used, ignored, unknown = account_words(prompt, vocabulary, [term])
+    blocking = [w for w in content if (w in entities or simple_singular(w) in entities) and not supports(w, own)]
+    head = head_of(words, known)
+    ev = Evidence(False, head=head, used=used, ignored=ignored, unknown=unknown, blocking=blocking)
+    if blocking:
+        ev.reason = f"{', '.join(repr(w) for w in blocking)} names something other than {term}"
+        return ev
+    if head is not None and head not in GENERIC_HEADS and supports(head, own):
+        agree = True
+    elif head is None or head in GENERIC_HEADS:
+        agree = any(supports(w, own) for w in content if w not in GENERIC_HEADS)
+    else:
+        agree = False
+    if agree or margin >= min_margin:
+        ev.accepted = True
+        return ev
+    ev.reason = (f"head noun {head!r} does not agree with {term}" if head else "no word of the prompt names "
+                 f"{term}") + f" and its lead over the runner-up ({margin:.2f}) is below {min_margin:.2f}"
+    return ev
