@@ -1,20 +1,26 @@
 """Lexical evidence for a match: the words a structure is named by, a prompt's head noun, and the words
 that change the entity (issue 13; seed 003: similarity alone "introduces new spurious correlations").
 
-The embedding stage may only name structure T for a prompt when (:func:`check_embedding_match`)
+A prompt is read as a *head phrase* (up to the first preposition or relative pronoun: "large artery" in
+"large artery from the heart") whose last word is the *head noun* and whose other words are its
+*modifiers*, plus an optional "of" phrase ("cyst *of the kidney*"). The embedding stage may only name
+structure T (:func:`check_embedding_match`) when
 
-1. no *entity word* of the prompt is foreign to T. Entity words are the words that name something on their
-   own: every single-word name and the head of every multi-word name in the knowledge base ("pulmonary",
-   "artery", "vein", "gland", ...) plus :data:`OUTSIDE_ENTITIES`, findings and body parts that the
-   vocabulary does not hold ("stone", "cyst", "tumour", "foot", ...). "kidney stone" is not the kidney,
-   "main pulmonary artery" is not the aorta (whose synonym "main artery" lacks "pulmonary");
-2. and either the prompt's head noun agrees with T -- it is a word of T's names (so a known synonym of
-   the head counts, since synonyms are T's names) -- or T wins by a margin over the runner-up structure.
-   A generic head ("organ", "structure", ...) agrees with everything, so it only counts when another
-   content word of the prompt shares a stem with T's names ("organ that stores *bile*" / "*bili*ary").
+1. no *entity word* of the head or "of" phrase is foreign to T. Entity words name something on their own:
+   every single-word name and the head of every multi-word name in the knowledge base ("pulmonary",
+   "artery", "vein", ...) plus :data:`OUTSIDE_ENTITIES`, findings and body parts that the vocabulary does
+   not hold ("stone", "cyst", "tumour", "foot", ...): "kidney stone" is not the kidney;
+2. no modifier is foreign to T: a vocabulary word that T's names lack ("femoral" artery is not the aorta)
+   unless it is a mere :data:`DESCRIPTORS` word ("large", "main"); and, for a specific head, no modifier
+   the vocabulary does not know ("coronary artery": in doubt, no match);
+3. the head noun is known (a vocabulary or entity word) or generic ("organ"): an unknown head ("gastric
+   ulcer", "guitar") is the real entity and unknown, so nothing matches;
+4. and either the head agrees with T -- some name of T has the same head and the prompt has all of that
+   name's non-descriptor modifiers (so "hepatic vein" does not agree with "hepatic portal vein"); a
+   generic head agrees when another content word shares a stem with T's names ("organ that stores
+   *bile*" / "*bili*ary") -- or T leads the runner-up structure by a margin.
 
-The head noun is the last known content word, or the last before "of" ("cyst of the kidney").
-Content words that the vocabulary does not know are returned as *unknown* and reported, never used.
+Words that are not T's are reported as ``ignored``, those the vocabulary does not know also as ``unknown``.
 """
 from __future__ import annotations
 
@@ -46,6 +52,14 @@ OUTSIDE_ENTITIES = frozenset("""
     hand finger thumb palm leg thigh knee shin calf ankle foot feet heel toe toes buttock groin navel
     tibia fibula patella radius ulna ilium ischium pubis coccyx talus calcaneus carpal tarsal phalanx
     """.split())
+
+
+#: modifiers of size and rank that do not change which structure is meant
+DESCRIPTORS = frozenset("""large small big little main major minor great greater lesser whole entire complete
+    total normal human adult native common principal primary""".split())
+#: words that end the head phrase
+BOUNDARIES = frozenset("""of from to that which who whose where with without near in on at for by around
+    behind above below under over between inside outside within into onto next beside along""".split())
 
 
 def simple_singular(word: str) -> str:
@@ -143,6 +157,34 @@ def supports(word: str, words: Set[str]) -> bool:
     return len(s) >= 3 and any(w.startswith(s) for w in words if len(w) >= len(s))
 
 
+def _tokens(words: Sequence[str]) -> List[str]:
+    return [w for w in words if w not in ARTICLES and w not in BOUNDARIES and w not in SIDE_WORDS and w not in ORDINALS
+            and not w.isdigit() and w not in FUNCTION_WORDS]
+
+
+def phrases(text: str) -> Tuple[List[str], List[str]]:
+    """``(head phrase, of phrase)`` of ``text`` as word lists (articles, sides and numbers removed); the
+    head noun is the last word of the head phrase."""
+    words = normalize(text).split()
+    first = next((i for i, w in enumerate(words) if w not in ARTICLES), len(words))
+    cut = next((i for i, w in enumerate(words) if i > first and w in BOUNDARIES), len(words))
+    head, of = words[:cut], []
+    if cut < len(words) and words[cut] == "of":
+        rest = words[cut + 1:]
+        end = next((i for i, w in enumerate(rest) if w in BOUNDARIES), len(rest))
+        of = rest[:end]
+    return _tokens(head), _tokens(of)
+
+
+def _names_of(vocabulary: Vocabulary, term: str) -> List[str]:
+    from nnunet_causal.text.label_text import label_to_text
+    t = vocabulary.terms[term]
+    names = [label_to_text(term), *t.synonyms]
+    if t.base:
+        names += [t.base, *vocabulary.bases.get(t.base, [])]
+    return names
+
+
 @dataclass
 class Evidence:
     """Outcome of :func:`check_embedding_match` and the word accounting shown to the user."""
@@ -172,31 +214,59 @@ def account_words(prompt: str, vocabulary: Vocabulary, terms: Sequence[str]) -> 
     return used, ignored, unknown
 
 
+def _is_known(word: str, known: Set[str]) -> bool:
+    return word in known or simple_singular(word) in known
+
+
+def _head_agrees(head: str, prompt_words: Set[str], vocabulary: Vocabulary, term: str) -> bool:
+    """Some name of ``term`` has ``head`` as head noun and all its non-descriptor modifiers are in the prompt."""
+    for name in _names_of(vocabulary, term):
+        name_head, _ = phrases(name)
+        name_head = [w for w in name_head if w not in GENERIC_HEADS] or name_head
+        if not name_head or not supports(head, {name_head[-1], simple_singular(name_head[-1])}):
+            continue
+        if all(w in DESCRIPTORS or supports(w, prompt_words) for w in name_head[:-1]):
+            return True
+    return False
+
+
 def check_embedding_match(prompt: str, vocabulary: Vocabulary, term: str, margin: float,
                           min_margin: float) -> Evidence:
     """May the embedding stage name ``term`` for ``prompt``? ``margin`` is its similarity lead over the
-    best structure of another base (rules in the module docstring)."""
+    best structure of another base (rules 1-4 in the module docstring)."""
     own = term_words(vocabulary, [term])
     entities = entity_words(vocabulary)
-    known = vocabulary.words | entities
-    words = normalize(prompt).split()
-    content = content_words(prompt)
+    known = set(vocabulary.words) | entities
     used, ignored, unknown = account_words(prompt, vocabulary, [term])
-    blocking = [w for w in content if (w in entities or simple_singular(w) in entities) and not supports(w, own)]
-    head = head_of(words, known)
-    ev = Evidence(False, head=head, used=used, ignored=ignored, unknown=unknown, blocking=blocking)
-    if blocking:
-        ev.reason = f"{', '.join(repr(w) for w in blocking)} names something other than {term}"
+    ev = Evidence(False, used=used, ignored=ignored, unknown=unknown)
+    head_phrase, of_phrase = phrases(prompt)
+    if not head_phrase:
+        ev.reason = "the prompt has no content word"
         return ev
-    if head is not None and head not in GENERIC_HEADS and supports(head, own):
-        agree = True
-    elif head is None or head in GENERIC_HEADS:
-        agree = any(supports(w, own) for w in content if w not in GENERIC_HEADS)
+    head, modifiers = head_phrase[-1], [w for w in head_phrase[:-1] if w not in GENERIC_HEADS]
+    generic = head in GENERIC_HEADS
+    ev.head = head
+    # 1. entity words foreign to the structure
+    ev.blocking = [w for w in head_phrase + of_phrase if _is_known(w, entities) and not supports(w, own)]
+    # 2. modifiers foreign to the structure (known and not descriptors; unknown, for a specific head)
+    ev.blocking += [w for w in modifiers if w not in ev.blocking and not supports(w, own) and w not in DESCRIPTORS
+                    and (_is_known(w, known) or not generic)]
+    if ev.blocking:
+        ev.reason = f"{', '.join(repr(w) for w in ev.blocking)} may name something other than {term}"
+        return ev
+    # 3. an unknown head noun is the real entity
+    if not generic and not _is_known(head, known):
+        ev.reason = f"head noun {head!r} is not a known structure word"
+        return ev
+    # 4. head agreement, or a margin over the runner-up
+    words = set(normalize(prompt).split())
+    if generic:
+        agree = any(supports(w, own) for w in content_words(prompt) if w not in GENERIC_HEADS)
     else:
-        agree = False
+        agree = _head_agrees(head, words, vocabulary, term)
     if agree or margin >= min_margin:
         ev.accepted = True
         return ev
-    ev.reason = (f"head noun {head!r} does not agree with {term}" if head else "no word of the prompt names "
-                 f"{term}") + f" and its lead over the runner-up ({margin:.2f}) is below {min_margin:.2f}"
+    ev.reason = (f"head noun {head!r} does not agree with {term} and its lead over the runner-up "
+                 f"({margin:.2f}) is below {min_margin:.2f}")
     return ev
