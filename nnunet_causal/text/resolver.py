@@ -176,6 +176,8 @@ def _with_words(res: Resolution, vocabulary: Vocabulary, text: Optional[str] = N
     if len(text_words) == len(written) and text is not None:
         back = dict(zip(text_words, written))
         used, ignored, unknown = ([back.get(w, w) for w in ws] for ws in (used, ignored, unknown))
+    if not res.terms:  # nothing named: every word was ignored
+        used, ignored = [], list(written)
     res.used, res.ignored, res.unknown = used, ignored, unknown
     return res
 

@@ -6,8 +6,8 @@ sharing between parts are undone here, before grounding, so that every part is a
 * a part made only of modifiers borrows the noun of the next full part: "left and right kidney" ->
   "left kidney", "right kidney"; "fourth and fifth lumbar vertebrae" -> "fourth lumbar vertebrae", ...;
 * laterality distributes *where written*: a side word that opens the first part is given to later parts
-  that have no side of their own and are not explicitly plural ("left kidney and adrenal" -> "left
-  adrenal"); a side that closes the last part ("kidney and adrenal on the left") is given to the earlier
+  that have no side of their own and are not the explicit plural of another noun ("left kidney and
+  adrenal" -> "left adrenal", but "left kidney and adrenals" keeps both adrenals); a side that closes the last part ("kidney and adrenal on the left") is given to the earlier
   parts. A side written inside a middle part stays with that part.
 
 "or" is not a separator: "prostate or uterus" is one structure of AMOS, and "A or B" asks for one of them.
@@ -54,8 +54,11 @@ def split_list(prompt: str) -> Optional[List[str]]:
         if ws and all(_is_modifier(w) for w in ws):
             nxt = next((w for w in words[i + 1:] if w and not all(_is_modifier(x) for x in w)), None)
             if nxt is not None:
+                # skip the next part's own modifiers of the kinds this part gives ("3rd and 4th right ribs":
+                # the ordinal is replaced, the side is shared)
+                sides, numbers = any(w in SIDE_WORDS for w in ws), any(w not in SIDE_WORDS for w in ws)
                 k = 0
-                while k < len(nxt) and _is_modifier(nxt[k]):
+                while k < len(nxt) and _is_modifier(nxt[k]) and (sides if nxt[k] in SIDE_WORDS else numbers):
                     k += 1
                 words[i] = ws + nxt[k:]
     words = [ws for ws in words if ws]
@@ -68,7 +71,9 @@ def split_list(prompt: str) -> Optional[List[str]]:
     if words[-1][-1] in SIDE_WORDS and len(words[-1]) > 1:
         trail = words[-1][-1]
     for i, ws in enumerate(words):
-        if sided[i] or _plural(ws[-1]):
+        # an explicit plural of another structure keeps both sides ("left kidney and adrenals"); the plural
+        # of a shared noun does not ("left 3rd and 4th ribs")
+        if sided[i] or (_plural(ws[-1]) and ws[-1] != words[0][-1]):
             continue
         if lead is not None and i > 0:
             words[i] = [lead] + ws
