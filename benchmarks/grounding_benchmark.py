@@ -12,14 +12,21 @@ precision = non-empty correct / non-empty returned (1 - the rate of wrong struct
 recall = correct / prompts that name a structure. Negatives ('-') count against precision only when
 something is returned.
 
-    python benchmarks/grounding_benchmark.py [--data TSV] [--vocabulary all] [--errors]
+    python benchmarks/grounding_benchmark.py [--data TSV] [--vocabulary all] [--errors] [--before REF]
+
+``--before REF`` adds the resolver of git revision REF (``nnunet_causal/text/resolver.py`` as it was there,
+with today's vocabulary) as two more columns, e.g. ``--before 8ea191b`` for the resolver before issue 13.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "text" / "data" / "grounding_dev.tsv"
 
@@ -55,6 +62,24 @@ def summarise(outcomes: List[Tuple[str, str]]) -> Dict[str, float]:
             "recall": right / len(positives) if positives else float("nan")}
 
 
+def resolver_at(ref: str) -> Callable:
+    """``resolve_prompt`` of ``nnunet_causal/text/resolver.py`` at git revision ``ref``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(["git", "-C", str(root), "show", f"{ref}:nnunet_causal/text/resolver.py"],
+                                check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"--before {ref}: {e.stderr.strip()}") from e
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"resolver_at_{ref}", f.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    Path(f.name).unlink()
+    return module.resolve_prompt
+
+
 def main() -> int:
     from nnunet_causal.text.resolver import resolve_prompt
     from nnunet_causal.text.vocabulary import load_vocabulary
@@ -64,17 +89,23 @@ def main() -> int:
     ap.add_argument("--vocabulary", default="all")
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--errors", action="store_true", help="list every prompt that is not correct")
+    ap.add_argument("--before", metavar="REF", help="also measure the resolver of git revision REF")
     args = ap.parse_args()
     cases = read_cases(args.data)
     vocab = load_vocabulary(args.vocabulary)
     from nnunet_causal.text.embedding_cache import get_text_encoder
     encoder = get_text_encoder(args.encoder)
-    settings = OrderedDict([("no embedding", None), (f"embedding ({args.encoder})", encoder)])
+    settings = OrderedDict([("no embedding", (resolve_prompt, None)),
+                            (f"embedding ({args.encoder})", (resolve_prompt, encoder))])
+    if args.before:
+        old = resolver_at(args.before)
+        settings[f"{args.before}: no embedding"] = (old, None)
+        settings[f"{args.before}: embedding"] = (old, encoder)
     verdicts: Dict[str, List[Tuple[str, str, str, List[str]]]] = {}
-    for label, enc in settings.items():
+    for label, (resolve, enc) in settings.items():
         verdicts[label] = []
         for prompt, answer, kind in cases:
-            terms = resolve_prompt(prompt, vocab, encoder=enc).terms
+            terms = resolve(prompt, vocab, encoder=enc).terms
             verdicts[label].append((kind, answer, judge(terms, answer), terms))
     kinds = list(dict.fromkeys(k for _, _, k in cases)) + ["all"]
     head = f"{'kind':<11}{'n':>4} | " + " | ".join(f"{lab:^34}" for lab in settings)

@@ -35,6 +35,7 @@ def minilm():
     ("left kidney and adrenals", ["left kidney", "adrenals"]),          # explicit plural keeps both sides
     ("liver and right kidney", ["liver", "right kidney"]),               # a side inside a later part stays
     ("fourth and fifth lumbar vertebrae", ["fourth lumbar vertebrae", "fifth lumbar vertebrae"]),
+    ("liver/spleen", ["liver", "spleen"]),
     ("prostate or uterus", None), ("liver", None),
 ])
 def test_split_list(prompt, parts):

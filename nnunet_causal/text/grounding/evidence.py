@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, Vocabulary, normalize
 

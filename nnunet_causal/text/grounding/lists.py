@@ -1,4 +1,5 @@
-"""Split a prompt that names several structures ("A and B", "A, B and C", "A as well as B", "A + B").
+"""Split a prompt that names several structures ("A and B", "A, B and C", "A as well as B", "A + B",
+"A & B", "A/B", "A plus B", "A along with B").
 
 Each part is grounded on its own by the resolver and the result is the union (issue 13). Two kinds of
 sharing between parts are undone here, before grounding, so that every part is a complete phrase:
@@ -21,7 +22,7 @@ from typing import List, Optional
 
 from nnunet_causal.text.vocabulary import ARTICLES, ORDINALS, SIDE_WORDS, normalize
 
-_SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
+_SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|/|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
                         r"|\bplus\b|\band\b)\s*", re.IGNORECASE)
 _ORDINAL_FORM = re.compile(r"^(?:\d{1,2}(?:st|nd|rd|th)?)$")
 
