@@ -95,6 +95,7 @@ def test_corrections_rank_below_knowledge_and_never_guess(vocab):
 @pytest.mark.parametrize("prompt,word", [
     ("kidney stone", "stone"), ("my left foot", "foot"), ("main pulmonary artery", "pulmonary"),
     ("liver tumour", "liver"), ("femoral artery", "femoral"), ("gastric ulcer", "ulcer"),
+    ("cyst in the liver", "liver"), ("tumour in the liver", "liver"),
 ])
 def test_embedding_stage_does_not_invent(prompt, word, vocab, minilm):
     res = resolve_prompt(prompt, vocab, encoder=minilm)
@@ -111,6 +112,7 @@ def test_modifiers_that_name_a_held_structure_still_match(vocab, minilm):
 def test_phrases_split_head_and_of_phrase():
     assert phrases("the large artery from the heart") == (["large", "artery"], [])
     assert phrases("cyst of the left kidney") == (["cyst"], ["kidney"])
+    assert phrases("stone in the kidney") == (["stone"], ["kidney"])
 
 
 # ------------------------------------------------------------------ 4: used / ignored words

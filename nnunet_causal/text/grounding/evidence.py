@@ -3,7 +3,8 @@ that change the entity (issue 13; seed 003: similarity alone "introduces new spu
 
 A prompt is read as a *head phrase* (up to the first preposition or relative pronoun: "large artery" in
 "large artery from the heart") whose last word is the *head noun* and whose other words are its
-*modifiers*, plus an optional "of" phrase ("cyst *of the kidney*"). The embedding stage may only name
+*modifiers*, plus an optional "of" phrase naming the whole or the place ("cyst *of the kidney*", "cyst
+*in the liver*"; other prepositional phrases, "*from* the heart", are context and checked for nothing). The embedding stage may only name
 structure T (:func:`check_embedding_match`) when
 
 1. no *entity word* of the head or "of" phrase is foreign to T. Entity words name something on their own:
@@ -57,6 +58,9 @@ OUTSIDE_ENTITIES = frozenset("""
 #: modifiers of size and rank that do not change which structure is meant
 DESCRIPTORS = frozenset("""large small big little main major minor great greater lesser whole entire complete
     total normal human adult native common principal primary""".split())
+#: prepositions whose phrase names the whole or the place of the head ("cyst *of the kidney*", "cyst *in the
+#: liver*"): its entity words must be the structure's too
+LOCATIVES = frozenset("of in within inside on at".split())
 #: words that end the head phrase
 BOUNDARIES = frozenset("""of from to that which who whose where with without near in on at for by around
     behind above below under over between inside outside within into onto next beside along""".split())
@@ -164,12 +168,12 @@ def _tokens(words: Sequence[str]) -> List[str]:
 
 def phrases(text: str) -> Tuple[List[str], List[str]]:
     """``(head phrase, of phrase)`` of ``text`` as word lists (articles, sides and numbers removed); the
-    head noun is the last word of the head phrase."""
+    head noun is the last word of the head phrase, the "of" phrase follows a :data:`LOCATIVES` word."""
     words = normalize(text).split()
     first = next((i for i, w in enumerate(words) if w not in ARTICLES), len(words))
     cut = next((i for i, w in enumerate(words) if i > first and w in BOUNDARIES), len(words))
     head, of = words[:cut], []
-    if cut < len(words) and words[cut] == "of":
+    if cut < len(words) and words[cut] in LOCATIVES:
         rest = words[cut + 1:]
         end = next((i for i, w in enumerate(rest) if w in BOUNDARIES), len(rest))
         of = rest[:end]
