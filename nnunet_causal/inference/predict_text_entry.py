@@ -142,6 +142,8 @@ def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_pr
         for a, peak in zip(predictor.assignments, peaks):
             rec = {"prompt": a.prompt, "label_value": a.label_value, "terms": a.terms, "score": a.score,
                    "resolution": a.method, "source": a.source, "trained_structures": a.trained_structures,
+                   "used_words": a.used_words, "ignored_words": a.ignored_words, "unknown_words": a.unknown_words,
+                   "corrected": a.corrected, "resolution_message": a.resolution_message,
                    "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak}
             records.append(rec)
         if save_binary:

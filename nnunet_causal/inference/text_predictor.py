@@ -38,9 +38,14 @@ class PromptAssignment:
     label_value: int
     terms: List[str]
     score: float
-    method: str               # resolver stage: exact | knowledge | embedding | none
+    method: str               # resolver stage: exact | knowledge | corrected | embedding | none
     source: str               # "trained" (stored queries of trained structures) or "open_vocabulary"
     trained_structures: List[str] = field(default_factory=list)
+    used_words: List[str] = field(default_factory=list)      # prompt words that named the terms
+    ignored_words: List[str] = field(default_factory=list)   # the other words (articles, unknown, ...)
+    unknown_words: List[str] = field(default_factory=list)   # ignored words the vocabulary does not know
+    corrected: Optional[str] = None                           # spelling-corrected prompt (method "corrected")
+    resolution_message: str = ""                              # the resolver's note (correction, why none)
 
 
 def _unwrap(network):
@@ -125,14 +130,16 @@ class nnUNetTextPredictor(nnUNetPredictor):
             else:
                 if not res.terms and not open_vocabulary:
                     near = ", ".join(nearest_terms(text, full_vocab, k=5))
-                    raise ResolutionError(f"prompt '{text}' does not name any known structure (nearest known "
+                    why = f" ({res.message})" if res.message else ""
+                    raise ResolutionError(f"prompt '{text}' does not name any known structure{why} (nearest known "
                                           f"terms: {near}); rephrase it, or pass --open_vocabulary to segment it "
                                           f"through its own text embedding")
                 groups.append([-1])  # filled below
                 open_texts.append((i, text if isinstance(spec, str) else [text, *getattr(spec, "synonyms", [])]))
                 trained, source = [], "open_vocabulary"
             assignments.append(PromptAssignment(text, i + 1, list(res.terms), float(res.score), res.method, source,
-                                                list(dict.fromkeys(trained))))
+                                                list(dict.fromkeys(trained)), list(res.used), list(res.ignored),
+                                                list(res.unknown), res.corrected, res.message))
         if open_texts:
             enc = self.text_encoder()
             for gi, t in open_texts:

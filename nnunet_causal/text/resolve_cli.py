@@ -26,10 +26,14 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "resolve", help="ground free-text prompts in the anatomical vocabulary",
         description="Resolve each PROMPT to canonical structure names: exact name, then the knowledge base "
-                    "(synonyms, abbreviations, Latin/adjectival forms, laterality, merged categories), then "
-                    "text-embedding similarity. Prints {\"prompt\", \"terms\", \"score\", \"method\"} per line; "
-                    "terms is empty when nothing matches (exit code 0).",
+                    "(synonyms, abbreviations, Latin/adjectival forms, laterality, merged categories), lists "
+                    "(\"A and B\", \"A, B and C\", \"A + B\": the union of the parts), spelling correction "
+                    "towards the vocabulary's words, then text-embedding similarity (only with lexical evidence). "
+                    "Prints {\"prompt\", \"terms\", \"score\", \"method\", \"used\", \"ignored\"} per line, "
+                    "plus \"unknown\", \"corrected\", \"message\" and \"parts\" where they apply; terms is "
+                    "empty when nothing matches (exit code 0), and message then names the nearest terms.",
         epilog="Examples:\n  nnunet_causal resolve liver \"kidney on the left\" \"renal organs\"\n"
+               "  nnunet_causal resolve \"left kidney and adrenal\" spleeen \"kidney stone\"\n"
                "  nnunet_causal resolve --vocabulary btcv --no-embedding \"portal vein\"\n"
                "  nnunet_causal resolve --vocabulary $nnUNet_results/Dataset001_X/nnUNetTrainerText__nnUNetPlans__2d"
                " polyp",

@@ -1,0 +1,83 @@
+"""Split a prompt that names several structures ("A and B", "A, B and C", "A as well as B", "A + B",
+"A & B", "A/B", "A plus B", "A along with B").
+
+Each part is grounded on its own by the resolver and the result is the union (issue 13). Two kinds of
+sharing between parts are undone here, before grounding, so that every part is a complete phrase:
+
+* a part made only of modifiers borrows the noun of the next full part: "left and right kidney" ->
+  "left kidney", "right kidney"; "fourth and fifth lumbar vertebrae" -> "fourth lumbar vertebrae", ...;
+* laterality distributes *where written*: a side word that opens the first part is given to later parts
+  that have no side of their own and are not the explicit plural of another noun ("left kidney and
+  adrenal" -> "left adrenal", but "left kidney and adrenals" keeps both adrenals); a side that closes the last part ("kidney and adrenal on the left") is given to the earlier
+  parts. A side written inside a middle part stays with that part.
+
+"or" is not a separator: "prostate or uterus" is one structure of AMOS, and "A or B" asks for one of them.
+The resolver tries the whole prompt in the knowledge base first, so names that contain "and"
+("portal vein and splenic vein") are never split.
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Optional
+
+from nnunet_causal.text.vocabulary import ARTICLES, ORDINALS, SIDE_WORDS, normalize
+
+_SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|/|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
+                        r"|\bplus\b|\band\b)\s*", re.IGNORECASE)
+_ORDINAL_FORM = re.compile(r"^(?:\d{1,2}(?:st|nd|rd|th)?)$")
+
+
+def has_separator(prompt: str) -> bool:
+    return bool(_SEPARATOR.search(prompt))
+
+
+def _is_modifier(word: str) -> bool:
+    return word in SIDE_WORDS or word in ORDINALS or bool(_ORDINAL_FORM.match(word))
+
+
+def _content(part: str) -> List[str]:
+    return [w for w in normalize(part).split() if w not in ARTICLES]
+
+
+def _plural(word: str) -> bool:
+    return len(word) > 3 and word.endswith("s") and not word.endswith("ss")
+
+
+def split_list(prompt: str) -> Optional[List[str]]:
+    """The parts of a list prompt as self-contained phrases, or None when ``prompt`` is not a list
+    (fewer than two non-empty parts)."""
+    raw = [p for p in _SEPARATOR.split(prompt) if p and normalize(p)]
+    if len(raw) < 2:
+        return None
+    words = [_content(p) for p in raw]
+    # 1. modifier-only parts borrow the noun of the next full part
+    for i, ws in enumerate(words):
+        if ws and all(_is_modifier(w) for w in ws):
+            nxt = next((w for w in words[i + 1:] if w and not all(_is_modifier(x) for x in w)), None)
+            if nxt is not None:
+                # skip the next part's own modifiers of the kinds this part gives ("3rd and 4th right ribs":
+                # the ordinal is replaced, the side is shared)
+                sides, numbers = any(w in SIDE_WORDS for w in ws), any(w not in SIDE_WORDS for w in ws)
+                k = 0
+                while k < len(nxt) and _is_modifier(nxt[k]) and (sides if nxt[k] in SIDE_WORDS else numbers):
+                    k += 1
+                words[i] = ws + nxt[k:]
+    words = [ws for ws in words if ws]
+    if len(words) < 2:
+        return None
+    # 2. laterality written at the start of the first part or at the end of the last part distributes
+    sided = [any(w in SIDE_WORDS for w in ws) for ws in words]
+    lead = words[0][0] if words[0][0] in SIDE_WORDS else None
+    trail = None
+    if words[-1][-1] in SIDE_WORDS and len(words[-1]) > 1:
+        trail = words[-1][-1]
+    for i, ws in enumerate(words):
+        # an explicit plural of another structure keeps both sides ("left kidney and adrenals"); the plural
+        # of a shared noun does not ("left 3rd and 4th ribs")
+        if sided[i] or (_plural(ws[-1]) and ws[-1] != words[0][-1]):
+            continue
+        if lead is not None and i > 0:
+            words[i] = [lead] + ws
+        elif trail is not None and i < len(words) - 1:
+            words[i] = ws + [trail]
+    return [" ".join(ws) for ws in words]
