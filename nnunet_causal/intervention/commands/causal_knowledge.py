@@ -80,15 +80,21 @@ class CausalKnowledge:
         return list(dict.fromkeys(w for w in out if w))
 
 
+NEGATIONS = ("no", "without", "not", "low", "free of", "absent", "minimal")
+
+
 def find_phrases(text: str, phrases) -> List[str]:
     """Normalised ``phrases`` that occur in ``text`` as whole words (plural s/es allowed), longest first;
-    a phrase inside an already found longer one is not counted again."""
+    a phrase inside an already found longer one is not counted again, nor one right after a negation
+    (:data:`NEGATIONS`: "low noise", "no specular highlights", "without metal")."""
     norm = f" {normalize(text)} "
     found, taken = [], []
     for phrase in sorted({normalize(p) for p in phrases if normalize(p)}, key=len, reverse=True):
         for m in re.finditer(rf"(?<= ){re.escape(phrase)}(?:s|es)?(?= )", norm):
             span = (m.start(), m.end())
             if any(a <= span[0] and span[1] <= b for a, b in taken):
+                continue
+            if norm[:span[0]].rstrip().endswith(tuple(f" {n}" for n in NEGATIONS)):
                 continue
             taken.append(span)
             found.append(phrase)

@@ -1,0 +1,136 @@
+"""The grammar's word lists: action cues, strength words, locations, refusal patterns (all editable here).
+
+Every pattern is a regular expression over text normalised by :func:`prepare_clause` (lower case, words
+separated by one space, contractions expanded: "that's" -> "that is", "don't" -> "do not"). Cues are tried
+longest first and each claims its words, so "include more of" (expand) wins over "include" (add) and
+"did not segment" (add) over the negated "segment". A cue's ``kind`` says where its object sits: ``pre``
+(a verb before the structure: "shrink the liver"), ``post`` (a complaint after it: "the liver is too big").
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+_CONTRACTIONS = [(r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"\bshan't\b", "shall not"),
+                 (r"n't\b", " not"), (r"\b(that|it|there|what|here|this|he|she|where|who|how|which)'s\b", r"\1 is"),
+                 (r"'re\b", " are"), (r"'ve\b", " have"), (r"'ll\b", " will"), (r"'m\b", " am"), (r"'d\b", " would"),
+                 (r"'s\b", ""), (r"\bdont\b", "do not"), (r"\bdoesnt\b", "does not"), (r"\bisnt\b", "is not"),
+                 (r"\bthats\b", "that is"), (r"\bits\b(?= (?:just|only|not|a|an|the|too|way|far|much|missing)\b)", "it is")]
+
+
+def prepare_clause(text: str) -> str:
+    """Lower case, contractions expanded, hyphens/underscores/punctuation to spaces, spaces collapsed."""
+    t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    for pat, rep in _CONTRACTIONS:
+        t = re.sub(pat, rep, t)
+    t = re.sub(r"[_/\-]", " ", t)
+    t = re.sub(r"[^\w\s.]|(?<!\d)\.|\.(?!\d)", " ", t)
+    return " ".join(t.split())
+
+
+_BIG = r"(?:big|large|wide|thick|fat|loose|generous|broad|bloated|extensive|greedy|liberal|aggressive|inclusive|much|far|baggy|puffy|swollen)"
+_SMALL = r"(?:small|tight|thin|narrow|conservative|little|short|timid|shy|restrictive|skinny|tiny|stingy|cautious)"
+_SEGMENT = r"(?:segment(?:ed)?|label(?:l?ed)?|mark(?:ed)?|detect(?:ed)?|found|find|pick(?:ed)? up|include[ds]?|annotate[ds]?|outline[ds]?|catch|caught|captured?|get|got|see|saw|seen|show(?:n|ed)?|identif(?:y|ied))"
+
+#: (pattern, action, kind) -- kind "pre": object follows; "post": object precedes; "is_not": remove if a
+#: structure follows right after; "confounder": an ignore-type verb
+CUES: List[Tuple[str, str, str]] = [
+    # --- ignore_confounder (verbs that take an artefact / acquisition as object)
+    (r"(?:do not|never) (?:be |get )?(?:fooled|misled|distracted|confused|tricked|thrown off|influenced) by", "ignore_confounder", "confounder"),
+    (r"(?:not|never) (?:be |get )?(?:fooled|misled|distracted|confused|tricked|thrown off) by", "ignore_confounder", "confounder"),
+    (r"pay no attention to|look past|look through|see through|factor out|account for|correct for|compensate for|adjust for|control for|discount|disregard|ignore|ignoring|regardless of|robust to|despite|unaffected by|remove the (?:effect|influence|impact) of|undo the effect of", "ignore_confounder", "confounder"),
+    (r"(?:is|are|was|were) (?:just|only|merely|simply|purely)(?: an?| the| some)?", "ignore_confounder", "confounder_is"),
+    # --- expand
+    (r"(?:does|do|did) not (?:cover|include|reach|capture|contain|get) (?:all|the whole|enough|everything|the entire|the full|the rest)", "expand", "post"),
+    (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
+    (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough", "expand", "post"),
+    (rf"(?:too|overly|excessively) {_SMALL}", "expand", "post"),
+    (r"under ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|covered)|undersized|incomplete|partial|cut off|clipped|truncated too early", "expand", "post"),
+    (r"(?:include|includes|segment|capture|cover|take|grab|add|get|label|mark|show) more(?: of)?", "expand", "pre"),
+    (r"more (?:generous|inclusive|liberal|aggressive|of)|less (?:conservative|tight|strict|cautious|restrictive)|bigger|larger|wider|thicker|fuller|broader|roomier|fatter|greater", "expand", "any"),
+    (r"enlarge[ds]?|enlarging|expand(?:s|ed|ing)?|grow(?:s|n|ing)?|dilate[ds]?|dilating|extend(?:s|ed|ing)?|widen(?:s|ed)?|increase[ds]?|broaden|thicken|inflate|fatten|stretch|pad out|swell|bulk up|open up|loosen|relax|push (?:the )?(?:boundary|boundaries|border|borders|edge|edges|contour|margin|margins)? ?out(?:ward|wards)?|fill (?:in|out)|upsize|bump up|make room", "expand", "pre"),
+    # --- shrink
+    (rf"(?:too|overly|excessively) {_BIG}", "shrink", "post"),
+    (r"over ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|shoot|shoots|shooting|reaches|reaching|extends|extending|inclusive|grown)|oversized|bloated", "shrink", "post"),
+    (r"(?:spill|spills|spilling|spilled|leak|leaks|leaking|leaked|bleed|bleeds|bleeding|extend|extends|extending|go|goes|going|spread|spreads|spreading|creep|creeps|creeping|reach|reaches|bulge|bulges|run|runs|encroach(?:es|ing)?|invad(?:e|es|ing)|overlap(?:s|ping)?|protrude[ds]?) (?:over|out|too far|into|onto|past|beyond|across|outside|in to|far into)|encroach(?:es|ing)? on|overlap(?:s|ping)? (?:with )?", "shrink", "post"),
+    (r"(?:include|includes|segment|capture|cover|take|grab|label|mark|show|covers|takes|grabs|includes) (?:less|too much)(?: of)?", "shrink", "pre"),
+    (r"less (?:generous|inclusive|liberal|aggressive|of)|more (?:conservative|tight|strict|cautious|restrictive|precise|accurate around)|smaller|thinner|tighter|narrower|slimmer|leaner|skinnier|less bulky", "shrink", "any"),
+    (r"shrink(?:s|ing)?|shrunk|tighten(?:s|ed|ing)?|trim(?:s|med|ming)?|reduce[ds]?|reducing|erode[ds]?|eroding|contract|narrow(?: down)?|thin (?:out|down)|pull (?:in|back)|cut (?:back|down)|pare(?: back| down)?|shave(?: off)?|crop|condense|deflate|slim(?: down)?|rein in|dial back|scale (?:back|down)|retract|downsize|decrease[ds]?|make (?:it |them )?less", "shrink", "pre"),
+    # --- add
+    (rf"(?:did|does|do|has|have|was|were|is|are) not (?:been )?{_SEGMENT}|(?:failed|fails|forgot|forgotten) to {_SEGMENT}|(?:never|not) {_SEGMENT}", "add", "any"),
+    (r"(?:you |it |the model |the network )?(?:have |has )?(?:missed|misses|forgot|forgotten|overlooked|skipped|left out|omitted|dropped)|missing|absent|not there|not visible|nowhere to be (?:seen|found)|is gone|went missing|disappeared|lost", "add", "any"),
+    (rf"(?:also|additionally|too|as well) {_SEGMENT}|{_SEGMENT} (?:\w+ ){{0,3}}(?:too|as well|also)$", "add", "pre"),
+    (r"there (?:is|are|should be|must be|ought to be)(?: also| definitely| clearly)?(?: an?| another| some| the)?", "add", "pre"),
+    (r"add(?:s|ed)?(?: back)?|put (?:back|in)|bring back|restore|recover|segment|label|mark|annotate|outline|delineate|contour|detect|find|show|highlight|draw|trace|pick up|capture|include|catch", "add", "pre"),
+    # --- remove
+    (r"get rid of|take (?:out|away|off)|cut out|throw away|throw out|do away with|wipe (?:out|away)?|clear (?:out|away)?|strip (?:out|away)?", "remove", "pre"),
+    (r"(?:should|must|ought to) not (?:be )?(?:there|here|segmented|labell?ed|marked|included|part of (?:the )?mask|present)|(?:does|do) not belong|not supposed to be (?:there|here)|no business being there", "remove", "post"),
+    (r"(?:is|are|was|were|should be) (?:wrongly|incorrectly|falsely|erroneously|mistakenly) (?:segmented|labell?ed|marked|included|detected|called)|mislabell?ed|misclassified|false positives?|false detection|spurious|phantom|hallucinated|should be (?:removed|deleted|erased|gone|excluded|cleared|dropped)|not part of", "remove", "any"),
+    (r"(?:is|are|was|were) (?:not|no longer|never)(?: really| actually| even| truly)?(?: an?| the| part of(?: the)?)?", "remove", "is_not"),
+    (r"delete[ds]?|deleting|remove[ds]?|removing|erase[ds]?|erasing|eliminate[ds]?|discard(?:s|ed)?|drop|scrap|exclude|unlabel|unmark|deselect|kill|nuke|zap|lose|ditch|purge|get out", "remove", "pre"),
+]
+
+#: strength words, tried in this order (slight beats strong: "very slightly" is slight)
+STRENGTH_WORDS: List[Tuple[str, str]] = [
+    ("slight", r"not (?:much|a lot|by much|too much)|a (?:little|tiny|wee|small) bit|a little|a bit|a tad|a touch|a smidge(?:n)?|a hair|just a|slightly|slight|somewhat|marginally|barely|minor(?:ly)?|gently|lightly|mildly|subtly|fractionally|minimal(?:ly)?|a few (?:pixels|voxels|mm|millimetres|millimeters)|one (?:pixel|voxel)|by (?:1|one|2|two) (?:mm|pixels?|voxels?)|very little|small amount|only a little"),
+    ("strong", r"a lot|lots|a great deal|a good deal|a ton|tons|big time|by far|way|far|much|significantly|substantially|considerably|greatly|heavily|massively|drastically|dramatically|hugely|enormously|really|very|extremely|seriously|aggressively|strongly|majorly|grossly|severely|badly|completely|totally|entirely|overly|excessively|loads|plenty|a whole lot|quite a lot|so much|aggressive|hugely|heaps"),
+    ("moderate", r"moderately|moderate|a fair (?:bit|amount)|reasonably|some|somewhat more|medium|a bit more than slightly|noticeably"),
+]
+
+#: positional words -> canonical location word (output in this order)
+LOCATION_WORDS = {
+    "upper": "upper", "superior": "upper", "top": "upper", "cranial": "upper", "cephalad": "upper", "higher": "upper",
+    "lower": "lower", "inferior": "lower", "bottom": "lower", "caudal": "lower", "underside": "lower",
+    "anterior": "anterior", "front": "anterior", "ventral": "anterior",
+    "posterior": "posterior", "rear": "posterior", "dorsal": "posterior",
+    "left": "left", "right": "right",
+    "medial": "medial", "inner": "medial", "lateral": "lateral", "outer": "lateral",
+    "central": "central", "centre": "central", "center": "central", "middle": "central", "core": "central",
+    "edge": "boundary", "edges": "boundary", "border": "boundary", "borders": "boundary", "boundary": "boundary",
+    "boundaries": "boundary", "margin": "boundary", "margins": "boundary", "rim": "boundary", "periphery": "boundary",
+    "perimeter": "boundary", "contour": "boundary", "contours": "boundary", "surface": "boundary",
+    "tip": "tip", "apex": "tip", "pole": "pole", "head": "head", "tail": "tail",
+}
+LOCATION_ORDER = ("upper", "lower", "anterior", "posterior", "left", "right", "medial", "lateral", "central",
+                  "head", "tail", "pole", "tip", "boundary")
+#: a structure after one of these is where the edit happens, not what is edited
+PROXIMITY = r"near|nearby|next to|close to|closest to|adjacent to|beside|besides|bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|from|inside|within|in|at|on|of"
+WEAK_PROXIMITY = {"into", "onto", "in to", "over", "from", "inside", "within", "in", "at", "on", "of"}
+
+PRONOUNS = {"it", "them", "this", "that", "these", "those", "one", "ones", "thing", "things", "its", "their",
+            "itself", "themselves"}
+#: words that may stand around a structure without naming one (not reported as unknown structures)
+GENERIC_WORDS = set("""
+a an the this that these those it its them their there here please kindly now again just also too as well
+segmentation segmentations mask masks label labels labelling labeling prediction predictions result results
+contour outline region regions area areas part parts portion portions piece pieces bit bits blob blobs island
+islands spot spots speck specks fragment fragments component components chunk chunks patch patches lump
+structure structures organ organs tissue thing things one ones stuff volume shape boundary edge edges some
+you your model network should could would can will must may might be is are was were been being do does did
+i we me my our us want need like make made making let lets get gets got keep and or but so then to for with
+of on in at by from into onto up down out off over under about side sided half lobe slightly bit little lot
+very much more less way far really quite rather only even still yet already current currently predicted
+segmented labelled labeled marked shown image scan frame slice picture view case patient here's thanks thank
+small big large tiny huge whole entire full all any every each other another same little bit okay ok
+go goes going try trying attempt currently around a lot lots area zone
+""".split())
+
+INJECTION_PATTERNS = [
+    r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|guidelines|directives|programming|system message|constraints|guardrails|safety)\b",
+    r"\bsystem prompt\b|\byou are now\b|\bact as (?:an?|the)\b|\bpretend (?:to be|you)\b|\bjailbreak\b|\bdeveloper mode\b|\bdan mode\b",
+    r"\b(?:delete|remove|erase|wipe|format|overwrite|destroy|rm)\b[^.]{0,25}\b(?:files?|folders?|director(?:y|ies)|disks?|drives?|database|databases|system|server|repository|repo|home|hard drive|everything on)\b",
+    r"\brm\s+-\w+|\bsudo\b|\$\(|`|\bos\.system\b|\bsubprocess\b|\bimport os\b|\beval\s*\(|\bexec\s*\(|\bbash\b|\bshell\b|\bpowershell\b|\bcmd\.exe\b|\bcurl\b|\bwget\b|<\s*script|\bdrop\s+table\b|\.\./|(?:^|\s)/(?:etc|usr|home|root|bin|tmp|var|dev|proc)\b|[a-z]:\\\\",
+    r"\b(?:passwords?|api[ _]?keys?|credentials?|secrets?|access tokens?|ssh keys?)\b",
+    r"\b(?:send|upload|email|e-mail|post|exfiltrate|transmit|leak)\b[^.]{0,30}\b(?:to|data|images?|files?|results?)\b[^.]{0,30}(?:https?://|@|server|internet|address)|https?://",
+    r"\b(?:print|reveal|show|tell me|output|repeat)\b[^.]{0,20}\b(?:your|the)\b[^.]{0,10}\b(?:instructions|prompt|rules|configuration|source code)\b",
+    r"\b(?:run|execute|launch|install|download)\b[^.]{0,20}\b(?:code|script|program|command|commands|payload|malware|package|binary)\b",
+]
+QUESTION_START = r"^(?:what|why|how|which|where|when|who|whose|whom|is|are|was|were|does|do|did|has|have|had|should|shall|am|may|might|isn|aren|wasn|doesn)\b"
+REQUEST_PREFIX = r"^(?:(?:can|could|would|will) (?:you|we|u) (?:please |kindly |maybe |just )?|would you mind |i would like (?:you )?to |i want (?:you )?to |i need (?:you )?to |we need to |you (?:should|need to|must|have to) |please |kindly |let us |lets |go ahead and |try to |it would be (?:good|nice|great) (?:to|if you) |is it possible to |maybe |just |ok |okay |so )+"
+APPROVAL_PATTERNS = [
+    r"\b(?:looks?|looking|seems?|is|are|appears?)\s+(?:\w+ )?(?:fine|good|great|ok|okay|correct|right|perfect|accurate|spot on|excellent|nice|reasonable|acceptable|alright|all right|fantastic|superb|flawless|solid)\b",
+    r"^(?:ok|okay|fine|good|great|perfect|thanks|thank you|nice|excellent|well done|good job|great job|nice work|good work|lgtm|all good|approved?|accept(?:ed)?|confirmed?|correct|yes|yep|agreed?|no)\b",
+    r"\bno (?:changes?|edits?|corrections?|problems?|issues?) (?:needed|necessary|required)?|\bnothing to (?:change|do|fix|correct|edit)\b|\b(?:leave|keep) (?:it|them|everything|all|this|that|the \w+)(?: \w+)? (?:as (?:it is|is|they are)|alone|unchanged|the same)\b|\bdo not (?:touch|change|edit|modify)\b",
+]
+CLAUSE_SPLIT = r",|\band then\b|\bthen\b|\band also\b|\band\b|\bbut\b|\bplus\b|\bwhile\b|\bwhereas\b|\bas well as\b|\balso\b(?= (?:segment|label|mark|add|include|shrink|expand|remove|delete|ignore|make|enlarge))|\bso\b|\bhowever\b"
+REASON_SPLIT = r"\bbecause(?: of)?\b|\bdue to\b|\bcaused by\b|\bas a result of\b|\bsince\b|\bthanks to\b|\bowing to\b"
