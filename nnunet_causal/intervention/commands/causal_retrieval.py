@@ -11,7 +11,8 @@ style description (its dataset.json domain record ``"style"``), each cause of th
 compared lexicographically: a cause the user names wins; for "ignore the artefact" the case's style decides
 among artefact-kind causes; the text encoder only breaks ties (and is optional). Candidates are limited to
 causes that have an entry in the model's confounder dictionary. The chosen cause's entry is the one whose
-description shares most words with command + style ("arterial" picks the arterial-phase line).
+description holds most of the cause words the query used, then most cause words, then most shared words
+("arterial" picks the arterial-phase line; "noise" the low-dose line, not the thin-slice one).
 
 :class:`ExemplarBank` holds cases with their domain records and retrieves the cases that share most causes
 with a query style (ties by embedding similarity), e.g. to show which earlier cases had the same problem.
@@ -157,7 +158,12 @@ def resolve_confounder(command: str, style: Optional[str] = None, confounders=No
         return ConfounderChoice(None, None, None, why, ranking)
     best = evidenced[0]
     words = _content_words(f"{command} {style or ''}")
-    entry = max(best.entries, key=lambda e: len(_content_words(e.description) & words))
+    asked = set(best.command_terms + best.style_terms)
+
+    def fit(e: DictionaryEntry) -> tuple:  # cause words the query shares with the line, its cause words, words
+        own = set(best.cause.matched_terms(e.description))
+        return len(own & asked), len(own), len(_content_words(e.description) & words)
+    entry = max(best.entries, key=fit)
     effect = best.cause.effect_of(best.command_terms + best.style_terms)
     if best.command_terms:
         how = f"the command names cause '{best.cause.name}' ({', '.join(best.command_terms)})"

@@ -25,7 +25,7 @@ from nnunet_causal.intervention.commands.causal_knowledge import CausalKnowledge
 from nnunet_causal.text.resolver import resolve_prompt
 from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, SIDE_WORDS, Vocabulary, load_vocabulary
 
-MAX_SPAN = 6
+MAX_SPAN = 7
 _ARTICLES = {"the", "a", "an", "this", "that", "its", "their", "my", "our", "your"}
 _PROX = re.compile(rf"(?:^| )(?:{L.PROXIMITY})(?: the| a| an| its| their)?$")
 _NEGATORS = {"not", "never", "no", "without", "stop"}
@@ -136,12 +136,15 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
     n = len(clause.tokens)
     full = _full_vocabulary()
     for length in range(min(MAX_SPAN, n), 0, -1):
-        for start in range(0, n - length + 1):
+        # among spans of one length, those that start with a word of substance and end on a noun first
+        starts = sorted(range(0, n - length + 1), key=lambda i: (clause.tokens[i] in _ARTICLES,
+                                                                  clause.tokens[i + length - 1] in SIDE_WORDS, i))
+        for start in starts:
             end = start + length
             if any(claimed[start:end]):
                 continue
             words = clause.tokens[start:end]
-            if words[0] in FILLERS or words[-1] in FILLERS or words[-1] in _ARTICLES or words[-1] in SIDE_WORDS:
+            if words[0] in FILLERS or words[-1] in FILLERS or words[-1] in _ARTICLES:
                 continue
             if all(w in L.GENERIC_WORDS or w in ARTICLES or w in FILLERS or w in SIDE_WORDS for w in words):
                 continue
@@ -220,7 +223,16 @@ def analyse_clause(text: str, vocabulary: Vocabulary, knowledge: CausalKnowledge
             if not find_phrases(following, knowledge.words()):
                 continue
         kept.append(cue)
-    clause.cues = kept
+    # a verb that is a noun here ("the liver label is a false positive", "the liver contour is too tight")
+    ends = {s.end for s in clause.structures}
+    nouns = [c for c in kept if c.text in L.NOUN_VERBS and c.start > 0 and (
+        clause.tokens[c.start - 1] in _ARTICLES or clause.tokens[c.start - 1] == "of" or c.start in ends)]
+    for c in nouns:
+        for i in range(c.start, c.end):
+            claimed[i] = False
+    kept = [c for c in kept if c not in nouns]
+    # the most specific cue first (more words), then the earliest
+    clause.cues = sorted(kept, key=lambda c: (-(c.end - c.start), c.start))
     strength_text = re.sub(r"\btoo (?:much|far)\b", "too", text)
     strength_text = re.sub(r"\b(?:far|way) (?:into|past|beyond|over|out)\b", "into", strength_text)
     for strength, pattern in L.STRENGTH_WORDS:

@@ -43,23 +43,24 @@ CUES: List[Tuple[str, str, str]] = [
     # --- expand
     (r"(?:does|do|did) not (?:cover|include|reach|capture|contain|get) (?:all|the whole|enough|everything|the entire|the full|the rest)", "expand", "post"),
     (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
-    (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough", "expand", "post"),
+    (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough|not enough|too little|(?:needs|need) more", "expand", "any"),
+    (r"(?:not|is not|are not) (?:small|tight|thin|narrow|conservative|precise) enough|(?:needs|need) less", "shrink", "any"),
     (rf"(?:too|overly|excessively) {_SMALL}", "expand", "post"),
     (r"under ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|covered)|undersized|incomplete|partial|cut off|clipped|truncated too early", "expand", "post"),
     (r"(?:include|includes|segment|capture|cover|take|grab|add|get|label|mark|show) more(?: of)?", "expand", "pre"),
     (r"more (?:generous|inclusive|liberal|aggressive|of)|less (?:conservative|tight|strict|cautious|restrictive)|bigger|larger|wider|thicker|fuller|broader|roomier|fatter|greater", "expand", "any"),
-    (r"enlarge[ds]?|enlarging|expand(?:s|ed|ing)?|grow(?:s|n|ing)?|dilate[ds]?|dilating|extend(?:s|ed|ing)?|widen(?:s|ed)?|increase[ds]?|broaden|thicken|inflate|fatten|stretch|pad out|swell|bulk up|open up|loosen|relax|push (?:the )?(?:boundary|boundaries|border|borders|edge|edges|contour|margin|margins)? ?out(?:ward|wards)?|fill (?:in|out)|upsize|bump up|make room", "expand", "pre"),
+    (r"enlarge[ds]?|enlarging|expand(?:s|ed|ing)?|grow(?:s|n|ing)?|grew|dilate[ds]?|dilating|extend(?:s|ed|ing)?|widen(?:s|ed|ing)?|increase[ds]?|increasing|broaden(?:s|ed|ing)?|thicken(?:s|ed|ing)?|inflate[ds]?|fatten(?:s|ed)?|stretch(?:es|ed)?|pad(?:ded)? out|swell|bulk(?:ed)? up|open(?:ed)? up|loosen(?:s|ed)?|relax(?:es|ed)?|move (?:the )?(?:boundary|border|edge|edges|contour|margin) out(?:ward|wards)?|push (?:the )?(?:boundary|boundaries|border|borders|edge|edges|contour|margin|margins)? ?out(?:ward|wards)?|fill (?:in|out)|upsize|bump up|make room", "expand", "pre"),
     # --- shrink
     (rf"(?:too|overly|excessively) {_BIG}", "shrink", "post"),
     (r"over ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|shoot|shoots|shooting|reaches|reaching|extends|extending|inclusive|grown)|oversized|bloated", "shrink", "post"),
     (r"(?:spill|spills|spilling|spilled|leak|leaks|leaking|leaked|bleed|bleeds|bleeding|extend|extends|extending|go|goes|going|spread|spreads|spreading|creep|creeps|creeping|reach|reaches|bulge|bulges|run|runs|encroach(?:es|ing)?|invad(?:e|es|ing)|overlap(?:s|ping)?|protrude[ds]?) (?:over|out|too far|into|onto|past|beyond|across|outside|in to|far into)|encroach(?:es|ing)? on|overlap(?:s|ping)? (?:with )?", "shrink", "post"),
     (r"(?:include|includes|segment|capture|cover|take|grab|label|mark|show|covers|takes|grabs|includes) (?:less|too much)(?: of)?", "shrink", "pre"),
     (r"less (?:generous|inclusive|liberal|aggressive|of)|more (?:conservative|tight|strict|cautious|restrictive|precise|accurate around)|smaller|thinner|tighter|narrower|slimmer|leaner|skinnier|less bulky", "shrink", "any"),
-    (r"shrink(?:s|ing)?|shrunk|tighten(?:s|ed|ing)?|trim(?:s|med|ming)?|reduce[ds]?|reducing|erode[ds]?|eroding|contract|narrow(?: down)?|thin (?:out|down)|pull (?:in|back)|cut (?:back|down)|pare(?: back| down)?|shave(?: off)?|crop|condense|deflate|slim(?: down)?|rein in|dial back|scale (?:back|down)|retract|downsize|decrease[ds]?|make (?:it |them )?less", "shrink", "pre"),
+    (r"shrink(?:s|ing)?|shrunk|tighten(?:s|ed|ing)?|trim(?:s|med|ming)?|reduce[ds]?|reducing|erode[ds]?|eroding|contract(?:s|ed|ing)?|narrow(?:s|ed|ing)?(?: down)?|thin(?:s|ned|ning)? (?:out|down)|pull(?:s|ed|ing)? (?:in|back|inward|inwards)|cut(?:s|ting)? (?:back|down)|pare[ds]?(?: back| down)?|shave[ds]?(?: off)?|crop(?:s|ped|ping)?|condense[ds]?|deflate[ds]?|slim(?:s|med|ming)?(?: down)?|rein(?:ed)? in|dial(?:led|ed)? back|scale[ds]? (?:back|down)|retract(?:s|ed)?|downsize[ds]?|decrease[ds]?|decreasing|make (?:it |them )?less|pulled (?:in|back)|brought in|bring in|move (?:the )?(?:boundary|border|edge|edges|contour|margin) in(?:ward|wards)?", "shrink", "pre"),
     # --- add
     (rf"(?:did|does|do|has|have|was|were|is|are) not (?:been )?{_SEGMENT}|(?:failed|fails|forgot|forgotten) to {_SEGMENT}|(?:never|not) {_SEGMENT}", "add", "any"),
     (r"(?:you |it |the model |the network )?(?:have |has )?(?:missed|misses|forgot|forgotten|overlooked|skipped|left out|omitted|dropped)|missing|absent|not there|not visible|nowhere to be (?:seen|found)|is gone|went missing|disappeared|lost", "add", "any"),
-    (rf"(?:also|additionally|too|as well) {_SEGMENT}|{_SEGMENT} (?:\w+ ){{0,3}}(?:too|as well|also)$", "add", "pre"),
+    (rf"(?:also|additionally|too|as well) {_SEGMENT}", "add", "pre"),
     (r"there (?:is|are|should be|must be|ought to be)(?: also| definitely| clearly)?(?: an?| another| some| the)?", "add", "pre"),
     (r"add(?:s|ed)?(?: back)?|put (?:back|in)|bring back|restore|recover|segment|label|mark|annotate|outline|delineate|contour|detect|find|show|highlight|draw|trace|pick up|capture|include|catch", "add", "pre"),
     # --- remove
@@ -67,7 +68,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"(?:should|must|ought to) not (?:be )?(?:there|here|segmented|labell?ed|marked|included|part of (?:the )?mask|present)|(?:does|do) not belong|not supposed to be (?:there|here)|no business being there", "remove", "post"),
     (r"(?:is|are|was|were|should be) (?:wrongly|incorrectly|falsely|erroneously|mistakenly) (?:segmented|labell?ed|marked|included|detected|called)|mislabell?ed|misclassified|false positives?|false detection|spurious|phantom|hallucinated|should be (?:removed|deleted|erased|gone|excluded|cleared|dropped)|not part of", "remove", "any"),
     (r"(?:is|are|was|were) (?:not|no longer|never)(?: really| actually| even| truly)?(?: an?| the| part of(?: the)?)?", "remove", "is_not"),
-    (r"delete[ds]?|deleting|remove[ds]?|removing|erase[ds]?|erasing|eliminate[ds]?|discard(?:s|ed)?|drop|scrap|exclude|unlabel|unmark|deselect|kill|nuke|zap|lose|ditch|purge|get out", "remove", "pre"),
+    (r"delete[ds]?|deleting|remove[ds]?|removing|erase[ds]?|erasing|eliminate[ds]?|discard(?:s|ed)?|drop|scrap|exclude[ds]?|unlabel|unmark|deselect|kill|nuke|zap|lose|ditch|purge|get out|suppress|cancel|clean up|clean out|wipe", "remove", "pre"),
 ]
 
 #: strength words, tried in this order (slight beats strong: "very slightly" is slight)
@@ -94,9 +95,12 @@ LOCATION_WORDS = {
 LOCATION_ORDER = ("upper", "lower", "anterior", "posterior", "left", "right", "medial", "lateral", "central",
                   "head", "tail", "pole", "tip", "boundary")
 #: a structure after one of these is where the edit happens, not what is edited
-PROXIMITY = r"near|nearby|next to|close to|closest to|adjacent to|beside|besides|bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|from|inside|within|in|at|on|of"
+PROXIMITY = r"overlaps?|overlapping|overlap with|invades|invading|encroaches on|encroaching on|near|nearby|next to|close to|closest to|adjacent to|beside|besides|bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|from|inside|within|in|at|on|of"
 WEAK_PROXIMITY = {"into", "onto", "in to", "over", "from", "inside", "within", "in", "at", "on", "of"}
 
+#: verbs that are also nouns ("the liver label"): not a cue after an article or a structure
+NOUN_VERBS = {"label", "mark", "segment", "contour", "outline", "highlight", "trace", "draw", "show", "find", "drop",
+              "capture", "catch", "mask", "clip", "crop", "record", "detect"}
 PRONOUNS = {"it", "them", "this", "that", "these", "those", "one", "ones", "thing", "things", "its", "their",
             "itself", "themselves"}
 #: words that may stand around a structure without naming one (not reported as unknown structures)

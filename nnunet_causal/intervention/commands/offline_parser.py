@@ -68,10 +68,6 @@ def _is_question(sentence: str, asked: bool) -> bool:
     return asked
 
 
-class _Action(dict):
-    pass
-
-
 def _new_action(action: str, clause: Clause) -> dict:
     return {"action": action, "target": [], "strength": clause.strength or "moderate",
             "location": clause.location(), "confounder": None, "why": None, "_clause": clause}
@@ -137,7 +133,11 @@ def parse_offline(command: str, vocabulary: Vocabulary, confounders=None, style_
         if not stripped:
             continue
         if not request and _is_question(stripped, asked):
-            reasons.add("question")
+            reasons.add("question")  # not an edit, but "it" in the next sentence may mean what it names
+            named = [t for part in re.split(L.CLAUSE_SPLIT, stripped) if part.strip()
+                     for s in analyse_clause(" ".join(part.split()), vocabulary, kb, encoder).targets for t in s.terms]
+            if named:
+                last_targets[:] = named
             continue
         clauses = []
         for part in re.split(L.CLAUSE_SPLIT, stripped):
@@ -202,6 +202,7 @@ def _assemble(command: str, clauses: List[Clause], actions: List[dict], reasons:
             action["target"] = pending + targets
             if not action["target"]:
                 action["target"] = _fallback_targets(command, clause, last_targets, vocabulary, encoder)
+                action["location"] = clause.location()
         pending = []
         actions.append(action)
         if action["target"]:
@@ -213,8 +214,25 @@ def _assemble(command: str, clauses: List[Clause], actions: List[dict], reasons:
         previous["target"] += pending
 
 
+def _other_side(clause: Clause, last_targets: List[str], vocabulary: Vocabulary) -> List[str]:
+    """"the right one" after "the left kidney": the same base structure on the side named (the side word
+    is then no longer a location)."""
+    sides = [w for w in clause.locations if w in ("left", "right")]
+    if not clause.pronoun or len(sides) != 1:
+        return []
+    bases = list(dict.fromkeys(vocabulary.terms[t].base for t in last_targets
+                               if t in vocabulary.terms and vocabulary.terms[t].base))
+    out = [m for b in bases for m in vocabulary.expand("base", b, sides[0])]
+    if out:
+        clause.locations.remove(sides[0])
+    return out
+
+
 def _fallback_targets(command: str, clause: Clause, last_targets: List[str], vocabulary: Vocabulary,
                       encoder) -> List[str]:
+    swapped = _other_side(clause, last_targets, vocabulary)
+    if swapped:
+        return swapped
     if clause.unknown_words and not clause.pronoun:
         raise _unknown_error(command, clause, vocabulary, encoder)
     if last_targets:
