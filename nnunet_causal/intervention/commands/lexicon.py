@@ -19,12 +19,14 @@ _CONTRACTIONS = [(r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"\bsha
 
 
 def prepare_clause(text: str) -> str:
-    """Lower case, contractions expanded, hyphens/underscores/punctuation to spaces, spaces collapsed."""
+    """Lower case, contractions expanded, hyphens/underscores/punctuation to spaces (commas kept as a word
+    of their own, for clause splitting), spaces collapsed."""
     t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     for pat, rep in _CONTRACTIONS:
         t = re.sub(pat, rep, t)
     t = re.sub(r"[_/\-]", " ", t)
-    t = re.sub(r"[^\w\s.]|(?<!\d)\.|\.(?!\d)", " ", t)
+    t = re.sub(r"[^\w\s.,]|(?<!\d)\.|\.(?!\d)", " ", t)
+    t = re.sub(r"(?<!\d),|,(?!\d)", " , ", t)
     return " ".join(t.split())
 
 
@@ -40,6 +42,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"(?:not|never) (?:be |get )?(?:fooled|misled|distracted|confused|tricked|thrown off) by", "ignore_confounder", "confounder"),
     (r"pay no attention to|look past|look through|see through|factor out|account for|correct for|compensate for|adjust for|control for|discount|disregard|ignore|ignoring|regardless of|robust to|despite|unaffected by|remove the (?:effect|influence|impact) of|undo the effect of", "ignore_confounder", "confounder"),
     (r"(?:is|are|was|were) (?:just|only|merely|simply|purely)(?: an?| the| some)?", "ignore_confounder", "confounder_is"),
+    (r"(?:do not|never|please do not) let", "ignore_confounder", "confounder"),
     # --- expand
     (r"(?:does|do|did) not (?:cover|include|reach|capture|contain|get) (?:all|the whole|enough|everything|the entire|the full|the rest)", "expand", "post"),
     (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
@@ -68,12 +71,14 @@ CUES: List[Tuple[str, str, str]] = [
     (r"(?:should|must|ought to) not (?:be )?(?:there|here|segmented|labell?ed|marked|included|part of (?:the )?mask|present)|(?:does|do) not belong|not supposed to be (?:there|here)|no business being there", "remove", "post"),
     (r"(?:is|are|was|were|should be) (?:wrongly|incorrectly|falsely|erroneously|mistakenly) (?:segmented|labell?ed|marked|included|detected|called)|mislabell?ed|misclassified|false positives?|false detection|spurious|phantom|hallucinated|should be (?:removed|deleted|erased|gone|excluded|cleared|dropped)|not part of", "remove", "any"),
     (r"(?:is|are|was|were) (?:not|no longer|never)(?: really| actually| even| truly)?(?: an?| the| part of(?: the)?)?", "remove", "is_not"),
+    (r"less|fewer", "shrink", "pre"),
+    (r"more", "expand", "pre"),
     (r"delete[ds]?|deleting|remove[ds]?|removing|erase[ds]?|erasing|eliminate[ds]?|discard(?:s|ed)?|drop|scrap|exclude[ds]?|unlabel|unmark|deselect|kill|nuke|zap|lose|ditch|purge|get out|suppress|cancel|clean up|clean out|wipe", "remove", "pre"),
 ]
 
 #: strength words, tried in this order (slight beats strong: "very slightly" is slight)
 STRENGTH_WORDS: List[Tuple[str, str]] = [
-    ("slight", r"not (?:much|a lot|by much|too much)|a (?:little|tiny|wee|small) bit|a little|a bit|a tad|a touch|a smidge(?:n)?|a hair|just a|slightly|slight|somewhat|marginally|barely|minor(?:ly)?|gently|lightly|mildly|subtly|fractionally|minimal(?:ly)?|a few (?:pixels|voxels|mm|millimetres|millimeters)|one (?:pixel|voxel)|by (?:1|one|2|two) (?:mm|pixels?|voxels?)|very little|small amount|only a little"),
+    ("slight", r"not (?:much|a lot|by much|too much)|a (?:little|tiny|wee|small) bit|a little|a bit|a tad|a touch|a smidge(?:n)?|a hair|just a|slightly|slight|somewhat|marginally|barely|minor(?:ly)?|gently|lightly|mildly|subtly|fractionally|minimal(?:ly)?|a few (?:pixels|voxels|mm|millimetres|millimeters)|one (?:pixel|voxel)|(?:by )?(?:1|one|2|two) (?:mm|pixels?|voxels?|millimet(?:re|er)s?)|very little|small amount|only a little"),
     ("strong", r"a lot|lots|a great deal|a good deal|a ton|tons|big time|by far|way|far|much|significantly|substantially|considerably|greatly|heavily|massively|drastically|dramatically|hugely|enormously|really|very|extremely|seriously|aggressively|strongly|majorly|grossly|severely|badly|completely|totally|entirely|overly|excessively|loads|plenty|a whole lot|quite a lot|so much|aggressive|hugely|heaps"),
     ("moderate", r"moderately|moderate|a fair (?:bit|amount)|reasonably|some|somewhat more|medium|a bit more than slightly|noticeably"),
 ]
@@ -81,7 +86,7 @@ STRENGTH_WORDS: List[Tuple[str, str]] = [
 #: positional words -> canonical location word (output in this order)
 LOCATION_WORDS = {
     "upper": "upper", "superior": "upper", "top": "upper", "cranial": "upper", "cephalad": "upper", "higher": "upper",
-    "lower": "lower", "inferior": "lower", "bottom": "lower", "caudal": "lower", "underside": "lower",
+    "dome": "upper", "lower": "lower", "inferior": "lower", "bottom": "lower", "caudal": "lower", "underside": "lower",
     "anterior": "anterior", "front": "anterior", "ventral": "anterior",
     "posterior": "posterior", "rear": "posterior", "dorsal": "posterior",
     "left": "left", "right": "right",
@@ -127,14 +132,16 @@ INJECTION_PATTERNS = [
     r"\b(?:passwords?|api[ _]?keys?|credentials?|secrets?|access tokens?|ssh keys?)\b",
     r"\b(?:send|upload|email|e-mail|post|exfiltrate|transmit|leak)\b[^.]{0,30}\b(?:to|data|images?|files?|results?)\b[^.]{0,30}(?:https?://|@|server|internet|address)|https?://",
     r"\b(?:print|reveal|show|tell me|output|repeat)\b[^.]{0,20}\b(?:your|the)\b[^.]{0,10}\b(?:instructions|prompt|rules|configuration|source code)\b",
-    r"\b(?:run|execute|launch|install|download)\b[^.]{0,20}\b(?:code|script|program|command|commands|payload|malware|package|binary)\b",
+    r"\b(?:run|execute|launch|install|download)\b[^.]{0,40}\b(?:code|script|program|command|commands|payload|malware|package|binary)\b",
 ]
-QUESTION_START = r"^(?:what|why|how|which|where|when|who|whose|whom|is|are|was|were|does|do|did|has|have|had|should|shall|am|may|might|isn|aren|wasn|doesn)\b"
+QUESTION_START = (r"^(?:what|why|how|which|where|when|who|whose|whom|is|are|was|were|should|shall|am|may|might)\b|"
+                  r"^(?:does|do|did|has|have|had) (?:you|we|i|it|they|this|that|the|these|those|he|she|a|an|any|"
+                  r"anything|something|my|our)\b")
 REQUEST_PREFIX = r"^(?:(?:can|could|would|will) (?:you|we|u) (?:please |kindly |maybe |just )?|would you mind |i would like (?:you )?to |i want (?:you )?to |i need (?:you )?to |we need to |you (?:should|need to|must|have to) |please |kindly |let us |lets |go ahead and |try to |it would be (?:good|nice|great) (?:to|if you) |is it possible to |maybe |just |ok |okay |so )+"
 APPROVAL_PATTERNS = [
     r"\b(?:looks?|looking|seems?|is|are|appears?)\s+(?:\w+ )?(?:fine|good|great|ok|okay|correct|right|perfect|accurate|spot on|excellent|nice|reasonable|acceptable|alright|all right|fantastic|superb|flawless|solid)\b",
     r"^(?:ok|okay|fine|good|great|perfect|thanks|thank you|nice|excellent|well done|good job|great job|nice work|good work|lgtm|all good|approved?|accept(?:ed)?|confirmed?|correct|yes|yep|agreed?|no)\b",
-    r"\bno (?:changes?|edits?|corrections?|problems?|issues?) (?:needed|necessary|required)?|\bnothing to (?:change|do|fix|correct|edit)\b|\b(?:leave|keep) (?:it|them|everything|all|this|that|the \w+)(?: \w+)? (?:as (?:it is|is|they are)|alone|unchanged|the same)\b|\bdo not (?:touch|change|edit|modify)\b",
+    r"\bno (?:changes?|edits?|corrections?|problems?|issues?) (?:needed|necessary|required)?|\bnothing to (?:change|do|fix|correct|edit)\b|\b(?:leave|keep) (?:it|them|everything|all|this|that|the \w+)(?: \w+)? (?:as (?:it is|is|they are)|alone|unchanged|the same)\b|\bdo not (?:touch|change|edit|modify)\b|\bdo nothing\b|\bno action\b",
 ]
 CLAUSE_SPLIT = r",|\band then\b|\bthen\b|\band also\b|\band\b|\bbut\b|\bplus\b|\bwhile\b|\bwhereas\b|\bas well as\b|\balso\b(?= (?:segment|label|mark|add|include|shrink|expand|remove|delete|ignore|make|enlarge))|\bso\b|\bhowever\b"
 REASON_SPLIT = r"\bbecause(?: of)?\b|\bdue to\b|\bcaused by\b|\bas a result of\b|\bsince\b|\bthanks to\b|\bowing to\b"

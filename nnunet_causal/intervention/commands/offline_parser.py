@@ -63,6 +63,8 @@ def _sentences(text: str):
 
 
 def _is_question(sentence: str, asked: bool) -> bool:
+    if re.match(r"^(?:can|could|would|will)\b", sentence):
+        return False  # "could the gallbladder be made larger?" is a polite request
     if re.match(L.QUESTION_START, sentence) and not re.match(r"^\w+ not\b", sentence):
         return True
     return asked
@@ -77,9 +79,7 @@ def _clause_action(clause: Clause) -> Optional[tuple]:
     """``(action, cue)`` of a clause, or None when it has no cue (``ignore_confounder`` for statements)."""
     cues = clause.cues
     if not cues:
-        if clause.confounder_words and not clause.targets:
-            return "ignore_confounder", None
-        if clause.confounder_words and clause.reason:
+        if clause.confounder_words:  # "this is a low-dose scan", "the polyp is under a lot of glare"
             return "ignore_confounder", None
         return None
     cue = cues[0]
@@ -128,13 +128,13 @@ def parse_offline(command: str, vocabulary: Vocabulary, confounders=None, style_
     last_targets: List[str] = []
     for raw, asked in _sentences(text):
         sentence = L.prepare_clause(raw)
-        stripped = re.sub(L.REQUEST_PREFIX, "", sentence)
+        stripped = re.sub(L.REQUEST_PREFIX, "", sentence.lstrip(", "))
         request = stripped != sentence
         if not stripped:
             continue
         if not request and _is_question(stripped, asked):
             reasons.add("question")  # not an edit, but "it" in the next sentence may mean what it names
-            named = [t for part in re.split(L.CLAUSE_SPLIT, stripped) if part.strip()
+            named = [t for part in re.split(L.CLAUSE_SPLIT, stripped) if part.strip(" ,")
                      for s in analyse_clause(" ".join(part.split()), vocabulary, kb, encoder).targets for t in s.terms]
             if named:
                 last_targets[:] = named
@@ -179,6 +179,8 @@ def _assemble(command: str, clauses: List[Clause], actions: List[dict], reasons:
                 reasons.add("approval")
                 previous = None
                 continue
+            if targets and re.match(r"^(?:not|except|apart from|other than|excluding|without|but not)\b", clause.text):
+                continue  # "shrink the liver but not the spleen"
             if targets:
                 if previous is not None and previous_pre:
                     previous["target"] += targets
@@ -195,6 +197,11 @@ def _assemble(command: str, clauses: List[Clause], actions: List[dict], reasons:
                     previous["location"] = ", ".join(filter(None, [previous["location"], clause.location()]))
             continue
         action_name, cue = found
+        if (action_name == "ignore_confounder" and not clause.confounder_words and not targets and previous
+                is not None and previous["action"] == "ignore_confounder"):
+            if clause.strength:  # "the image is very noisy, ignore that": one action
+                previous["strength"] = clause.strength
+            continue
         action = _new_action(action_name, clause)
         if action_name == "ignore_confounder":
             action["target"] = targets or (list(last_targets) if clause.reason else [])
@@ -205,6 +212,11 @@ def _assemble(command: str, clauses: List[Clause], actions: List[dict], reasons:
                 action["location"] = clause.location()
         pending = []
         actions.append(action)
+        if action_name != "ignore_confounder" and clause.confounder_words:
+            # "the streak artefact from the implant made the bladder look too big": the cause is named too
+            extra = _new_action("ignore_confounder", clause)
+            extra["target"] = list(action["target"])
+            actions.append(extra)
         if action["target"]:
             last_targets[:] = action["target"]
         previous = action
