@@ -213,10 +213,14 @@ class ExemplarBank:
         return str(rec.get("style") or " ".join(str(rec.get(k, "")) for k in ("modality", "scanner", "domain")))
 
     def causes_of(self, case_or_style: str) -> Dict[str, List[str]]:
-        """Cause name -> matched words for a case id or a style text."""
+        """Cause name -> matched words for a case id or a style text (causes of the style's imaging family
+        only, when the style names one)."""
         style = self.style_of(case_or_style) if case_or_style in self.records else case_or_style
+        family = imaging_family_of(style)
         out = {}
         for cause in self.knowledge.causes:
+            if family is not None and family not in cause.families:
+                continue
             hit = cause.matched_terms(style)
             if hit:
                 out[cause.name] = hit

@@ -100,7 +100,7 @@ LOCATION_WORDS = {
 LOCATION_ORDER = ("upper", "lower", "anterior", "posterior", "left", "right", "medial", "lateral", "central",
                   "head", "tail", "pole", "tip", "boundary")
 #: a structure after one of these is where the edit happens, not what is edited
-PROXIMITY = r"overlaps?|overlapping|overlap with|invades|invading|encroaches on|encroaching on|near|nearby|next to|close to|closest to|adjacent to|beside|besides|bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|from|inside|within|in|at|on|of"
+PROXIMITY = r"overlaps?|overlapping|overlap with|touch(?:es|ed)?|abut(?:s|ting)?|meets|borders|invades|invading|encroaches on|encroaching on|near|nearby|next to|close to|closest to|adjacent to|beside|besides|bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|from|inside|within|in|at|on|of"
 WEAK_PROXIMITY = {"into", "onto", "in to", "over", "from", "inside", "within", "in", "at", "on", "of"}
 
 #: verbs that are also nouns ("the liver label"): not a cue after an article or a structure
