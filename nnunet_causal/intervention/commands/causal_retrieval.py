@@ -4,9 +4,9 @@ Ranking is by *shared causes*, never by embedding similarity alone. For a comman
 style description (its dataset.json domain record ``"style"``), each cause of the knowledge base
 (:mod:`.causal_knowledge`) is scored by the tuple
 
-    (cause/effect words in the command, cause occurs in the case's imaging family, command names the
-     cause's kind only vaguely, cause/effect words in the style description, embedding similarity of
-     command + style to the cause's words)
+    (words of the command covered by the cause's phrases, cause occurs in the case's imaging family,
+     command names the cause's kind only vaguely, words of the style covered by its phrases, embedding
+     similarity of command + style to the cause's words)
 
 compared lexicographically: a cause the user names wins; for "ignore the artefact" the case's style decides
 among artefact-kind causes; the text encoder only breaks ties (and is optional). Candidates are limited to
@@ -51,8 +51,14 @@ class RankedCause:
 
     @property
     def key(self) -> tuple:
-        return (len(self.command_terms), int(self.family_match), int(self.vague_match), len(self.style_terms),
-                self.similarity)
+        """Words of the command the cause explains ("colour cast" = 2 beats "colour" = 1), same family,
+        vague match, words of the style it explains, similarity."""
+        return (_n_words(self.command_terms), int(self.family_match), int(self.vague_match),
+                _n_words(self.style_terms), self.similarity)
+
+
+def _n_words(phrases: List[str]) -> int:
+    return sum(len(p.split()) for p in phrases)
 
 
 @dataclass

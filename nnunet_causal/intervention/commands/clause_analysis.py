@@ -110,11 +110,13 @@ def _token_spans(text: str, pattern: str) -> List[Tuple[int, int, str]]:
     return out
 
 
-def _find_cues(clause: Clause) -> None:
+def _find_cues(clause: Clause, reserved: List[bool]) -> None:
+    """Cues on words not ``reserved`` (multi-word confounder phrases: "narrow band imaging" is no shrink)."""
     found = []
     for pattern, action, kind in L.CUES:
         for a, b, text in _token_spans(clause.text, pattern):
-            found.append(Cue(action, kind, a, b, text))
+            if not any(reserved[a:b]):
+                found.append(Cue(action, kind, a, b, text))
     found.sort(key=lambda c: (-(c.end - c.start), -len(c.text), c.start))
     used = [False] * len(clause.tokens)
     for cue in found:
@@ -197,21 +199,34 @@ def _ground_by_embedding(clause: Clause, vocabulary: Vocabulary, claimed: List[b
             claimed[i] = True
 
 
+def _inside_cue(clause: Clause, a: int, b: int) -> bool:
+    return any(c.start <= a and b <= c.end for c in clause.cues + clause.negated)
+
+
 def analyse_clause(text: str, vocabulary: Vocabulary, knowledge: CausalKnowledge, encoder=None,
                    reason: bool = False) -> Clause:
     """All the pieces of one clause (already normalised by :func:`~.lexicon.prepare_clause`)."""
     clause = Clause(text, text.split(), reason)
-    _find_cues(clause)
-    claimed = [False] * len(clause.tokens)
+    clause.confounder_words = find_phrases(text, knowledge.words())
+    spans = [sp for phrase in clause.confounder_words for sp in _token_spans(text, re.escape(phrase) + "(?:s|es)?")]
+    reserved = [False] * len(clause.tokens)
+    for a, b, _ in spans:
+        if b - a > 1:
+            for i in range(a, b):
+                reserved[i] = True
+    _find_cues(clause, reserved)
+    claimed = list(reserved)
     for cue in clause.cues + clause.negated:
         for i in range(cue.start, cue.end):
             claimed[i] = True
-    clause.confounder_words = find_phrases(text, knowledge.words())
-    for phrase in clause.confounder_words:
-        for a, b, _ in _token_spans(text, re.escape(phrase) + "(?:s|es)?"):
-            if not any(claimed[a:b]):
-                for i in range(a, b):
-                    claimed[i] = True
+    for a, b, _ in spans:
+        if not any(claimed[a:b]):
+            for i in range(a, b):
+                claimed[i] = True
+    # a one-word confounder term inside a cue ("clipped" is a cut-off mask, not a surgical clip)
+    clause.confounder_words = [p for p in clause.confounder_words
+                               if any(all(claimed[i] for i in range(a, b)) and not _inside_cue(clause, a, b)
+                                      for a, b, t in _token_spans(text, re.escape(p) + "(?:s|es)?"))]
     _ground(clause, vocabulary, claimed, encoder)
     # cues that need a structure right after them
     kept = []

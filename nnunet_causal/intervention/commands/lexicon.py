@@ -44,7 +44,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"(?:is|are|was|were) (?:just|only|merely|simply|purely)(?: an?| the| some)?", "ignore_confounder", "confounder_is"),
     (r"(?:do not|never|please do not) let", "ignore_confounder", "confounder"),
     # --- expand
-    (r"(?:does|do|did) not (?:cover|include|reach|capture|contain|get) (?:all|the whole|enough|everything|the entire|the full|the rest)", "expand", "post"),
+    (r"(?:does|do|did|is|are) not (?:cover|covering|include|including|reach|reaching|capture|capturing|contain|containing|get|getting|fill|filling) (?:all|the whole|enough|everything|the entire|the full|the rest)|not (?:cover|covering|include|including|capture|capturing|fill|filling) (?:\w+ ){0,3}(?:fully|completely|entirely|properly)", "expand", "post"),
     (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
     (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough|not enough|too little|(?:needs|need) more", "expand", "any"),
     (r"(?:not|is not|are not) (?:small|tight|thin|narrow|conservative|precise) enough|(?:needs|need) less", "shrink", "any"),
