@@ -11,8 +11,10 @@ style description (its dataset.json domain record ``"style"``), each cause of th
 compared lexicographically: a cause the user names wins; for "ignore the artefact" the case's style decides
 among artefact-kind causes; the text encoder only breaks ties (and is optional). Candidates are limited to
 causes that have an entry in the model's confounder dictionary. The chosen cause's entry is the one whose
-description holds most of the cause words the query used, then most cause words, then most shared words
-("arterial" picks the arterial-phase line; "noise" the low-dose line, not the thin-slice one).
+description holds most of the cause words the query used, then one that names the cause at all, then
+the fewest other cause words, then most
+shared words ("arterial" picks the arterial-phase line, "noise" the low-dose line, "T1 weighted" the plain
+T1 line rather than the contrast-enhanced one).
 
 :class:`ExemplarBank` holds cases with their domain records and retrieves the cases that share most causes
 with a query style (ties by embedding similarity), e.g. to show which earlier cases had the same problem.
@@ -164,11 +166,11 @@ def resolve_confounder(command: str, style: Optional[str] = None, confounders=No
         return ConfounderChoice(None, None, None, why, ranking)
     best = evidenced[0]
     words = _content_words(f"{command} {style or ''}")
-    asked = set(best.command_terms + best.style_terms)
+    asked = {w for p in best.command_terms + best.style_terms for w in p.split()}
 
-    def fit(e: DictionaryEntry) -> tuple:  # cause words the query shares with the line, its cause words, words
-        own = set(best.cause.matched_terms(e.description))
-        return len(own & asked), len(own), len(_content_words(e.description) & words)
+    def fit(e: DictionaryEntry) -> tuple:  # see the module docstring
+        own = {w for p in best.cause.matched_terms(e.description) for w in p.split()}
+        return len(own & asked), bool(own), -len(own - asked), len(_content_words(e.description) & words)
     entry = max(best.entries, key=fit)
     effect = best.cause.effect_of(best.command_terms + best.style_terms)
     if best.command_terms:

@@ -219,15 +219,17 @@ def analyse_clause(text: str, vocabulary: Vocabulary, knowledge: CausalKnowledge
     for cue in clause.cues + clause.negated:
         for i in range(cue.start, cue.end):
             claimed[i] = True
-    for a, b, _ in spans:
-        if not any(claimed[a:b]):
-            for i in range(a, b):
-                claimed[i] = True
-    # a one-word confounder term inside a cue ("clipped" is a cut-off mask, not a surgical clip)
-    clause.confounder_words = [p for p in clause.confounder_words
-                               if any(all(claimed[i] for i in range(a, b)) and not _inside_cue(clause, a, b)
-                                      for a, b, t in _token_spans(text, re.escape(p) + "(?:s|es)?"))]
+    # one-word confounder terms are claimed after the structures: "enhancing" is a contrast effect, but
+    # "the enhancing tumour" is a structure; a term inside a cue is none ("clipped" = a cut-off mask)
+    single = [b - a == 1 for a, b, _ in spans]
     _ground(clause, vocabulary, claimed, encoder)
+    in_structure = {i for st in clause.structures for i in range(st.start, st.end)}
+    for (a, b, _), one in zip(spans, single):
+        if one and not any(claimed[a:b]):
+            claimed[a] = True
+    clause.confounder_words = [p for p in clause.confounder_words
+                               if any(not _inside_cue(clause, a, b) and not in_structure & set(range(a, b))
+                                      for a, b, t in _token_spans(text, re.escape(p) + "(?:s|es)?"))]
     # cues that need a structure right after them
     kept = []
     for cue in clause.cues:

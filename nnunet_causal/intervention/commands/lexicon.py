@@ -68,7 +68,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"add(?:s|ed)?(?: back)?|put (?:back|in)|bring back|restore|recover|segment|label|mark|annotate|outline|delineate|contour|detect|find|show|highlight|draw|trace|pick up|capture|include|catch", "add", "pre"),
     # --- remove
     (r"get rid of|take (?:out|away|off)|cut out|throw away|throw out|do away with|wipe (?:out|away)?|clear (?:out|away)?|strip (?:out|away)?", "remove", "pre"),
-    (r"(?:should|must|ought to) not (?:be )?(?:there|here|segmented|labell?ed|marked|included|part of (?:the )?mask|present)|(?:does|do) not belong|not supposed to be (?:there|here)|no business being there", "remove", "post"),
+    (r"(?:should|must|ought to) not (?:be )?(?:there|here|segmented|labell?ed|marked|included|part of (?:the )?mask|present)|(?:does|do) not belong|not supposed to be (?:there|here)|no business being there|out of (?:there|here|the mask|the segmentation|the label)|gone|go away|disappear", "remove", "post"),
     (r"(?:is|are|was|were|should be) (?:wrongly|incorrectly|falsely|erroneously|mistakenly) (?:segmented|labell?ed|marked|included|detected|called)|mislabell?ed|misclassified|false positives?|false detection|spurious|phantom|hallucinated|should be (?:removed|deleted|erased|gone|excluded|cleared|dropped)|not part of", "remove", "any"),
     (r"(?:is|are|was|were) (?:not|no longer|never)(?: really| actually| even| truly)?(?: an?| the| part of(?: the)?)?", "remove", "is_not"),
     (r"less|fewer", "shrink", "pre"),
@@ -140,7 +140,7 @@ QUESTION_START = (r"^(?:what|why|how|which|where|when|who|whose|whom|is|are|was|
 REQUEST_PREFIX = r"^(?:(?:can|could|would|will) (?:you|we|u) (?:please |kindly |maybe |just )?|would you mind |i would like (?:you )?to |i want (?:you )?to |i need (?:you )?to |we need to |you (?:should|need to|must|have to) |please |kindly |let us |lets |go ahead and |try to |it would be (?:good|nice|great) (?:to|if you) |is it possible to |maybe |just |ok |okay |so )+"
 APPROVAL_PATTERNS = [
     r"\b(?:looks?|looking|seems?|is|are|appears?)\s+(?:\w+ )?(?:fine|good|great|ok|okay|correct|right|perfect|accurate|spot on|excellent|nice|reasonable|acceptable|alright|all right|fantastic|superb|flawless|solid)\b",
-    r"^(?:ok|okay|fine|good|great|perfect|thanks|thank you|nice|excellent|well done|good job|great job|nice work|good work|lgtm|all good|approved?|accept(?:ed)?|confirmed?|correct|yes|yep|agreed?|no)\b",
+    r"^(?:ok|okay|fine|good|great|perfect|thanks|thank you|nice|excellent|well done|good job|great job|nice work|good work|lgtm|all good|approved?|accept(?:ed)?|confirmed?|correct|yes|yep|agreed?)\b",
     r"\bno (?:changes?|edits?|corrections?|problems?|issues?) (?:needed|necessary|required)?|\bnothing to (?:change|do|fix|correct|edit)\b|\b(?:leave|keep) (?:it|them|everything|all|this|that|the \w+)(?: \w+)? (?:as (?:it is|is|they are)|alone|unchanged|the same)\b|\bdo not (?:touch|change|edit|modify)\b|\bdo nothing\b|\bno action\b",
 ]
 CLAUSE_SPLIT = r",|\band then\b|\bthen\b|\band also\b|\band\b|\bbut\b|\bplus\b|\bwhile\b|\bwhereas\b|\bas well as\b|\balso\b(?= (?:segment|label|mark|add|include|shrink|expand|remove|delete|ignore|make|enlarge))|\bso\b|\bhowever\b"
