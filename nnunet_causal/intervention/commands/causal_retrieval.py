@@ -12,9 +12,8 @@ compared lexicographically: a cause the user names wins; for "ignore the artefac
 among artefact-kind causes; the text encoder only breaks ties (and is optional). Candidates are limited to
 causes that have an entry in the model's confounder dictionary. The chosen cause's entry is the one whose
 description holds most of the cause words the query used, then one that names the cause at all, then
-the fewest other cause words, then most
-shared words ("arterial" picks the arterial-phase line, "noise" the low-dose line, "T1 weighted" the plain
-T1 line rather than the contrast-enhanced one).
+the fewest other cause words, then most shared words ("arterial" picks the arterial-phase line, "noise"
+the low-dose line, "T1 weighted" the plain T1 line rather than the contrast-enhanced one).
 
 :class:`ExemplarBank` holds cases with their domain records and retrieves the cases that share most causes
 with a query style (ties by embedding similarity), e.g. to show which earlier cases had the same problem.

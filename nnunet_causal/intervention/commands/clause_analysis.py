@@ -250,7 +250,9 @@ def analyse_clause(text: str, vocabulary: Vocabulary, knowledge: CausalKnowledge
     kept = [c for c in kept if c not in nouns]
     # the most specific cue first (more words), then the earliest
     clause.cues = sorted(kept, key=lambda c: (-(c.end - c.start), c.start))
-    strength_text = re.sub(r"\btoo (?:much|far)\b", "too", text)
+    # strength words are the words outside the cues ("too far" is a complaint, "far too" an intensifier)
+    in_cue = {i for c in clause.cues + clause.negated for i in range(c.start, c.end)}
+    strength_text = " ".join("_" if i in in_cue else w for i, w in enumerate(clause.tokens))
     strength_text = re.sub(r"\b(?:far|way) (?:into|past|beyond|over|out)\b", "into", strength_text)
     for strength, pattern in L.STRENGTH_WORDS:
         if _token_spans(strength_text, pattern):

@@ -48,9 +48,17 @@ CUES: List[Tuple[str, str, str]] = [
     (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
     (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough|not enough|too little|(?:needs|need) more", "expand", "any"),
     (r"(?:not|is not|are not) (?:small|tight|thin|narrow|conservative|precise) enough|(?:needs|need) less", "shrink", "any"),
+    (r"(?:not|does not|do not|did not) (?:go|reach|extend|come|get|spread) (?:far|deep|wide|high|low|out) enough|not far enough", "expand", "post"),
+    # comparisons with the structure itself: "the mask is bigger than the polyp"
+    (r"(?:bigger|larger|wider|thicker|more) than(?: the| it| its)?(?: actual| real| true)?", "shrink", "post"),
+    (r"(?:smaller|thinner|narrower|tighter|less) than(?: the| it| its)?(?: actual| real| true)?", "expand", "post"),
+    # phrasal verbs around their object: "cut the bladder down", "blow the liver up" (only the verb is claimed)
+    (r"(?:cut|scale|pull|pare|trim|bring|dial|slim|thin|tone|rein|shave|take|draw)(?= (?:\S+ ){0,4}(?:down|back|in|inward|inwards)(?!\S))", "shrink", "pre"),
+    (r"(?:blow|bump|scale|puff|fill|open|fatten|beef|bulk|pad|push|size|build|round)(?= (?:\S+ ){0,4}(?:up|out|outward|outwards)(?!\S))", "expand", "pre"),
     (rf"(?:too|overly|excessively) {_SMALL}", "expand", "post"),
     (r"under ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|covered)|undersized|incomplete|partial|cut off|clipped|truncated too early", "expand", "post"),
     (r"(?:include|includes|segment|capture|cover|take|grab|add|get|label|mark|show) more(?: of)?", "expand", "pre"),
+    (r"(?:include|includes|segment|capture|cover|covers|take|grab|add|get|label|mark|show)(?= (?:\S+ ){0,3}more(?!\S))", "expand", "pre"),
     (r"more (?:generous|inclusive|liberal|aggressive|of)|less (?:conservative|tight|strict|cautious|restrictive)|bigger|larger|wider|thicker|fuller|broader|roomier|fatter|greater", "expand", "any"),
     (r"enlarge[ds]?|enlarging|expand(?:s|ed|ing)?|grow(?:s|n|ing)?|grew|dilate[ds]?|dilating|extend(?:s|ed|ing)?|widen(?:s|ed|ing)?|increase[ds]?|increasing|broaden(?:s|ed|ing)?|thicken(?:s|ed|ing)?|inflate[ds]?|fatten(?:s|ed)?|stretch(?:es|ed)?|pad(?:ded)? out|swell|bulk(?:ed)? up|open(?:ed)? up|loosen(?:s|ed)?|relax(?:es|ed)?|move (?:the )?(?:boundary|border|edge|edges|contour|margin) out(?:ward|wards)?|push (?:the )?(?:boundary|boundaries|border|borders|edge|edges|contour|margin|margins)? ?out(?:ward|wards)?|fill (?:in|out)|upsize|bump up|make room", "expand", "pre"),
     # --- shrink
@@ -58,6 +66,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"over ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|shoot|shoots|shooting|reaches|reaching|extends|extending|inclusive|grown)|oversized|bloated", "shrink", "post"),
     (r"(?:spill|spills|spilling|spilled|leak|leaks|leaking|leaked|bleed|bleeds|bleeding|extend|extends|extending|go|goes|going|spread|spreads|spreading|creep|creeps|creeping|reach|reaches|bulge|bulges|run|runs|encroach(?:es|ing)?|invad(?:e|es|ing)|overlap(?:s|ping)?|protrude[ds]?) (?:over|out|too far|into|onto|past|beyond|across|outside|in to|far into)|encroach(?:es|ing)? on|overlap(?:s|ping)? (?:with )?", "shrink", "post"),
     (r"(?:include|includes|segment|capture|cover|take|grab|label|mark|show|covers|takes|grabs|includes) (?:less|too much)(?: of)?", "shrink", "pre"),
+    (r"(?:include|includes|segment|capture|cover|covers|take|takes|grab|grabs|label|mark|show)(?= (?:\S+ ){0,3}(?:less|too much)(?!\S))", "shrink", "pre"),
     (r"less (?:generous|inclusive|liberal|aggressive|of)|more (?:conservative|tight|strict|cautious|restrictive|precise|accurate around)|smaller|thinner|tighter|narrower|slimmer|leaner|skinnier|less bulky", "shrink", "any"),
     (r"shrink(?:s|ing)?|shrunk|tighten(?:s|ed|ing)?|trim(?:s|med|ming)?|reduce[ds]?|reducing|erode[ds]?|eroding|contract(?:s|ed|ing)?|narrow(?:s|ed|ing)?(?: down)?|thin(?:s|ned|ning)? (?:out|down)|pull(?:s|ed|ing)? (?:in|back|inward|inwards)|cut(?:s|ting)? (?:back|down)|pare[ds]?(?: back| down)?|shave[ds]?(?: off)?|crop(?:s|ped|ping)?|condense[ds]?|deflate[ds]?|slim(?:s|med|ming)?(?: down)?|rein(?:ed)? in|dial(?:led|ed)? back|scale[ds]? (?:back|down)|retract(?:s|ed)?|downsize[ds]?|decrease[ds]?|decreasing|make (?:it |them )?less|pulled (?:in|back)|brought in|bring in|move (?:the )?(?:boundary|border|edge|edges|contour|margin) in(?:ward|wards)?", "shrink", "pre"),
     # --- add
@@ -94,7 +103,7 @@ LOCATION_WORDS = {
     "central": "central", "centre": "central", "center": "central", "middle": "central", "core": "central",
     "edge": "boundary", "edges": "boundary", "border": "boundary", "borders": "boundary", "boundary": "boundary",
     "boundaries": "boundary", "margin": "boundary", "margins": "boundary", "rim": "boundary", "periphery": "boundary",
-    "perimeter": "boundary", "contour": "boundary", "contours": "boundary", "surface": "boundary",
+    "perimeter": "boundary", "contour": "boundary", "outline": "boundary", "outlines": "boundary", "contours": "boundary", "surface": "boundary",
     "tip": "tip", "apex": "tip", "pole": "pole", "head": "head", "tail": "tail",
 }
 LOCATION_ORDER = ("upper", "lower", "anterior", "posterior", "left", "right", "medial", "lateral", "central",
