@@ -16,13 +16,27 @@ from nnunet_causal.intervention.commands.schema import (ACTIONS, MAX_COMMAND_CHA
 from nnunet_causal.text.vocabulary import Vocabulary, load_vocabulary
 
 __all__ = ["ACTIONS", "STRENGTHS", "MAX_COMMAND_CHARS", "PARSE_SCHEMA", "PromptError", "parse_command",
-           "validate_actions", "as_vocabulary"]
+           "validate_actions", "as_vocabulary", "ExemplarBank", "resolve_confounder", "load_causal_knowledge"]
 
 
-def as_vocabulary(vocabulary: Union[None, str, Path, Vocabulary]) -> Vocabulary:
-    """A :class:`Vocabulary`: given, a name (``all``, ``btcv``, ...) or a trained model folder."""
+def __getattr__(name):  # retrieval API, imported when first used
+    if name in ("ExemplarBank", "resolve_confounder"):
+        from nnunet_causal.intervention.commands import causal_retrieval
+        return getattr(causal_retrieval, name)
+    if name == "load_causal_knowledge":
+        from nnunet_causal.intervention.commands.causal_knowledge import load_causal_knowledge
+        return load_causal_knowledge
+    raise AttributeError(name)
+
+
+def as_vocabulary(vocabulary: Union[None, str, Path, Vocabulary, list, tuple]) -> Vocabulary:
+    """A :class:`Vocabulary`: given, a name (``all``, ``btcv``, ...), a trained model folder, or a list of
+    label names (a model's labels)."""
     if isinstance(vocabulary, Vocabulary):
         return vocabulary
+    if isinstance(vocabulary, (list, tuple)):
+        from nnunet_causal.text.vocabulary import vocabulary_from_labels
+        return vocabulary_from_labels({name: i + 1 for i, name in enumerate(vocabulary)})
     from nnunet_causal.errors import NnunetCausalError
     try:
         return load_vocabulary(str(vocabulary) if vocabulary is not None else "all")
@@ -38,8 +52,8 @@ def parse_command(command: str, vocabulary=None, confounders=None, style_descrip
 
     Args:
         command: the untrusted command text (1-500 characters; never executed, never used as a path).
-        vocabulary: a :class:`~nnunet_causal.text.vocabulary.Vocabulary`, a vocabulary name or a trained
-            model folder (its structures); targets are its canonical term names.
+        vocabulary: a :class:`~nnunet_causal.text.vocabulary.Vocabulary`, a vocabulary name, a trained
+            model folder or a list of label names; targets are its canonical term names.
         confounders: the model's confounder dictionary (family name, file, or list of descriptions /
             entries); ``None`` = every shipped dictionary. ``ignore_confounder`` actions name one entry.
         style_description: the case's style (its domain record ``"style"``), used by causal retrieval to

@@ -11,7 +11,8 @@ from nnunet_causal.intervention.commands import parse_command
 from nnunet_causal.intervention.commands.command_set import check_case, load_command_set
 from nnunet_causal.text.vocabulary import load_vocabulary, vocabulary_from_labels
 
-DEV_SET = Path(__file__).resolve().parents[1] / "data" / "commands_dev.tsv"
+DATA = Path(__file__).resolve().parents[1] / "data"
+DEV_SET = DATA / "commands_dev.tsv"
 
 
 def one(command, vocabulary="all", **kw):
@@ -20,15 +21,15 @@ def one(command, vocabulary="all", **kw):
     return result["actions"][0]
 
 
-def test_development_set_accuracy_at_least_90_percent():
-    cases = load_command_set(DEV_SET)
-    assert len(cases) >= 80
+@pytest.mark.parametrize("name, at_least", [("commands_dev.tsv", 80), ("commands_fresh.tsv", 40)])
+def test_command_set_accuracy_at_least_90_percent(name, at_least):
+    cases = load_command_set(DATA / name)
+    assert len(cases) >= at_least
     vocab = load_vocabulary("all")
     wrong = [(c.command, what) for c in cases
              if not check_case(c, lambda t, s: parse_command(t, vocab, style_description=s))[0]]
-    categories = {c.category for c in cases}
     assert {"expand", "shrink", "remove", "add", "strength", "laterality", "confounder", "multi_action",
-            "refusal", "question"} <= categories
+            "refusal", "question"} <= {c.category for c in cases}
     assert len(wrong) <= 0.1 * len(cases), wrong
 
 
@@ -87,6 +88,7 @@ def test_model_vocabulary_restricts_targets(tmp_path):
     folder.mkdir()
     (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "polyp": 1}}))
     assert one("make it a lot bigger", str(folder))["target"] == ["polyp"]
+    assert one("the lesion is too big", ["lesion", "instrument"])["target"] == ["lesion"]
 
 
 def test_empty_and_overlong_commands():
