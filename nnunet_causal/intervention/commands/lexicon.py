@@ -34,8 +34,9 @@ _BIG = r"(?:big|large|wide|thick|fat|loose|generous|broad|bloated|extensive|gree
 _SMALL = r"(?:small|tight|thin|narrow|conservative|little|short|timid|shy|restrictive|skinny|tiny|stingy|cautious)"
 _SEGMENT = r"(?:segment(?:ed)?|label(?:l?ed)?|mark(?:ed)?|detect(?:ed)?|found|find|pick(?:ed)? up|include[ds]?|annotate[ds]?|outline[ds]?|catch|caught|captured?|get|got|see|saw|seen|show(?:n|ed)?|identif(?:y|ied))"
 
-#: (pattern, action, kind) -- kind "pre": object follows; "post": object precedes; "is_not": remove if a
-#: structure follows right after; "confounder": an ignore-type verb
+#: (pattern, action, kind) -- kind "pre": object follows; "post": object precedes; "any": either; "is_not":
+#: remove if a structure follows right after; "confounder" / "confounder_is": an ignore-type verb / "is just
+#: (glare)"; "override": wins over longer cues of the clause ("there is an extra island of spleen")
 CUES: List[Tuple[str, str, str]] = [
     # --- ignore_confounder (verbs that take an artefact / acquisition as object)
     (r"(?:do not|never) (?:be |get )?(?:fooled|misled|distracted|confused|tricked|thrown off|influenced) by", "ignore_confounder", "confounder"),
@@ -43,7 +44,11 @@ CUES: List[Tuple[str, str, str]] = [
     (r"pay no attention to|look past|look through|see through|factor out|account for|correct for|compensate for|adjust for|control for|discount|disregard|ignore|ignoring|regardless of|robust to|despite|unaffected by|remove the (?:effect|influence|impact) of|undo the effect of", "ignore_confounder", "confounder"),
     (r"(?:is|are|was|were) (?:just|only|merely|simply|purely)(?: an?| the| some)?", "ignore_confounder", "confounder_is"),
     (r"(?:do not|never|please do not) let", "ignore_confounder", "confounder"),
+    # --- remove, before everything: a spurious component, "there is no X", "do not segment X"
+    (r"(?:extra|spurious|stray|unwanted|superfluous|isolated|disconnected|floating|wrong)(?: small| tiny| little)? (?:island|islands|blob|blobs|component|components|spot|spots|fragment|fragments|piece|pieces|bit|bits|patch|patches|region|regions|speck|specks)", "remove", "override"),
+    (r"there (?:is|are) no|(?:do not|never|stop|quit|please do not) (?:segment|segmenting|label|labelling|labeling|include|including|mark|marking|show|showing|detect|detecting|want)|no(?= (?:\S+ ){1,3}(?:please|here|there|at all)(?!\S))", "remove", "override"),
     # --- expand
+    (r"(?:ends|stops|finishes|ending|stopping|stopped|ended|cut|cuts) (?:too early|too soon|short|prematurely|early)|(?:falls|fall|comes|come|stops) short|not (?:fully|completely|entirely|totally) (?:covered|segmented|included|captured|outlined|filled|labell?ed|detected)", "expand", "post"),
     (r"(?:does|do|did|is|are) not (?:cover|covering|include|including|reach|reaching|capture|capturing|contain|containing|get|getting|fill|filling) (?:all|the whole|enough|everything|the entire|the full|the rest)|not (?:cover|covering|include|including|capture|capturing|fill|filling) (?:\w+ ){0,3}(?:fully|completely|entirely|properly)", "expand", "post"),
     (r"(?:misses|missed|missing|lacks|cuts? off|left out|leaves out|excludes|skipped|skips) (?:part|parts|a part|some|a bit|a piece|a portion|the edge|the edges|the tip|the rim|the border|the margin|the periphery|the lower|the upper|the rest)", "expand", "post"),
     (r"(?:not|is not|are not) (?:big|large|wide|thick|generous|complete|full|inclusive) enough|not enough|too little|(?:needs|need) more", "expand", "any"),
@@ -62,6 +67,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"more (?:generous|inclusive|liberal|aggressive|of)|less (?:conservative|tight|strict|cautious|restrictive)|bigger|larger|wider|thicker|fuller|broader|roomier|fatter|greater", "expand", "any"),
     (r"enlarge[ds]?|enlarging|expand(?:s|ed|ing)?|grow(?:s|n|ing)?|grew|dilate[ds]?|dilating|extend(?:s|ed|ing)?|widen(?:s|ed|ing)?|increase[ds]?|increasing|broaden(?:s|ed|ing)?|thicken(?:s|ed|ing)?|inflate[ds]?|fatten(?:s|ed)?|stretch(?:es|ed)?|pad(?:ded)? out|swell|bulk(?:ed)? up|open(?:ed)? up|loosen(?:s|ed)?|relax(?:es|ed)?|move (?:the )?(?:boundary|border|edge|edges|contour|margin) out(?:ward|wards)?|push (?:the )?(?:boundary|boundaries|border|borders|edge|edges|contour|margin|margins)? ?out(?:ward|wards)?|fill (?:in|out)|upsize|bump up|make room", "expand", "pre"),
     # --- shrink
+    (r"lose (?:some |a bit of |a little |a lot of |much )?(?:volume|size|area|weight|pixels|voxels|bulk)|includes?(?= (?:part|some|bits?|a piece|a portion|parts) of(?!\S))|included(?= (?:part|some|bits?|a piece|a portion|parts) of(?!\S))", "shrink", "post"),
     (rf"(?:too|overly|excessively) {_BIG}", "shrink", "post"),
     (r"over ?(?:segmented|segmenting|segmentation|estimated|estimating|sized|called|contoured|drawn|shoot|shoots|shooting|reaches|reaching|extends|extending|inclusive|grown)|oversized|bloated", "shrink", "post"),
     (r"(?:spill|spills|spilling|spilled|leak|leaks|leaking|leaked|bleed|bleeds|bleeding|extend|extends|extending|go|goes|going|spread|spreads|spreading|creep|creeps|creeping|reach|reaches|bulge|bulges|run|runs|encroach(?:es|ing)?|invad(?:e|es|ing)|overlap(?:s|ping)?|protrude[ds]?) (?:over|out|too far|into|onto|past|beyond|across|outside|in to|far into)|encroach(?:es|ing)? on|overlap(?:s|ping)? (?:with )?", "shrink", "post"),
@@ -70,7 +76,7 @@ CUES: List[Tuple[str, str, str]] = [
     (r"less (?:generous|inclusive|liberal|aggressive|of)|more (?:conservative|tight|strict|cautious|restrictive|precise|accurate around)|smaller|thinner|tighter|narrower|slimmer|leaner|skinnier|less bulky", "shrink", "any"),
     (r"shrink(?:s|ing)?|shrunk|tighten(?:s|ed|ing)?|trim(?:s|med|ming)?|reduce[ds]?|reducing|erode[ds]?|eroding|contract(?:s|ed|ing)?|narrow(?:s|ed|ing)?(?: down)?|thin(?:s|ned|ning)? (?:out|down)|pull(?:s|ed|ing)? (?:in|back|inward|inwards)|cut(?:s|ting)? (?:back|down)|pare[ds]?(?: back| down)?|shave[ds]?(?: off)?|crop(?:s|ped|ping)?|condense[ds]?|deflate[ds]?|slim(?:s|med|ming)?(?: down)?|rein(?:ed)? in|dial(?:led|ed)? back|scale[ds]? (?:back|down)|retract(?:s|ed)?|downsize[ds]?|decrease[ds]?|decreasing|make (?:it |them )?less|pulled (?:in|back)|brought in|bring in|move (?:the )?(?:boundary|border|edge|edges|contour|margin) in(?:ward|wards)?", "shrink", "pre"),
     # --- add
-    (rf"(?:did|does|do|has|have|was|were|is|are) not (?:been )?{_SEGMENT}|(?:failed|fails|forgot|forgotten) to {_SEGMENT}|(?:never|not) {_SEGMENT}", "add", "any"),
+    (rf"(?:did|does|has|have|was|were|is|are) not (?:been )?{_SEGMENT}|(?:failed|fails|forgot|forgotten) to {_SEGMENT}|(?:never|not) {_SEGMENT}", "add", "any"),
     (r"(?:you |it |the model |the network )?(?:have |has )?(?:missed|misses|forgot|forgotten|overlooked|skipped|left out|omitted|dropped)|missing|absent|not there|not visible|nowhere to be (?:seen|found)|is gone|went missing|disappeared|lost", "add", "any"),
     (rf"(?:also|additionally|too|as well) {_SEGMENT}", "add", "pre"),
     (r"there (?:is|are|should be|must be|ought to be)(?: also| definitely| clearly)?(?: an?| another| some| the)?", "add", "pre"),

@@ -82,7 +82,7 @@ def _clause_action(clause: Clause) -> Optional[tuple]:
         if clause.confounder_words:  # "this is a low-dose scan", "the polyp is under a lot of glare"
             return "ignore_confounder", None
         return None
-    cue = cues[0]
+    cue = next((c for c in cues if c.kind == "override"), cues[0])
     confounder_cue = next((c for c in cues if c.action == "ignore_confounder"), None)
     if confounder_cue is not None:
         if clause.confounder_words or not clause.targets:
@@ -245,6 +245,9 @@ def _fallback_targets(command: str, clause: Clause, last_targets: List[str], voc
     swapped = _other_side(clause, last_targets, vocabulary)
     if swapped:
         return swapped
+    if re.search(r"\b(?:everything|all (?:the )?(?:structures|organs|labels|masks|segmentations|of them)|"
+                 r"every (?:structure|organ|label|mask)|each (?:structure|organ|label|mask))\b", clause.text):
+        return list(vocabulary.terms)  # "shrink everything a bit"
     if clause.unknown_words and not clause.pronoun:
         raise _unknown_error(command, clause, vocabulary, encoder)
     if last_targets:
