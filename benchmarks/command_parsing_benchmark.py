@@ -51,7 +51,8 @@ def main() -> None:
         if not ok:
             failures.append((case, what))
     elapsed = time.perf_counter() - start
-    print(f"command set: {args.set} ({len(cases)} commands), backend: {'llm ' + args.llm_url if backend else 'offline grammar'}")
+    name = f"llm {args.llm_url}" if backend else "offline grammar"
+    print(f"command set: {args.set} ({len(cases)} commands), backend: {name}")
     print(f"| category | commands | correct | accuracy |\n|---|---|---|---|")
     for cat, (ok, n) in per.items():
         print(f"| {cat} | {n} | {ok} | {100 * ok / n:.1f} % |")

@@ -159,7 +159,8 @@ def load_causal_knowledge(path: Optional[str] = None) -> CausalKnowledge:
             elif c in SIMULATORS:
                 sims.append(c)
             else:
-                raise DatasetError(f"{where}: confounder '{c}' is neither a simulator ({', '.join(sorted(SIMULATORS))}) "
+                known = ", ".join(sorted(SIMULATORS))
+                raise DatasetError(f"{where}: confounder '{c}' is neither a simulator ({known}) "
                                    f"nor a 'text:' fragment")
         causes.append(Cause(str(name), kind, families, terms, effects,
                             _strings(spec.get("structures"), f"{where}: structures"), tuple(sims), tuple(fragments)))

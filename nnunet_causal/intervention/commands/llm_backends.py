@@ -31,7 +31,8 @@ from nnunet_causal.intervention.commands.schema import ACTIONS, PARSE_SCHEMA, ST
 
 logger = logging.getLogger(__name__)
 
-URL_VARIABLE, MODEL_VARIABLE, KEY_VARIABLE = "NNUNET_CAUSAL_LLM_URL", "NNUNET_CAUSAL_LLM_MODEL", "NNUNET_CAUSAL_LLM_API_KEY"
+URL_VARIABLE, MODEL_VARIABLE = "NNUNET_CAUSAL_LLM_URL", "NNUNET_CAUSAL_LLM_MODEL"
+KEY_VARIABLE = "NNUNET_CAUSAL_LLM_API_KEY"
 DEFAULT_TIMEOUT = 20.0
 _EXAMPLES = [
     ("shrink the liver a bit and remove the spleen",
@@ -105,7 +106,8 @@ class TransformersBackend:
             from transformers import AutoModelForCausalLM, AutoTokenizer
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-                self._model = AutoModelForCausalLM.from_pretrained(str(self.folder), local_files_only=True).to(self.device)
+                model = AutoModelForCausalLM.from_pretrained(str(self.folder), local_files_only=True)
+                self._model = model.to(self.device)
             except (OSError, ValueError) as e:
                 raise PromptError(f"cannot load the local LLM in {self.folder}: {e}") from None
             self._model.eval()

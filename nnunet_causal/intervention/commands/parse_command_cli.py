@@ -65,6 +65,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--llm-model", default=None, help="model name at the endpoint (default $NNUNET_CAUSAL_LLM_MODEL)")
     p.add_argument("--llm-local", default=None, help="local transformers causal-LM folder instead of an endpoint")
     p.add_argument("--llm-timeout", type=float, default=20.0, help="seconds to wait for the endpoint (default 20)")
-    p.add_argument("--offline", action="store_true", help="use the offline parser even if $NNUNET_CAUSAL_LLM_URL is set")
+    p.add_argument("--offline", action="store_true",
+                   help="use the offline parser even if $NNUNET_CAUSAL_LLM_URL is set")
     p.add_argument("--encoder", default=None, help="text encoder for the resolver's similarity stage (e.g. minilm)")
     p.set_defaults(func=run_parse_command)

@@ -29,7 +29,8 @@ def test_shipped_knowledge_base_covers_the_causes_the_issue_names():
             "bowel preparation", "specular reflection"} <= names
     metal = kb.cause("metal implant")
     assert "streaks" in metal.effects and "metal_streaks" in metal.simulators
-    assert find_phrases("streaks from a hip prosthesis", metal.terms + metal.effects["streaks"]) == ["prosthesis", "streak"]
+    words = metal.terms + metal.effects["streaks"]
+    assert find_phrases("streaks from a hip prosthesis", words) == ["prosthesis", "streak"]
     assert find_phrases("low noise, no specular highlights", ["noise", "specular highlights"]) == []
 
 

@@ -81,7 +81,7 @@ def test_valid_answer_is_validated_and_grounded_again(llm):
     (json.dumps({"actions": [action(strength="enormous")], "refused": None}), "'enormous' is not one of"),
     (json.dumps({"actions": [action(shell="rm -rf /")], "refused": None}), "unknown key"),
     (json.dumps({"actions": [{"target": ["liver"]}], "refused": None}), "lacks key"),
-    (json.dumps({"actions": [action(target=["flux capacitor"])], "refused": None}), "not a structure of this vocabulary"),
+    (json.dumps({"actions": [action(target=["flux capacitor"])], "refused": None}), "not a structure of this"),
     ("Sure! I would shrink the liver.", "holds no JSON object"),
     ("{\"actions\": [", "not valid JSON"),
     ("[1, 2]", "no JSON object"),
@@ -140,7 +140,8 @@ def test_local_transformers_folder(tmp_path):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
     folder = tmp_path / "tiny_llm"
     fast.save_pretrained(folder)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=4096, n_embd=16, n_layer=1, n_head=2)).save_pretrained(folder)
+    config = GPT2Config(vocab_size=len(words), n_positions=4096, n_embd=16, n_layer=1, n_head=2)
+    GPT2LMHeadModel(config).save_pretrained(folder)
     backend = TransformersBackend(str(folder), max_new_tokens=8)
     vocab = vocabulary_from_labels({"background": 0, "liver": 1})
     with pytest.raises(PromptError, match="LLM answer"):
