@@ -26,6 +26,7 @@ def prepare_clause(text: str) -> str:
     for pat, rep in _CONTRACTIONS:
         t = re.sub(pat, rep, t)
     t = re.sub(r"[_/\-]", " ", t)
+    t = re.sub(r"\b(?:the )?patient(?:'s|s)? (left|right)\b", r"\1", t)  # "on the patient's left" = left
     t = re.sub(r"[^\w\s.,]|(?<!\d)\.|\.(?!\d)", " ", t)
     t = re.sub(r"(?<!\d),|,(?!\d)", " , ", t)
     return " ".join(t.split())
@@ -194,8 +195,8 @@ PROXIMITY = (r"overlaps?|overlapping|overlap with|touch(?:es|ed)?|abut(?:s|ting)
             r"bordering|touching|towards|toward|alongside|against|around|by|neighbou?ring|abutting|"
             r"at the border (?:of|with)|at the interface (?:with|of)|between|into|onto|in to|over|above|below|"
             r"under|beneath|underneath|behind|in front of|on top of|superior to|inferior to|lateral to|medial to|"
-            r"from|inside|within|in|at|on|of")
-WEAK_PROXIMITY = {"into", "onto", "in to", "over", "from", "inside", "within", "in", "at", "on", "of"}
+            r"from|inside|within|in|at|on")
+WEAK_PROXIMITY = {"into", "onto", "in to", "over", "from", "inside", "within", "in", "at", "on"}
 
 #: verbs that are also nouns ("the liver label"): not a cue after an article or a structure
 NOUN_VERBS = {"label", "mark", "segment", "contour", "outline", "highlight", "trace", "draw", "show", "find", "drop",
