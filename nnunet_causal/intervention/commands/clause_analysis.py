@@ -151,6 +151,10 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
             if all(w in L.GENERIC_WORDS or w in ARTICLES or w in FILLERS or w in SIDE_WORDS for w in words):
                 continue
             text = " ".join(words)
+            content = [w for w in words if w not in ARTICLES and w not in _ARTICLES]
+            if len(content) == 1 and content[0].endswith("es") and vocabulary.parse(content[0])[1] == content[0][:-2] \
+                    and len(content[0]) <= 5:
+                continue  # "rules" read as the plural of "rul" (the right upper lobe); "ribs", "hips" stay
             res = resolve_prompt(text, vocabulary)
             in_model = bool(res.terms)
             if not in_model:

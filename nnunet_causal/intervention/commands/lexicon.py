@@ -223,11 +223,15 @@ INJECTION_PATTERNS = [
     r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|guidelines|"
     r"directives|programming|system message|constraints|guardrails|safety)\b",
     r"\bsystem prompt\b|\byou are now\b|\bact as (?:an?|the)\b|\bpretend (?:to be|you)\b|\bjailbreak\b|"
-    r"\bdeveloper mode\b|\bdan mode\b",
+    r"\bdeveloper mode\b|\bdan mode\b|\bnew (?:instructions|rules|task|role|persona)\b|\bfrom now on\b|"
+    r"^\s*(?:system|assistant|developer|admin|root)\s*:|\b(?:ignore|disregard|forget)\b (?:everything|all|anything)"
+    r"(?: you (?:were|have been) told| (?:above|before|previous|prior|said|else|earlier))\b|\b(?:remove|disable|turn "
+    r"off|bypass|switch off)\b[^.]{0,20}\b(?:safety|guardrails|restrictions|filters|validation|security)\b",
     r"\b(?:delete|remove|erase|wipe|format|overwrite|destroy|rm)\b[^.]{0,25}\b(?:files?|folders?|director(?:y|"
-    r"ies)|disks?|drives?|database|databases|system|server|repository|repo|home|hard drive|everything on)\b",
+    r"ies)|disks?|drives?|database|databases|operating system|file system|server|repository|repo|home directory|"
+    r"hard drive|everything on)\b",
     r"\brm\s+-\w+|\bsudo\b|\$\(|`|\bos\.system\b|\bsubprocess\b|\bimport os\b|\beval\s*\(|\bexec\s*\(|\bbash\b|"
-    r"\bshell\b|\bpowershell\b|\bcmd\.exe\b|\bcurl\b|\bwget\b|<\s*script|\bdrop\s+table\b|\.\./|(?:^|\s)/(?:etc|"
+    r"\bshell (?:command|script|access|prompt)|\b(?:run|open|spawn|in) (?:a |the )?shell\b|\bpowershell\b|\bcmd\.exe\b|\bcurl\b|\bwget\b|<\s*script|\bdrop\s+table\b|\.\./|(?:^|\s)/(?:etc|"
     r"usr|home|root|bin|tmp|var|dev|proc)\b|[a-z]:\\\\",
     r"\b(?:passwords?|api[ _]?keys?|credentials?|secrets?|access tokens?|ssh keys?)\b",
     r"\b(?:send|upload|email|e-mail|post|exfiltrate|transmit|leak)\b[^.]{0,30}\b(?:to|data|images?|files?|"
