@@ -231,7 +231,8 @@ INJECTION_PATTERNS = [
     r"ies)|disks?|drives?|database|databases|operating system|file system|server|repository|repo|home directory|"
     r"hard drive|everything on)\b",
     r"\brm\s+-\w+|\bsudo\b|\$\(|`|\bos\.system\b|\bsubprocess\b|\bimport os\b|\beval\s*\(|\bexec\s*\(|\bbash\b|"
-    r"\bshell (?:command|script|access|prompt)|\b(?:run|open|spawn|in) (?:a |the )?shell\b|\bpowershell\b|\bcmd\.exe\b|\bcurl\b|\bwget\b|<\s*script|\bdrop\s+table\b|\.\./|(?:^|\s)/(?:etc|"
+    r"\bshell (?:command|script|access|prompt)|\b(?:run|open|spawn|in) (?:a |the )?shell\b|\bpowershell\b|"
+    r"\bcmd\.exe\b|\bcurl\b|\bwget\b|<\s*script|\bdrop\s+table\b|\.\./|(?:^|\s)/(?:etc|"
     r"usr|home|root|bin|tmp|var|dev|proc)\b|[a-z]:\\\\",
     r"\b(?:passwords?|api[ _]?keys?|credentials?|secrets?|access tokens?|ssh keys?)\b",
     r"\b(?:send|upload|email|e-mail|post|exfiltrate|transmit|leak)\b[^.]{0,30}\b(?:to|data|images?|files?|"
