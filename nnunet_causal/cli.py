@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.audit.audit_cli",
     "nnunet_causal.confounders.simulators_cli",
     "nnunet_causal.benchmarking.perf",
+    "nnunet_causal.intervention.commands.parse_command_cli",
     "nnunet_causal.demo",
     "dataset_conversion.cli",  # the top floor: the only place that joins the two packages
 )
