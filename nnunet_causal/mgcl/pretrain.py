@@ -271,7 +271,7 @@ class _Run:
         else:
             loss.backward()
             self.optimizer.step()
-        return {"loss": float(loss), **{n: float(v) for n, v in losses.items()}, "organs": len(rows)}
+        return {"loss": float(loss.detach()), **{n: float(v.detach()) for n, v in losses.items()}, "organs": len(rows)}
 
     # ------------------------------------------------------------------ loop
     def train(self) -> Path:

@@ -88,8 +88,9 @@ class TrainableTextEncoder(nn.Module):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        features = self.model.tokenize(list(texts))
-        features = {k: v.to(self.device) for k, v in features.items()}
+        prepare = getattr(self.model, "preprocess", None) or self.model.tokenize  # tokenize: sentence-transformers < 5.2
+        features = prepare(list(texts))
+        features = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in features.items()}
         return F.normalize(self.model(features)["sentence_embedding"].float(), dim=-1)
 
     @torch.no_grad()
