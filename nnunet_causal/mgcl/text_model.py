@@ -50,6 +50,12 @@ def _layers(auto_model: nn.Module):
     return layers
 
 
+def _backbone_name(transformer: nn.Module) -> str:
+    """Attribute holding the transformers model: ``model`` (sentence-transformers >= 5, where ``auto_model``
+    is a read-only alias) or ``auto_model`` (older releases)."""
+    return "model" if isinstance(getattr(transformer, "model", None), nn.Module) else "auto_model"
+
+
 class TrainableTextEncoder(nn.Module):
     """``forward(texts) -> (N, D)`` unit vectors with gradients (for the tuned parameters)."""
 
@@ -71,7 +77,7 @@ class TrainableTextEncoder(nn.Module):
         transformer = self.model[0]
         self.model.requires_grad_(tune == "full")
         if tune == "last-k":
-            layers = _layers(transformer.auto_model)
+            layers = _layers(getattr(transformer, _backbone_name(transformer)))
             if not 1 <= last_k <= len(layers):
                 raise TextEncoderError(f"--last-k {last_k}: the model has {len(layers)} layers")
             for layer in list(layers)[-last_k:]:
@@ -80,7 +86,8 @@ class TrainableTextEncoder(nn.Module):
             from peft import LoraConfig, get_peft_model
             config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
                                 target_modules=["query", "value"])
-            transformer.auto_model = get_peft_model(transformer.auto_model, config)
+            name = _backbone_name(transformer)
+            setattr(transformer, name, get_peft_model(getattr(transformer, name), config))
         dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
 
@@ -109,5 +116,6 @@ class TrainableTextEncoder(nn.Module):
         model = self.model
         if self.tune == "lora":
             model = copy.deepcopy(self.model)
-            model[0].auto_model = model[0].auto_model.merge_and_unload()
+            name = _backbone_name(model[0])
+            setattr(model[0], name, getattr(model[0], name).merge_and_unload())
         model.save(str(folder))
