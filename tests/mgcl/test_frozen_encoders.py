@@ -14,13 +14,14 @@ from tests.inference.tiny_model import DATASET_JSON, PLANS
 from tests.mgcl.fixtures import TINY_DIM, setup_tiny
 
 
-@pytest.fixture
-def mgcl_folder(tmp_path, monkeypatch, tiny_st):
-    model = setup_tiny(tmp_path, monkeypatch)
-    monkeypatch.setenv("nnUNet_causal_cache", str(tmp_path / "cache"))
-    out = pretrain_text(PretrainSettings(dataset="1", model_folder=str(model), encoder=f"st:{tiny_st}",
-                                         output=str(tmp_path / "enc"), epochs=1, reports=str(tmp_path / "reports.jsonl")))
-    return out
+@pytest.fixture(scope="module")
+def mgcl_folder(tmp_path_factory, tiny_st):
+    root = tmp_path_factory.mktemp("mgcl")
+    with pytest.MonkeyPatch.context() as mp:
+        model = setup_tiny(root, mp)
+        return pretrain_text(PretrainSettings(dataset="1", model_folder=str(model), encoder=f"st:{tiny_st}",
+                                              output=str(root / "enc"), epochs=1, iterations=1,
+                                              reports=str(root / "reports.jsonl")))
 
 
 class _Trainer(Trainer):
@@ -40,7 +41,9 @@ class _Trainer(Trainer):
         self.log.append(" ".join(str(a) for a in args))
 
 
-def test_trainer_freezes_the_aligned_image_encoder_and_embeds_with_the_mgcl_encoder(mgcl_folder, monkeypatch, tiny_st):
+def test_trainer_freezes_the_aligned_image_encoder_and_embeds_with_the_mgcl_encoder(mgcl_folder, monkeypatch, tiny_st,
+                                                                                     tmp_path):
+    monkeypatch.setenv("nnUNet_causal_cache", str(tmp_path / "cache"))
     monkeypatch.setenv("nnUNet_causal_text_encoder", f"mgcl:{mgcl_folder}")
     plans = Trainer._plans_with_text_settings(Trainer.__new__(Trainer), PLANS, DATASET_JSON)
     settings = plans["nnunet_causal"]
@@ -78,6 +81,7 @@ def test_predict_text_embeds_open_vocabulary_prompts_with_the_mgcl_encoder(mgcl_
     from tests.inference.tiny_model import find_our_trainers
 
     find_our_trainers(monkeypatch)
+    monkeypatch.setenv("nnUNet_causal_cache", str(tmp_path / "cache"))
     monkeypatch.setenv("nnUNet_causal_text_encoder", f"mgcl:{mgcl_folder}")
     plans = add_text_settings(PLANS, DATASET_JSON, embed_dim=8)
     monkeypatch.delenv("nnUNet_causal_text_encoder")

@@ -12,7 +12,7 @@ from tests.mgcl.fixtures import TINY_DIM, setup_tiny
 
 def settings(root, model, tiny_st, **kw):
     base = dict(dataset="1", model_folder=str(model), encoder=f"st:{tiny_st}", output=str(root / "enc"), epochs=2,
-                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3)
+                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3, iterations=1)
     base.update(kw)
     return PretrainSettings(**base)
 
@@ -51,7 +51,7 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
 
 def test_lora_merges_into_a_plain_folder(tmp_path, monkeypatch, tiny_st):
     model = setup_tiny(tmp_path, monkeypatch)
-    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora", iterations=2))
+    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora"))
     from sentence_transformers import SentenceTransformer
     st = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     assert not any("lora" in k for k in st.state_dict())
