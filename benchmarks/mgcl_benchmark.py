@@ -76,7 +76,7 @@ def environment(work: Path, args) -> dict:
     sys.path.insert(0, str(ROOT))
     from nnunet_causal.env_cli import ext_trainer_folder
     env = {"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
-           "nnUNet_results": str(work / "results"), "nnUNet_compile": "false", "nnUNet_n_proc_DA": "0",
+           "nnUNet_results": str(work / "results"), "nnUNet_compile": "false",
            "nnUNet_extTrainer": os.pathsep.join([str(ext_trainer_folder()), str(extra)]),
            "nnUNet_causal_cache": str(work / "text_cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for k, v in env.items():
@@ -215,7 +215,8 @@ def main(argv=None) -> int:
         run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1"], env)
     model = work / "results" / DATASET / "nnUNetTrainerText_Bench__nnUNetPlans__2d"
     if not (model / "fold_0" / "checkpoint_final.pth").is_file():
-        run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerText_Bench", "-device", args.device], env)
+        run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerText_Bench", "-device", args.device],
+            dict(env, nnUNet_n_proc_DA="0"))
     print("stage 2: MGCL pretraining vs the default encoder (projection only)", flush=True)
     folders = {}
     for tag, tune in (("MGCL", args.tune), ("default (MiniLM)", "none")):
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         stage3 = work / "results" / DATASET / "nnUNetTrainerText_FrozenEncoders_Bench__nnUNetPlans__2d"
         if not (stage3 / "fold_0" / "checkpoint_final.pth").is_file():
             run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerText_FrozenEncoders_Bench",
-                 "-device", args.device], dict(env, **mgcl_env))
+                 "-device", args.device], dict(env, nnUNet_n_proc_DA="0", **mgcl_env))
         results["MGCL"]["Dice, held-out synonym prompts"] = dice_heldout(
             env, work, "nnUNetTrainerText_FrozenEncoders_Bench", {}, structures, "mgcl")
         results["default (MiniLM)"]["Dice, held-out synonym prompts"] = dice_heldout(

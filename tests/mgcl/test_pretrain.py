@@ -49,9 +49,15 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
         pretrain_text(settings(tmp_path, model, tiny_st))
 
 
-def test_lora_merges_into_a_plain_folder(tmp_path, monkeypatch, tiny_st):
+def test_without_reports_captions_come_from_the_labels_and_lora_merges_into_a_plain_folder(tmp_path, monkeypatch,
+                                                                                           tiny_st):
     model = setup_tiny(tmp_path, monkeypatch)
-    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora"))
+    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora", reports=None))
+    meta = json.loads((out / "mgcl.json").read_text())
+    assert meta["corpus"]["label_cases"] == 6 and meta["corpus"]["report_cases"] == 0 and meta["reports"] is None
+    cache = next((tmp_path / "preprocessed" / "Dataset001_Tiny2D" / "mgcl_captions").iterdir())
+    texts = [c["text"] for c in json.loads((cache / "tiny_000.json").read_text())["captions"]]
+    assert "The lesion is present." in texts and any(t.startswith("The marker lies in the") for t in texts)
     from sentence_transformers import SentenceTransformer
     st = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     assert not any("lora" in k for k in st.state_dict())
@@ -78,3 +84,7 @@ def test_bad_inputs_are_one_clear_error_and_write_nothing(tmp_path, monkeypatch,
     with pytest.raises(ModelError, match="holds another architecture"):
         pretrain_text(settings(tmp_path, model, tiny_st))
     assert not (tmp_path / "enc").exists() and not (tmp_path / ".enc.partial").exists()
+    from nnunet_causal.errors import TextEncoderError
+    from nnunet_causal.text.encoders import create_text_encoder
+    with pytest.raises(TextEncoderError, match="not a text encoder written by nnunet_causal pretrain-text"):
+        create_text_encoder(f"mgcl:{tiny_st}")     # a plain sentence-transformers folder: use st: for it
