@@ -20,7 +20,8 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
    and Dice of stock ``nnUNetv2_predict`` with every structure reworded by a held-out synonym
    (``nnUNet_causal_prompt_file``), against the stage-1 model (default encoder) reworded the same way.
 
-    python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_bench            # ~10-20 min on 2 CPU cores
+    python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_bench    # defaults sized for a shared 2-core CPU
+    python benchmarks/mgcl_benchmark.py --size 12 48 48 --seg-epochs 20 --seg-iterations 25 --mgcl-epochs 20 --dice
 """
 from __future__ import annotations
 
@@ -185,12 +186,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/mgcl_bench")
     ap.add_argument("--cases", type=int, default=6, help="cases per scanner (3 scanners; 20%% go to imagesTs)")
-    ap.add_argument("--size", type=int, nargs=3, default=(12, 48, 48))
-    ap.add_argument("--seg-epochs", type=int, default=6)
-    ap.add_argument("--seg-iterations", type=int, default=20)
-    ap.add_argument("--mgcl-epochs", type=int, default=8)
-    ap.add_argument("--iterations", type=int, default=3, help="pretraining steps per epoch")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--size", type=int, nargs=3, default=(8, 32, 32))
+    ap.add_argument("--seg-epochs", type=int, default=2)
+    ap.add_argument("--seg-iterations", type=int, default=10)
+    ap.add_argument("--mgcl-epochs", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=2, help="pretraining steps per epoch")
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--tune", default="full", choices=("full", "last-k", "lora"))
     ap.add_argument("--dice", action="store_true", help="also stage 3 + held-out-synonym Dice (slower)")
     ap.add_argument("--device", default="cpu")

