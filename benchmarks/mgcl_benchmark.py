@@ -77,7 +77,7 @@ def environment(work: Path, args) -> dict:
     sys.path.insert(0, str(ROOT))
     from nnunet_causal.env_cli import ext_trainer_folder
     env = {"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
-           "nnUNet_results": str(work / "results"), "nnUNet_compile": "false",
+           "nnUNet_results": str(work / "results"), "nnUNet_compile": "false", "nnUNet_def_n_proc": "1",
            "nnUNet_extTrainer": os.pathsep.join([str(ext_trainer_folder()), str(extra)]),
            "nnUNet_causal_cache": str(work / "text_cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for k, v in env.items():
