@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=2, help="pretraining steps per epoch")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--tune", default="full", choices=("full", "last-k", "lora"))
+    ap.add_argument("--min-voxels", type=int, default=5, help="voxels for a structure to count in a test slice")
     ap.add_argument("--dice", action="store_true", help="also stage 3 + held-out-synonym Dice (slower)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -231,8 +232,8 @@ def main(argv=None) -> int:
         folders[tag] = out
     info = read_model_folder(model)
     structures = structures_of(info["dataset_json"], "dataset.json")
-    x, seg = test_slices(raw, info, structures, min_voxels=20)
-    results = {tag: evaluate(f, info, x, seg, structures, 20) for tag, f in folders.items()}
+    x, seg = test_slices(raw, info, structures, min_voxels=args.min_voxels)
+    results = {tag: evaluate(f, info, x, seg, structures, args.min_voxels) for tag, f in folders.items()}
     for tag, f in folders.items():
         hist = json.loads((f / "mgcl.json").read_text())["history"]
         results[tag]["seconds per pretraining epoch"] = float(np.mean([h["seconds"] for h in hist]))
