@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.evaluation.study_cli",
     "nnunet_causal.audit.audit_cli",
     "nnunet_causal.confounders.simulators_cli",
+    "nnunet_causal.mgcl.pretrain_cli",
     "nnunet_causal.benchmarking.perf",
     "nnunet_causal.intervention.commands.parse_command_cli",
     "nnunet_causal.demo",

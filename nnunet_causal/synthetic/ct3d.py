@@ -31,6 +31,8 @@ from tqdm import tqdm
 from nnunet_causal.data.raw_dataset import atomic_path, write_dataset_json
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.synthetic.endoscopy2d import domain_seed
+from nnunet_causal.synthetic.reports import (MAY_BE_ABSENT, MAY_HAVE_LESION, size_word, write_ct_report,
+                                             write_reports_file)
 from nnunet_causal.synthetic.styles import describe_ct_style
 
 logger = logging.getLogger(__name__)
@@ -113,10 +115,15 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma) -> np.ndarray:
 
 
 def render_phantom(rng: np.random.Generator, shape: Tuple[int, int, int], style: ScannerStyle,
-                   spacing_xy_mm: float = 1.5) -> Phantom:
+                   spacing_xy_mm: float = 1.5, absent: Sequence[str] = (), lesions: Sequence[str] = (),
+                   lesion_rng: Optional[np.random.Generator] = None) -> Phantom:
     """Render one phantom. ``shape = (z, y, x)`` is the grid at :data:`REFERENCE_SLICE_MM`; the scanner's
     slice thickness changes the number of slices to ``round(shape[0] * 3 mm / thickness)`` over the same
-    field of view."""
+    field of view.
+
+    ``absent`` organs are not painted (their place stays fat; their random draws are still made, so the
+    other organs do not move); each organ of ``lesions`` gets a hypodense sphere (-40 HU against the organ,
+    label unchanged) placed with ``lesion_rng``. Both empty (the default) give the plain phantom."""
     if style.contrast_phase not in PHASE_HU:
         raise DatasetError(f"unknown contrast phase '{style.contrast_phase}' (known: {', '.join(PHASE_HU)})")
     nz = max(4, int(round(shape[0] * REFERENCE_SLICE_MM / style.slice_thickness_mm)))
@@ -143,10 +150,18 @@ def render_phantom(rng: np.random.Generator, shape: Tuple[int, int, int], style:
         c = np.asarray(centre) + rng.uniform(-0.025, 0.025, 3)
         r = np.asarray(radii) * rng.uniform(0.85, 1.15, 3)
         m = (((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2 <= 1) & inner
+        if name in absent:
+            continue
         label[m] = LABELS[name]
         img[m] = hu[name] + texture[m]
         if name == "stomach":   # gas in the anterior (small y) part
             img[m & (y < c[1] - 0.4 * r[1])] = AIR_HU + 150
+        if name in lesions:
+            lr = lesion_rng or np.random.default_rng(0)
+            lc = c + lr.uniform(-0.35, 0.35, 3) * r
+            rad = 0.35 * float(np.min(r))
+            spot = (((z - lc[0]) / rad) ** 2 + ((y - lc[1]) / rad) ** 2 + ((x - lc[2]) / rad) ** 2 <= 1) & m
+            img[spot] -= 40.0
     body_f = body.astype(float)
     if style.bias:
         field = 1 + style.bias * _smooth_noise(rng, grid, (8.0 * nz / shape[0], 8.0, 8.0))
@@ -164,6 +179,21 @@ def render_phantom(rng: np.random.Generator, shape: Tuple[int, int, int], style:
     return Phantom(img.astype(np.float32), label, (spacing_xy_mm, spacing_xy_mm, float(style.slice_thickness_mm)))
 
 
+def _organ_facts(label: np.ndarray, shape: Tuple[int, int, int], absent: Sequence[str],
+                 lesions: Sequence[str]) -> Dict[str, dict]:
+    """Per organ: present, size word (voxel volume over the reference ellipsoid's, same FOV) and lesion."""
+    out = {}
+    fov_voxels = float(label.size)
+    for name, (_, radii) in ORGANS.items():
+        n = int((label == LABELS[name]).sum())
+        if name in absent or n == 0:
+            out[name] = {"present": False}
+            continue
+        reference = 4.0 / 3.0 * np.pi * float(np.prod(radii)) * fov_voxels
+        out[name] = {"present": True, "size": size_word(n / reference), "lesion": name in lesions}
+    return out
+
+
 def _save_nifti(array: np.ndarray, spacing, path: Path) -> None:
     import SimpleITK as sitk
 
@@ -177,8 +207,13 @@ def make_ct_dataset(out_folder, n_cases_per_domain: int = 6,
                     domains: Sequence[str] = ("scannerA", "scannerB", "scannerC"),
                     shape: Tuple[int, int, int] = (32, 48, 48), seed: int = 0, test_fraction: float = 0.2,
                     spacing_xy_mm: float = 1.5, styles: Optional[Dict[str, ScannerStyle]] = None,
-                    dataset_name: Optional[str] = None) -> Path:
+                    dataset_name: Optional[str] = None, reports: bool = False) -> Path:
     """Write a multi-scanner raw dataset of CT phantoms (``CASE_0000.nii.gz``) to ``out_folder``.
+
+    ``reports=True`` also writes ``reports.jsonl`` (see :mod:`nnunet_causal.synthetic.reports`): each case
+    may then lack an organ of :data:`~nnunet_causal.synthetic.reports.MAY_BE_ABSENT` (p = 0.15 each) and
+    carry lesions (p = 0.3 per organ of ``MAY_HAVE_LESION``), drawn from a separate random stream, so the
+    default dataset (``reports=False``) is unchanged.
 
     ``shape`` is ``(z, y, x)`` voxels at 3 mm slices (z count scales with each scanner's slice thickness);
     ``round(test_fraction * n)`` cases per domain go to imagesTs/labelsTs. dataset.json has TotalSegmentator
@@ -201,9 +236,17 @@ def make_ct_dataset(out_folder, n_cases_per_domain: int = 6,
     records: Dict[str, dict] = {}
     n_train = 0
     jobs = [(d, i) for d in domains for i in range(n_cases_per_domain)]
+    texts: Dict[str, str] = {}
+    facts: Dict[str, dict] = {}
     for domain, i in tqdm(jobs, desc=f"synth ct3d -> {dataset_name or out.name}", disable=len(jobs) < 20):
         style = scanner_styles[domain]
-        ph = render_phantom(np.random.default_rng([seed, domain_seed(domain), i]), shape, style, spacing_xy_mm)
+        absent, lesions, fact_rng = (), (), None
+        if reports:
+            fact_rng = np.random.default_rng([seed, domain_seed(domain), i, 7])
+            absent = tuple(o for o in MAY_BE_ABSENT if fact_rng.random() < 0.15)
+            lesions = tuple(o for o in MAY_HAVE_LESION if o not in absent and fact_rng.random() < 0.3)
+        ph = render_phantom(np.random.default_rng([seed, domain_seed(domain), i]), shape, style, spacing_xy_mm,
+                            absent, lesions, fact_rng)
         split = "Ts" if i >= n_cases_per_domain - n_test else "Tr"
         case = f"{domain}_{i:04d}"
         _save_nifti(ph.image, ph.spacing, out / f"images{split}" / f"{case}_0000.nii.gz")
@@ -212,13 +255,19 @@ def make_ct_dataset(out_folder, n_cases_per_domain: int = 6,
                          "style": describe_ct_style(domain, style), "source": "nnunet_causal synthetic",
                          "split": "train" if split == "Tr" else "test"}
         n_train += split == "Tr"
+        if reports:
+            facts[case] = _organ_facts(ph.label, shape, absent, lesions)
+            texts[case] = write_ct_report(fact_rng, facts[case])
     (out / "imagesTs").mkdir(parents=True, exist_ok=True)
+    extra = {}
+    if reports:
+        extra["reports"] = write_reports_file(out, texts, facts).name
     write_dataset_json(out, {"0": "CT"}, LABELS, n_train, ".nii.gz", prompts=PROMPTS, domains=records,
                        dataset_name=dataset_name or out.name, imaging_family="ct",
                        description=f"synthetic abdominal CT phantoms from scanners {domains}",
                        synthetic={"generator": "ct3d", "seed": seed, "shape_zyx": list(shape),
                                   "orientation": "LPS (identity direction): +x patient left, +y posterior, "
                                                  "+z superior",
-                                  "styles": {d: asdict(s) for d, s in scanner_styles.items()}})
+                                  "styles": {d: asdict(s) for d, s in scanner_styles.items()}}, **extra)
     logger.info("wrote %d training and %d test volumes to %s", n_train, len(records) - n_train, out)
     return out

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from nnunet_causal.data.raw_dataset import atomic_path, write_dataset_json
 from nnunet_causal.errors import DatasetError
+from nnunet_causal.synthetic.reports import write_endoscopy_report, write_reports_file
 from nnunet_causal.synthetic.styles import describe_endoscopy_style
 
 logger = logging.getLogger(__name__)
@@ -253,6 +254,16 @@ def render_frame(rng: np.random.Generator, size: Tuple[int, int], style: Endosco
     return Frame(_sensor_style(rng, img, style), label, highlights)
 
 
+def _polyp_facts(label: np.ndarray) -> list:
+    """Each connected polyp of a frame: size word (area over that of the mean drawn radius) and position."""
+    from nnunet_causal.synthetic.reports import frame_position, size_word
+
+    components, n = ndimage.label(label == 1)
+    reference = np.pi * (0.15 * min(label.shape)) ** 2
+    return [{"size": size_word(float((components == k).sum()) / reference),
+             "position": frame_position(components == k)} for k in range(1, n + 1)]
+
+
 def _save_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
@@ -265,8 +276,12 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
                            heldout_domain=None, spurious_cue: Optional[str] = None,
                            image_size: Tuple[int, int] = (96, 96), seed: int = 0, test_fraction: float = 0.2,
                            styles: Optional[Dict[str, EndoscopyStyle]] = None,
-                           dataset_name: Optional[str] = None) -> Path:
+                           dataset_name: Optional[str] = None, reports: bool = False) -> Path:
     """Write a multi-site raw dataset of synthetic frames to ``out_folder`` (``.../DatasetXXX_Name``).
+
+    ``reports=True`` also writes ``reports.jsonl`` (:mod:`nnunet_causal.synthetic.reports`): per frame the
+    polyps found in its label, each with a size word and its position in the frame; images and labels are
+    the same as without reports.
 
     Per domain ``n_cases_per_domain`` frames are drawn; ``round(test_fraction * n)`` of them go to
     imagesTs/labelsTs, the rest to imagesTr/labelsTr. Cases of every domain (held-out one included) are in
@@ -299,6 +314,8 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
     n_train = 0
     site_styles = {d: style_for_domain(d, styles) for d in domains}
     jobs = [(d, i) for d in domains for i in range(n_cases_per_domain)]
+    texts: Dict[str, str] = {}
+    facts: Dict[str, dict] = {}
     for domain, i in tqdm(jobs, desc=f"synth endoscopy2d -> {dataset_name or out.name}", disable=len(jobs) < 50):
         style, is_heldout = site_styles[domain], domain in heldout
         frame = render_frame(np.random.default_rng([seed, domain_seed(domain), i]), size, style, spurious_cue, is_heldout)
@@ -311,13 +328,18 @@ def make_endoscopy_dataset(out_folder, n_cases_per_domain: int = 24,
                          "style": describe_endoscopy_style(domain, style), "source": "nnunet_causal synthetic",
                          "split": "train" if split == "Tr" else "test", "heldout": is_heldout}
         n_train += split == "Tr"
+        if reports:
+            polyps = _polyp_facts(frame.label)
+            facts[case] = {"polyp": {"present": bool(polyps), "count": len(polyps), "polyps": polyps}}
+            texts[case] = write_endoscopy_report(np.random.default_rng([seed, domain_seed(domain), i, 7]), polyps)
     (out / "imagesTs").mkdir(parents=True, exist_ok=True)  # nnU-Net expects the folder even when empty
+    extra = {"reports": write_reports_file(out, texts, facts).name} if reports else {}
     write_dataset_json(out, {"0": "R", "1": "G", "2": "B"}, LABELS, n_train, ".png", prompts=PROMPTS,
                        domains=records, dataset_name=dataset_name or out.name, imaging_family="endoscopy",
                        description=f"synthetic colonoscopy frames from sites {domains}; held-out site(s) "
                                    f"{heldout or None}; spurious cue {spurious_cue}",
                        synthetic={"generator": "endoscopy2d", "seed": seed, "spurious_cue": spurious_cue,
                                   "heldout_domain": heldout[0] if len(heldout) == 1 else (heldout or None), "image_size": list(size),
-                                  "styles": {d: asdict(s) for d, s in site_styles.items()}})
+                                  "styles": {d: asdict(s) for d, s in site_styles.items()}}, **extra)
     logger.info("wrote %d training and %d test frames to %s", n_train, len(records) - n_train, out)
     return out

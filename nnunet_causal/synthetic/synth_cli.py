@@ -65,10 +65,10 @@ def run_synth(args) -> int:
         if kind == "endoscopy2d":
             make_endoscopy_dataset(tmp, args.n, domains, heldout_domain=args.heldout, spurious_cue=args.spurious_cue,
                                    image_size=tuple(args.size or (96, 96)), seed=args.seed,
-                                   test_fraction=args.test_fraction, dataset_name=out.name)
+                                   test_fraction=args.test_fraction, dataset_name=out.name, reports=args.reports)
         else:
             make_ct_dataset(tmp, args.n, domains, shape=tuple(args.size or (32, 48, 48)), seed=args.seed,
-                            test_fraction=args.test_fraction, dataset_name=out.name)
+                            test_fraction=args.test_fraction, dataset_name=out.name, reports=args.reports)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -113,4 +113,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", default=None,
                    help="dataset folder to write (default $nnUNet_raw/DatasetXXX_SynthEndoscopy or _SynthCT)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.add_argument("--reports", action="store_true",
+                   help="also write reports.jsonl, one radiology-style report per case written from its known "
+                        "organ facts (for nnunet_causal pretrain-text); ct3d phantoms may then lack organs and "
+                        "carry lesions")
     p.set_defaults(func=run_synth)

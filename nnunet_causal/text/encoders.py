@@ -12,6 +12,10 @@ Specs (all weight-source parsing happens in :func:`parse_spec`, in the spirit of
 ``open_clip:ARCH@TAG``                       ... + an open_clip pretrained tag (``ViT-B-32@openai``)
 ``open_clip:local-dir:FOLDER``               folder with ``open_clip_config.json`` + weights
 ``open_clip:hf-hub:ORG/NAME``                an open_clip model on the Hugging Face hub
+``mgcl:FOLDER``                              a text encoder written by ``nnunet_causal pretrain-text``: a
+                                             sentence-transformers folder with ``mgcl.json``; its id carries
+                                             the folder's training fingerprint, so a retrained folder never
+                                             serves embeddings cached for the old weights
 ===========================================  ===============================================================
 
 Presets: ``biolord`` = ``st:FremyCompany/BioLORD-2023``, ``medcpt`` = ``hf:ncbi/MedCPT-Query-Encoder#cls``,
@@ -54,7 +58,8 @@ PRESETS: Dict[str, str] = {
     "biomedclip": "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
     "clip": "open_clip:ViT-B-32@openai",
 }
-SPEC_FORMS = ("st:MODEL_OR_FOLDER", "hf:MODEL_OR_FOLDER[#cls]", "open_clip:ARCH@CHECKPOINT_FILE",
+MGCL_METADATA = "mgcl.json"
+SPEC_FORMS = ("mgcl:FOLDER", "st:MODEL_OR_FOLDER", "hf:MODEL_OR_FOLDER[#cls]", "open_clip:ARCH@CHECKPOINT_FILE",
               "open_clip:ARCH@TAG", "open_clip:local-dir:FOLDER", "open_clip:hf-hub:ORG/NAME")
 BATCH_SIZE = 64
 MAX_TOKENS = 128
@@ -94,6 +99,8 @@ class EncoderSpec:
         """Stable identifier of backend + weights (no loading needed)."""
         if self.backend == "minilm":
             return "minilm"
+        if self.backend == "mgcl":
+            return f"mgcl:{self.source}" + (f"@{self.kind}" if self.kind else "")
         if self.backend == "hf":
             return f"hf:{self.source}" + ("#cls" if self.kind == "cls" else "")
         if self.backend == "open_clip":
@@ -118,6 +125,9 @@ def parse_spec(spec: str) -> EncoderSpec:
         return EncoderSpec("minilm")
     if backend == "st" and rest:
         return EncoderSpec("st", _local_or_hub(rest))
+    if backend == "mgcl" and rest:
+        folder = Path(rest).expanduser().resolve()
+        return EncoderSpec("mgcl", str(folder), _mgcl_fingerprint(folder))
     if backend == "hf" and rest:
         name, _, pooling = rest.partition("#")
         if pooling not in ("", "mean", "cls"):
@@ -135,6 +145,14 @@ def parse_spec(spec: str) -> EncoderSpec:
             return EncoderSpec("open_clip", str(Path(weights).expanduser().resolve()) if is_file else weights,
                                "file" if is_file else "tag", arch)
     raise TextEncoderError(f"unknown text encoder '{spec}'; known: {', '.join(list_text_encoders())}")
+
+
+def _mgcl_fingerprint(folder: Path) -> str:
+    """The ``fingerprint`` recorded in an MGCL folder's metadata ("" while the folder does not exist)."""
+    try:
+        return str(json.loads((folder / MGCL_METADATA).read_text(encoding="utf-8")).get("fingerprint", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def encoder_id(spec: Optional[str] = None) -> str:
@@ -408,6 +426,13 @@ def create_text_encoder(spec: Optional[str] = None, device: str = "cpu") -> Text
         encoder = _minilm(device)
     elif parsed.backend == "st":
         encoder = SentenceTransformerEncoder(_folder_of(parsed.source), parsed.id, device)
+    elif parsed.backend == "mgcl":
+        folder = Path(parsed.source)
+        if not (folder / MGCL_METADATA).is_file():
+            raise TextEncoderError(f"{folder} is not a text encoder written by nnunet_causal pretrain-text (no "
+                                   f"{MGCL_METADATA}); run pretrain-text or use st:{folder} for a plain "
+                                   f"sentence-transformers folder")
+        encoder = SentenceTransformerEncoder(str(folder), parsed.id, device)
     elif parsed.backend == "hf":
         encoder = TransformersEncoder(_folder_of(parsed.source), parsed.id, parsed.kind, device)
     else:

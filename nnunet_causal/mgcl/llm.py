@@ -1,0 +1,165 @@
+"""Optional LLM caption extractor (OpenVocabCT, seed 002, III.B: few-shot prompting + a metadata filter).
+
+The model receives the dataset's structure names, two worked examples and the report, and must answer
+with JSON following :data:`SCHEMA_TEXT`::
+
+    {"captions": [{"structure": "liver", "caption": "The liver is enlarged.", "absent": false}, ...]}
+
+Backends:
+
+* an **OpenAI-compatible HTTP endpoint** (``POST {url}/chat/completions``, ``temperature 0``), called with
+  :mod:`urllib` and a timeout; URL and model from the arguments or ``$nnUNet_causal_llm_url`` /
+  ``$nnUNet_causal_llm_model`` (an ``$nnUNet_causal_llm_api_key`` is sent as a bearer token if set);
+* a **local transformers folder** (``AutoModelForCausalLM``; chat template when the tokenizer has one,
+  greedy decoding).
+
+An unreachable endpoint, an HTTP error or an answer that is not JSON of this schema is a
+:class:`~nnunet_causal.errors.TextEncoderError` (one message, nothing written). Single captions that fail
+the checks -- an unknown structure, an empty text, or a text that does not name its structure (the seed's
+substring filter, :func:`~nnunet_causal.mgcl.captions.names_its_structure`) -- are dropped and counted
+(:attr:`LLMExtractor.dropped`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional
+
+from nnunet_causal.errors import TextEncoderError
+from nnunet_causal.mgcl.captions import Caption, names_its_structure
+from nnunet_causal.text.vocabulary import Vocabulary
+
+URL_VARIABLE, MODEL_VARIABLE, KEY_VARIABLE = "nnUNet_causal_llm_url", "nnUNet_causal_llm_model", "nnUNet_causal_llm_api_key"
+SCHEMA_TEXT = ('{"captions": [{"structure": <one of the given structure names>, "caption": <one short sentence '
+               'about that structure, taken from the report>, "absent": <true if the report says the structure '
+               'is not there>}]}')
+FEW_SHOT = [
+    ("structures: liver, spleen, kidney_left, kidney_right\nreport: The liver is enlarged with a hypodense lesion. "
+     "Spleen unremarkable. Status post left nephrectomy; the right kidney is normal.",
+     {"captions": [{"structure": "liver", "caption": "The liver is enlarged with a hypodense lesion.", "absent": False},
+                   {"structure": "spleen", "caption": "The spleen is unremarkable.", "absent": False},
+                   {"structure": "kidney_left", "caption": "The left kidney has been removed.", "absent": True},
+                   {"structure": "kidney_right", "caption": "The right kidney is normal.", "absent": False}]}),
+    ("structures: polyp\nreport: A small sessile polyp at the upper left of the frame. No bleeding.",
+     {"captions": [{"structure": "polyp", "caption": "A small sessile polyp at the upper left of the frame.",
+                    "absent": False}]}),
+]
+
+
+def build_messages(report: str, structures: List[str]) -> List[dict]:
+    """Chat messages: instructions with the schema, the few-shot examples, then this report."""
+    messages = [{"role": "system", "content": "You split radiology reports into organ-level captions. Answer with "
+                                              "JSON only, following this schema: " + SCHEMA_TEXT + ". Mention the "
+                                              "structure by name in every caption. Leave out structures the "
+                                              "report does not describe."}]
+    for question, answer in FEW_SHOT:
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": json.dumps(answer)}]
+    messages.append({"role": "user", "content": f"structures: {', '.join(structures)}\nreport: {report}"})
+    return messages
+
+
+def parse_answer(text: str, source: str) -> List[dict]:
+    """The ``captions`` list of an answer (code fences allowed); anything off-schema raises."""
+    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
+    try:
+        obj = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise TextEncoderError(f"{source} answered off-schema (not JSON: {e.msg}); expected {SCHEMA_TEXT}; the "
+                               f"answer began {text[:120]!r}") from e
+    items = obj.get("captions") if isinstance(obj, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("structure"), str)
+                                              and isinstance(i.get("caption"), str) for i in items):
+        raise TextEncoderError(f"{source} answered off-schema (needs a 'captions' list of objects with string "
+                               f"'structure' and 'caption'); expected {SCHEMA_TEXT}; got {text[:120]!r}")
+    return items
+
+
+class LLMExtractor:
+    """``extract(report) -> [Caption]`` through an HTTP endpoint (``url`` + ``model``) or a local ``folder``."""
+
+    def __init__(self, vocabulary: Vocabulary, url: Optional[str] = None, model: Optional[str] = None,
+                 folder: Optional[str] = None, timeout_s: float = 60.0, max_new_tokens: int = 512):
+        self.vocabulary, self.timeout_s, self.max_new_tokens = vocabulary, float(timeout_s), max_new_tokens
+        self.url = (url or os.environ.get(URL_VARIABLE, "")).rstrip("/") if not folder else ""
+        self.model = model or os.environ.get(MODEL_VARIABLE, "")
+        self.folder = folder
+        if not self.folder and not self.url:
+            raise TextEncoderError(f"the LLM extractor needs an endpoint (--llm-url or ${URL_VARIABLE}) or a local "
+                                   f"transformers folder (--llm-folder)")
+        if self.url and not self.model:
+            raise TextEncoderError(f"the LLM endpoint {self.url} needs a model name (--llm-model or ${MODEL_VARIABLE})")
+        self.structures = sorted(set(vocabulary.labels.values()) or set(vocabulary.terms))
+        self.dropped: Dict[str, int] = {}
+        self._local = None
+
+    @property
+    def id(self) -> str:
+        """Names the backend and model; keys the caption cache."""
+        return f"llm:{self.folder}" if self.folder else f"llm:{self.url}#{self.model}"
+
+    # ------------------------------------------------------------------ backends
+    def _ask_http(self, messages: List[dict]) -> str:
+        payload = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get(KEY_VARIABLE):
+            headers["Authorization"] = f"Bearer {os.environ[KEY_VARIABLE]}"
+        request = urllib.request.Request(f"{self.url}/chat/completions", payload, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                body = response.read().decode("utf-8")
+        except urllib.error.HTTPError as e:
+            raise TextEncoderError(f"LLM endpoint {self.url} answered HTTP {e.code} ({e.reason})") from e
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
+            raise TextEncoderError(f"LLM endpoint {self.url} is unreachable ({getattr(e, 'reason', e)}; timeout "
+                                   f"{self.timeout_s:g} s)") from e
+        try:
+            return json.loads(body)["choices"][0]["message"]["content"]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+            raise TextEncoderError(f"LLM endpoint {self.url} answered off-schema (not an OpenAI chat completion: "
+                                   f"{body[:120]!r})") from e
+
+    def _ask_local(self, messages: List[dict]) -> str:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        if self._local is None:
+            try:
+                tok = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+                lm = AutoModelForCausalLM.from_pretrained(self.folder, local_files_only=True).eval()
+            except (OSError, ValueError) as e:
+                raise TextEncoderError(f"cannot load the LLM from {self.folder}: {e}") from e
+            self._local = (tok, lm)
+        tok, lm = self._local
+        if getattr(tok, "chat_template", None):
+            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            prompt = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant: "
+        import torch
+        ids = tok(prompt, return_tensors="pt")
+        with torch.inference_mode():
+            out = lm.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False)
+        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    # ------------------------------------------------------------------ extraction
+    def extract(self, report: str) -> List[Caption]:
+        messages = build_messages(report, self.structures)
+        answer = self._ask_local(messages) if self.folder else self._ask_http(messages)
+        out = []
+        for item in parse_answer(answer, f"LLM {self.id}"):
+            structure, text = item["structure"].strip(), item["caption"].strip()
+            reason = None
+            if structure not in self.structures:
+                reason = "unknown structure"
+            elif not text:
+                reason = "empty caption"
+            else:
+                caption = Caption(structure, text, bool(item.get("absent", False)), "llm")
+                if not names_its_structure(caption, self.vocabulary):
+                    reason = "does not name its structure"
+            if reason:
+                self.dropped[reason] = self.dropped.get(reason, 0) + 1
+                continue
+            out.append(caption)
+        return out
