@@ -38,13 +38,17 @@ class Simulator:
     """Base class. Subclasses set the class attributes and implement :meth:`apply`.
 
     name: registry name used in dictionary lines; dims: supported spatial dimensionalities; channels: the
-    channel count required (None = any); stage: application order (see module constants); params: the
+    channel count required (None = any); stage: application order (see module constants); order: order
+    within a stage (lower first: what removes content already in the image, e.g. reflections, runs before
+    what changes a structure's appearance, and what paints on top, e.g. new reflections, runs last -- a
+    removal after a rescaling no longer finds the saturated pixels it looks for); params: the
     :class:`Param` of each keyword; label_aware: whether :meth:`apply` reads ``seg``.
     """
     name: str = ""
     dims: Tuple[int, ...] = (2, 3)
     channels: Optional[int] = None
     stage: int = LIGHT
+    order: int = 0
     params: Dict[str, Param] = {}
     label_aware: bool = False
 

@@ -12,7 +12,8 @@ without it and disappears with it. The drawn descriptions are the sample's *know
 the confounder losses instead of guessed words).
 
 The simulators of all drawn entries are applied in stage order (scene, light, optics, sensor, digital, see
-:mod:`nnunet_causal.confounders.base`), each to the sub-batch of samples that drew it.
+:mod:`nnunet_causal.confounders.base`) and, within a stage, in their ``order`` (removals first, painting
+last), each to the sub-batch of samples that drew it.
 """
 from __future__ import annotations
 
@@ -121,11 +122,11 @@ class CounterfactualSampler:
         w0 = self.frame.to_working(sub)
         w = w0
         s_sub = seg[rows] if seg is not None else None
-        jobs = []  # (stage, entry, simulator) for every simulator of every drawn entry
+        jobs = []  # (stage, order in stage, entry, simulator) for every simulator of every drawn entry
         for idx in sorted({i for d in drawn for i in d}):
             for sim in self.entries[idx].simulators:
-                jobs.append((sim.stage, idx, sim))
-        for _, idx, sim in sorted(jobs, key=lambda j: (j[0], j[1])):
+                jobs.append((sim.stage, sim.order, idx, sim))
+        for _, _, idx, sim in sorted(jobs, key=lambda j: j[:3]):
             who = [r for r, i in enumerate(rows) if idx in drawn[i]]
             sel = torch.tensor(who, device=x.device)
             theta = sim.draw(len(who), w, generator)

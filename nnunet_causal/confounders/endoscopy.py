@@ -35,7 +35,7 @@ def _blobs(shape, centres: torch.Tensor, radii: torch.Tensor, active: torch.Tens
 
 class SpecularHighlights(Simulator):
     """Small saturated white reflections placed uniformly over the frame (on mucosa and lesions alike)."""
-    name, dims, channels, stage = "specular_highlights", (2,), 3, SCENE
+    name, dims, channels, stage, order = "specular_highlights", (2,), 3, SCENE, 1
     params = {"count": Param((0, 40), (2, 10), True, "highlights per frame"),
               "radius": Param((0.002, 0.2), (0.01, 0.03), doc="radius, fraction of the shorter side")}
 
@@ -56,22 +56,24 @@ class HighlightRemoval(Simulator):
     """Removes specular reflections where present: near-saturated pixels (every channel above ``threshold`` of
     the frame's maximum), dilated by ``dilate`` px, are in-painted from their surroundings by normalised
     convolution (Gaussian-weighted mean of the valid pixels at sigma 4 then 1.5 px; the frame's mean colour
-    where no valid pixel is near)."""
-    name, dims, channels, stage = "highlight_removal", (2,), 3, SCENE
-    params = {"threshold": Param((0.5, 0.999), (0.9, 0.97), doc="fraction of the frame's maximum"),
-              "dilate": Param((0, 5), (1, 2), True, "dilation in pixels")}
+    where no valid pixel is near). The pixels used to fill exclude a 2-px ring beyond the hole: a reflection's
+    glow fades over a few pixels, and filling from its own halo left pale blobs where the reflection had been
+    (a residue that still marks where highlights were, i.e. the cue this simulator is meant to remove)."""
+    name, dims, channels, stage, order = "highlight_removal", (2,), 3, SCENE, -1
+    params = {"threshold": Param((0.5, 0.999), (0.85, 0.95), doc="fraction of the frame's maximum"),
+              "dilate": Param((0, 5), (2, 3), True, "dilation in pixels")}
+    halo = 2
 
     def apply(self, x, seg, theta: Theta, generator=None):
         b = x.shape[0]
         mx = x.flatten(2).amax(2).view(b, 3, 1, 1)
         sat = (x >= expand(theta["threshold"], 4) * mx).all(1, keepdim=True).float()
         r = int(theta["dilate"].max().item())
-        if r > 0:
-            sat = F.max_pool2d(sat, 2 * r + 1, stride=1, padding=r)
-        valid = 1 - sat
+        hole = _dilate(sat, r) if r > 0 else sat
+        valid = 1 - _dilate(sat, r + self.halo)
         # valid pixels' mean per channel: the fallback where no valid pixel is near (a huge reflection)
         fill = ((x * valid).flatten(2).sum(2) / valid.flatten(2).sum(2).clamp_min(1)).view(b, 3, 1, 1).expand_as(x)
-        todo = sat.bool()
+        todo = hole.bool()
         for sigma in (4.0, 1.5):   # coarse first, then finer where enough valid pixels are close
             s = torch.full((b,), sigma, device=x.device)
             num, den = gaussian_blur(x * valid, s), gaussian_blur(valid, s)

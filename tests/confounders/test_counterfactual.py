@@ -79,3 +79,33 @@ def test_label_aware_kinds_can_be_drawn_more_often():
     assert all(aware)
     with pytest.raises(ValueError, match="label-aware probability"):
         CounterfactualSampler(entries, RGB, 2, 3, label_aware_probability=1.5)
+
+
+def test_reflections_are_removed_before_a_structure_is_recoloured_and_painted_after(tmp_path):
+    """A removal listed after a recolouring must still find the reflections (which the recolouring dims), and
+    new reflections must stay saturated on a recoloured structure: simulators run in their order in a stage."""
+    from tests.confounders.test_simulators import rgb_frame
+
+    d = tmp_path / "d.txt"
+    d.write_text("dim the lesion, then remove :: structure_colour(contrast=0.6..0.6) + highlight_removal\n"
+                 "paint, then dim the lesion :: specular_highlights(count=30..30) + structure_colour(contrast=0.5..0.5)\n")
+    entries = load_confounder_entries(str(d))
+    s = CounterfactualSampler(entries, RGB, 2, 3)
+    x, seg = rgb_frame(b=2)
+    lesion = seg[:, 0] > 0
+
+    def near_white(y, level):  # every channel within the top (1 - level) of its range in the image
+        lo, hi = y.amin((2, 3), keepdim=True), y.amax((2, 3), keepdim=True)
+        return ((y - lo) / (hi - lo) >= level).all(1)
+
+    assert int((near_white(x, 0.97) & lesion).sum()) > 10
+    def peak(y):  # how far the lesion's brightest pixel stands above its median brightness
+        lum = y.mean(1)[lesion]
+        return float(lum.max() - lum.median())
+
+    removed = s.apply(x, seg, [[0], [0]], torch.Generator().manual_seed(0))
+    # the lesion's two reflections are gone, not dimmed into pale blobs
+    assert peak(removed) < 0.3 * peak(x)
+    painted = s.apply(x, seg, [[1], [1]], torch.Generator().manual_seed(0))
+    # new reflections stay the brightest pixels, also where they fall on the (dimmed) lesion
+    assert int((near_white(painted, 0.97) & lesion).sum()) > 0
