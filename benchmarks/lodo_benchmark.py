@@ -44,7 +44,8 @@ SHORT = {"nnUNetTrainer_CPULong": "stock", "nnUNetTrainerGIN_CPULong": "GIN", "n
          "nnUNetTrainerCausalText_CPULong": "causal + counterfactual (default)"}
 TASKS = {
     "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
-             "cue_entries": ("a frame with specular reflections and bright white highlights",
+             "cue_entries": ("a frame where the lesion has the mucosa's colour and reflections fall anywhere",
+                             "a frame with specular reflections and bright white highlights",
                              "a frame where the lesion's colour differs from the surrounding mucosa")},
     "ct": {"sources": ("scannerA", "scannerB", "scannerD"), "heldout": ("scannerC",), "id": 960,
            "cue_entries": ("a non-contrast CT scan", "a CT scan with metal streak artefacts")},
