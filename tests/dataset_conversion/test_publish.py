@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-import dataset_conversion.common as common
+import dataset_conversion.raw_writer as raw_writer
 from dataset_conversion.common import RawDatasetWriter
 from nnunet_causal.errors import DatasetError
 
@@ -49,7 +49,7 @@ def test_published_folder_is_readable_by_others(raw_root):
 
 def test_failed_second_rename_keeps_the_previous_dataset(raw_root, monkeypatch):
     convert(raw_root, "1")
-    monkeypatch.setattr(common.os, "replace", fail_rename_of(".Dataset900_Pub.partial-"))
+    monkeypatch.setattr(raw_writer.os, "replace", fail_rename_of(".Dataset900_Pub.partial-"))
     with pytest.raises(DatasetError, match="previous version is unchanged"):
         convert(raw_root, "2")
     assert version(raw_root) == 1
@@ -62,7 +62,7 @@ def test_failed_second_rename_keeps_the_previous_dataset(raw_root, monkeypatch):
 def test_backup_of_a_completed_dataset_survives_the_next_run(raw_root, monkeypatch):
     convert(raw_root, "1")
     # the new dataset cannot be put in place and the previous one cannot be moved back either
-    monkeypatch.setattr(common.os, "replace", fail_rename_of(".Dataset900_Pub.partial-", real=fail_rename_of("previous")))
+    monkeypatch.setattr(raw_writer.os, "replace", fail_rename_of(".Dataset900_Pub.partial-", real=fail_rename_of("previous")))
     with pytest.raises(DatasetError, match="previous dataset is kept in"):
         convert(raw_root, "2")
     backups = list(raw_root.glob(".Dataset900_Pub.old-*"))

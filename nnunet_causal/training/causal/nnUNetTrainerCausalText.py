@@ -18,10 +18,9 @@ What it adds to :class:`~nnunet_causal.training.text.nnUNetTrainerText.nnUNetTra
 Style descriptions for LAD describe the view the network actually sees: each case's domain record (site,
 scanner, modality, its ``style`` text), the descriptions of the confounders drawn for its counterfactual
 view (the *known* z) and words measured on the final view after every intervention (noise, contrast,
-sharpness; :func:`patch_style_words`), embedded as a bag of these parts (cached; see
-:meth:`~nnUNetTrainerCausalText.style_embeddings`), or ``style_captioner(image) -> str`` when a subclass
-sets one. A case
-without a domain record uses the rest (logged once). L_contrast gets each sample's known style as an extra
+sharpness; :mod:`~nnunet_causal.training.causal.style_words`, chosen on the device), embedded as a bag of
+these parts (cached; see :meth:`~nnUNetTrainerCausalText.style_embeddings`), or ``style_captioner(image) -> str``
+when a subclass sets one. A case without a domain record uses the rest (logged once). L_contrast gets each sample's known style as an extra
 negative. L_causal, L_contrast, L_LAD and the gate are logged per epoch (training log, the checkpoint's
 logging and ``progress_causal.png`` beside nnU-Net's ``progress.png``).
 
@@ -37,6 +36,8 @@ from torch.nn import functional as F
 
 from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original
 from nnunet_causal.training.causal.loss_logging import CausalLossLogging
+from nnunet_causal.training.causal.style_words import (MEASURED_WORDS, measured_word_index,
+                                                       patch_style_words)
 from nnunet_causal.training.gin.nnUNetTrainerGIN import check_now
 from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (CounterfactualMixin,
                                                                                label_map_for_simulators)
@@ -47,41 +48,6 @@ from nnunet_causal.training.causal_losses import (CausalLossWeights, class_fract
                                                   progressive_gate, total_causal_loss)
 from nnunet_causal.training.steps import device_context, optimizer_step, to_device
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
-
-
-def patch_style_words(x: torch.Tensor) -> List[str]:
-    """Per-sample style words measured on a normalised patch ``(B, C, *spatial)``.
-
-    noise: 1.4826 * MAD of the Laplacian / its noise gain (z-score units; < 0.15 low, > 0.4 high);
-    contrast: 99th - 1st percentile (z units; < 2.5 low, > 4.5 high);
-    sharpness: Laplacian std / noise (< 1.5 blurred). Thresholds are coarse on purpose: a few distinct
-    descriptions per domain keep the text-embedding cache small.
-    """
-    ndim = x.ndim - 2
-    b, c = x.shape[:2]
-    k = torch.zeros((1, 1) + (3,) * ndim, device=x.device, dtype=x.dtype)
-    centre = (0, 0) + (1,) * ndim
-    k[centre] = -2.0 * ndim
-    for d in range(ndim):
-        for off in (0, 2):
-            idx = [0, 0] + [1] * ndim
-            idx[2 + d] = off
-            k[tuple(idx)] = 1.0
-    lap = (F.conv3d if ndim == 3 else F.conv2d)(x.reshape(b * c, 1, *x.shape[2:]).float(), k.float())
-    lap = lap.reshape(b, -1)
-    gain = (4 * ndim * ndim + 2 * ndim) ** 0.5
-    med = lap.median(1, keepdim=True).values
-    noise = 1.4826 * (lap - med).abs().median(1).values / gain
-    flat = x.reshape(b, -1).float()
-    q = torch.quantile(flat[:, :: max(1, flat.shape[1] // 4096)], torch.tensor([0.01, 0.99], device=x.device), dim=1)
-    contrast = q[1] - q[0]
-    sharp = lap.std(1) / noise.clamp_min(1e-3)
-    words = []
-    for n, ct, sh in zip(noise.tolist(), contrast.tolist(), sharp.tolist()):
-        words.append(", ".join([("low" if n < 0.15 else "high" if n > 0.4 else "moderate") + " noise",
-                                ("low" if ct < 2.5 else "high" if ct > 4.5 else "moderate") + " contrast",
-                                "blurred" if sh < 1.5 else "sharp"]))
-    return words
 
 
 class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrainerText):
@@ -153,13 +119,10 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         else:
             nnUNetTrainerText.on_train_start(self)
 
-    def style_parts(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> List[List[str]]:
-        """The parts of each sample's style description of the view ``data`` the network sees: its domain
-        record (or "an image"), the descriptions of the confounders set on it (``known[b]``, its
-        counterfactual z) and the words measured on the view."""
-        measured = patch_style_words(data)
+    def _described_parts(self, keys, known: Optional[List[List[str]]]) -> List[List[str]]:
+        """The host-side parts of each description: the domain record (or "an image") and the known z."""
         parts = []
-        for b, (key, words) in enumerate(zip(keys, measured)):
+        for b, key in enumerate(keys):
             rec = self._domains.get(str(key))
             if rec is None:
                 if not self._warned_missing_domain:
@@ -169,22 +132,42 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
                 head = "an image"
             else:
                 head = f"{rec.get('modality', 'image')} from {rec.get('site') or rec['domain']}, {rec['style']}"
-            parts.append([head, *((known[b] if known is not None else None) or []), f"an image with {words}"])
+            parts.append([head, *((known[b] if known is not None else None) or [])])
         return parts
 
+    def style_parts(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> List[List[str]]:
+        """The parts of each sample's style description of the view ``data`` the network sees: its domain
+        record (or "an image"), the descriptions of the confounders set on it (``known[b]``, its
+        counterfactual z) and the words measured on the view (readable form; reads statistics to the host)."""
+        return [ps + [f"an image with {words}"]
+                for ps, words in zip(self._described_parts(keys, known), patch_style_words(data))]
+
+    def _measured_word_table(self, device: torch.device) -> torch.Tensor:
+        """(18, D) embeddings of every measured description (:data:`MEASURED_WORDS`), embedded once."""
+        table = getattr(self, "_measured_word_embeddings", None)
+        if table is None or table.device != device:
+            table = self._encoder.encode([f"an image with {w}" for w in MEASURED_WORDS]).to(device)
+            self._measured_word_embeddings = table
+        return table
+
     def style_embeddings(self, keys, data: torch.Tensor, known: Optional[List[List[str]]] = None) -> torch.Tensor:
-        """(B, D) unit-norm style embeddings. A description is a bag of parts (:meth:`style_parts`): its
-        embedding is the normalised mean of the parts' embeddings. Each part comes from a small finite set
-        (domains, dictionary entries, measured words), so after the first steps every part is served from the
-        embedding cache; embedding the joined sentence instead would meet a new text at nearly every step
-        (the combinations of drawn confounders) and run the text encoder on the CPU each time."""
+        """(B, D) unit-norm style embeddings, the normalised mean of the embeddings of the parts that
+        :meth:`style_parts` lists (a bag of parts). Each part comes from a small finite set (domains, dictionary
+        entries, the 18 measured descriptions), so every part is served from the embedding cache; embedding
+        the joined sentence instead would meet a new text at nearly every step (the combinations of drawn
+        confounders) and run the text encoder on the CPU each time. The measured part is chosen on the
+        device (:func:`measured_word_index`, a gather from :meth:`_measured_word_table`): no host sync."""
         if self.style_captioner is not None:
             return self._encoder.encode([self.style_captioner(d.detach().cpu().numpy()) for d in data])
-        parts = self.style_parts(keys, data, known)
-        unique = sorted({p for ps in parts for p in ps})
+        described = self._described_parts(keys, known)
+        unique = sorted({p for ps in described for p in ps})
         emb = self._encoder.encode(unique)
         index = {p: i for i, p in enumerate(unique)}
-        return F.normalize(torch.stack([emb[[index[p] for p in ps]].mean(0) for ps in parts]), dim=1)
+        host_sum = torch.stack([emb[[index[p] for p in ps]].sum(0) for ps in described])
+        measured = self._measured_word_table(data.device)[measured_word_index(data)]
+        counts = torch.tensor([len(ps) + 1 for ps in described], dtype=host_sum.dtype)[:, None]
+        return F.normalize((host_sum.to(data.device, non_blocking=True) + measured) /
+                           counts.to(data.device, non_blocking=True), dim=1)
 
     # ------------------------------------------------------------------ training step
     def _image_intervention(self, data: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch._dynamo import OptimizedModule
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_causal.data.raw_dataset import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
 from nnunet_causal.networks.builder import build_text_network
@@ -153,6 +154,15 @@ class nnUNetTrainerText(nnUNetTrainer):
     def validation_step(self, batch: dict) -> dict:
         with self.masked_prompts(batch):
             return super().validation_step(batch)
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a temporary file beside ``filename`` and renamed into place: a run
+        killed while it writes (kill -9, a node's time limit) leaves the previous ``checkpoint_latest.pth``
+        whole for ``--c`` instead of a truncated file that ``torch.load`` cannot read."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        with atomic_path(filename, suffix=".pth") as tmp:
+            super().save_checkpoint(tmp)
 
     def _build_loss(self):
         if self.label_manager.has_regions:
