@@ -1,0 +1,1 @@
+"""Test-time causal intervention (seed 000 TCI): command parsing, causal retrieval, learned decoder modulation."""
