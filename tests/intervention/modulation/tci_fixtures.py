@@ -30,3 +30,8 @@ def tiny_tci_setup(tmp_path: Path, trainer: str = "nnUNetTrainerText"):
     data = preprocess_tiny_dataset(raw, tmp_path / "preprocessed")
     model = make_model_folder(tmp_path, trainer)
     return model, data, raw
+
+
+def case_files(raw: Path, i: int = 6):
+    """The channel files of test case ``i`` of the tiny raw dataset."""
+    return [str(raw / "imagesTs" / f"tiny_{i:03d}_0000.png")]
