@@ -66,14 +66,17 @@ class CachingNetwork(nn.Module):
         self.decoder_calls = 0
         #: replay only: ``f(deepest feature before the bottleneck) -> deepest feature after it``
         self.bottleneck_override: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        #: replay only: take every ``stride``-th recorded call (the unmirrored one of each tile when the record
+        #: pass mirrored ``stride - 1`` times and the replay does not mirror)
+        self.stride = 1
 
     def start_record(self) -> None:
         self.mode, self.cache, self._cursor = "record", [], 0
 
-    def start_replay(self) -> None:
+    def start_replay(self, stride: int = 1) -> None:
         if not self.cache:
             raise RuntimeError("nothing cached: predict the case first")
-        self.mode, self._cursor = "replay", 0
+        self.mode, self._cursor, self.stride = "replay", 0, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.network
@@ -84,10 +87,11 @@ class CachingNetwork(nn.Module):
             skips = apply_bottleneck(net, skips)
             self.cache.append((skips, deepest))
         else:
-            if self._cursor >= len(self.cache):
-                raise RuntimeError(f"replay asked for call {self._cursor + 1} but only {len(self.cache)} were "
+            index = self._cursor * self.stride
+            if index >= len(self.cache):
+                raise RuntimeError(f"replay asked for call {index + 1} but only {len(self.cache)} were "
                                    f"recorded (the sliding window changed between prediction and edit)")
-            skips, deepest = self.cache[self._cursor]
+            skips, deepest = self.cache[index]
             if skips[0].shape[0] != x.shape[0] or skips[0].shape[2:] != x.shape[2:]:
                 raise RuntimeError("replayed features do not match the tile shape")
             self._cursor += 1

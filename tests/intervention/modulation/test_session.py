@@ -56,7 +56,11 @@ def test_edits_rerun_the_decoder_only_and_move_the_mask_the_right_way(trained, e
         logits = s.current_logits()[1]
         sizes[action] = int((logits > 0).sum())
         s.undo()
-    assert s.cached.encoder_calls == 4 and s.cached.decoder_calls == decoder_before + 3 * 4
+    # edits estimate their change on the unmirrored tile: the unmirrored base once, then one pass per edit
+    assert s.cached.encoder_calls == 4 and s.cached.decoder_calls == decoder_before + 1 + 3
+    s.edit_mirroring = True  # every mirrored pass replayed, as nnU-Net's TTA
+    s.apply([{"action": "expand", "target": ["lesion"], "strength": "strong"}])
+    assert s.cached.encoder_calls == 4 and s.cached.decoder_calls == decoder_before + 4 + 4
     base_logit_mask = int((s.base_logits[1] > 0).sum())
     assert sizes["expand"] > base_logit_mask > sizes["shrink"], (sizes, base_logit_mask, n0)
     assert sizes["remove"] < sizes["shrink"]
