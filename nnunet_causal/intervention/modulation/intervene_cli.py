@@ -9,6 +9,7 @@ drop more); the commands are replayed in order, so a list of ``-c`` is a reprodu
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -64,6 +65,28 @@ def write_outputs(session, out_folder, seg: Optional[np.ndarray] = None) -> dict
     return {"mask": str(mask_path), "sidecar": str(sidecar), "log": str(log)}
 
 
+def _confounders_and_style(model_folder: Path, first_file: str):
+    """The confounder names the parser may resolve to (the bottleneck's dictionary of causal models, else the
+    dataset's) and the case's style description from dataset.json ``domains`` (None if it has none)."""
+    from nnunet_causal.confounders.dictionary import confounders_for_dataset
+    from nnunet_causal.networks.text_plans import PLANS_KEY
+
+    dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
+    settings = json.loads((model_folder / "plans.json").read_text(encoding="utf-8")).get(PLANS_KEY) or {}
+    if "causal" in settings:
+        confounders = list(settings["causal"]["confounders"])
+    else:
+        try:
+            confounders = confounders_for_dataset(dataset_json)
+        except DatasetError:
+            confounders = None
+    ending = dataset_json.get("file_ending", "")
+    name = Path(first_file).name
+    case = name[:-len(ending) - 5] if ending and name.endswith(ending) else name.split(".")[0]
+    style = ((dataset_json.get("domains") or {}).get(case) or {}).get("style")
+    return confounders, style
+
+
 def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[str], out: str, fold: str = "0",
                   checkpoint: str = "checkpoint_final.pth", device: str = "cpu", undo: int = 0,
                   use_mirroring: bool = True, keep_others: str = "exact") -> dict:
@@ -83,14 +106,16 @@ def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[st
         raise DatasetError(f"case file(s) {', '.join(missing) or '(none given with -i)'} do not exist")
     check_model_folder(Path(model_folder), [parse_fold(fold)], checkpoint)
     vocabulary = vocabulary_from_model_folder(Path(model_folder))
-    parsed = [parse_command(c, vocabulary) for c in commands]  # cheap: fails before any prediction
+    confounders, style = _confounders_and_style(Path(model_folder), files[0])
+    # every command parsed before any prediction: a bad one fails fast, and it is parsed once only
+    parsed = [parse_command(c, vocabulary, confounders=confounders, style_description=style) for c in commands]
     needs_film = any(a.get("action") != "ignore_confounder" for p in parsed for a in p.get("actions") or [])
     session = InterventionSession(model_folder, fold, checkpoint, device, use_mirroring=use_mirroring,
                                   require_tci=needs_film, keep_others=keep_others)
-    session.load_case(list(files))
+    session.load_case(list(files), style_description=style)
     session.predict()
-    for c in commands:
-        edit = session.apply_command(c)
+    for c, p in zip(commands, parsed):
+        edit = session.apply(p, command=c)
         logger.info("'%s' -> %d action(s), voxels changed %s (%.3f s)", c, len(edit.actions), edit.voxels_changed,
                     edit.seconds)
     for _ in range(undo):
