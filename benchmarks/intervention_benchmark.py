@@ -179,6 +179,42 @@ COMMANDS = {"dilated": ("shrink", "shrink the {t}"), "eroded": ("expand", "expan
             "spurious island": ("remove", "remove the {t} in the {loc}")}
 
 
+#: name -> (keep_others, edit_mirroring)
+VARIANTS = {"default (exact others, unmirrored edit)": ("exact", False),
+            "learned others (raw modulated channels)": ("learned", False),
+            "mirrored edit (TTA replayed)": ("exact", True)}
+
+
+def report(variant: str, rows) -> None:
+    print(f"\n### {variant}: {len(rows) // len(ERRORS)} case x target pairs per error\n")
+    print("| error | command | improved (error shows) | improved (all) | mean Dice base -> edit | "
+          "max other loss (points) |")
+    print("|---|---|---|---|---|---|")
+    all_shown, all_improved, worst = 0, 0, 0.0
+    for error in ERRORS:
+        r = [x for x in rows if x["error"] == error]
+        s = [x for x in r if x["shows"]]
+        imp_s = sum(x["dice_edit"] > x["dice_base"] for x in s)
+        imp = sum(x["dice_edit"] > x["dice_base"] for x in r)
+        all_shown += len(s)
+        all_improved += imp_s
+        w = max(x["other_loss_points"] for x in r)
+        worst = max(worst, w)
+        print(f"| {error} | \"{COMMANDS[error][1]}\" | {imp_s}/{len(s)} ({100 * imp_s / max(1, len(s)):.0f}%) | "
+              f"{imp}/{len(r)} ({100 * imp / len(r):.0f}%) | {np.mean([x['dice_base'] for x in r]):.3f} -> "
+              f"{np.mean([x['dice_edit'] for x in r]):.3f} | {w:.2f} |")
+    print(f"| **all** | | {all_improved}/{all_shown} ({100 * all_improved / max(1, all_shown):.0f}%) | | | "
+          f"{worst:.2f} |")
+    e = np.array([x["edit_seconds"] for x in rows])
+    f = np.array([x["full_seconds"] for x in rows])
+    n = np.array([x["network_seconds"] for x in rows])
+    print("\n| median per case | edit (s) | full prediction (s) | sliding window only (s) | edit / full | "
+          "edit / sliding window | encoder calls in edits |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| | {np.median(e):.4f} | {np.median(f):.4f} | {np.median(n):.4f} | {np.median(e / f):.2f}x | "
+          f"{np.median(e / n):.2f}x | {sum(x['encoder_calls'] for x in rows)} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True)
@@ -188,7 +224,6 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--tci-steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep-others", default="exact", choices=("exact", "learned"))
     args = ap.parse_args(argv)
     work = Path(args.work).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -204,9 +239,13 @@ def main(argv=None) -> int:
 
     from nnunet_causal.intervention.modulation.train_tci import run_train_tci
     from nnunet_causal.intervention.modulation.session import InterventionSession
-    t0 = time.time()
-    tci = run_train_tci(model, "0", steps=args.tci_steps, progress=False, seed=args.seed)
-    print(f"train-tci: {args.tci_steps} steps in {time.time() - t0:.0f} s, final losses {tci['final_losses']}")
+    from nnunet_causal.intervention.modulation.weights import read_tci_settings
+    tci = read_tci_settings(model, 0)
+    if tci.get("steps") != args.tci_steps or tci.get("seed") != args.seed:
+        t0 = time.time()
+        tci = run_train_tci(model, "0", steps=args.tci_steps, progress=False, seed=args.seed)
+    print(f"train-tci: {tci['steps']} steps in {tci['seconds']:.0f} s, final losses "
+          + ", ".join(f"{k} {v:.3f}" for k, v in tci["final_losses"].items()))
     try:
         from nnunet_causal.intervention.commands import parse_command  # noqa: F401
         use_parser = True
@@ -216,9 +255,9 @@ def main(argv=None) -> int:
 
     from PIL import Image
     raw = work / "raw" / f"Dataset{args.dataset_id}_TCIBench"
-    session = InterventionSession(model, "0", keep_others=args.keep_others)
+    session = InterventionSession(model, "0")
     rng = np.random.default_rng(args.seed + 1)
-    rows, times = [], []
+    rows = []
     tmp = work / "cases"
     tmp.mkdir(exist_ok=True)
     from scipy import ndimage
@@ -245,57 +284,33 @@ def main(argv=None) -> int:
                     files = [str(path)]
                 session.load_case(files, case=case)
                 t1 = time.perf_counter()
-                session.predict()
-                base = session.segmentation()
+                base = session.predict()
                 t_full = session.timings["preprocess_seconds"] + time.perf_counter() - t1
                 action, text = COMMANDS[error]
                 command = text.format(t=PROMPTS[t_name][0], loc=loc)
-                if use_parser:
-                    edit = session.apply_command(command)
-                else:
-                    edit = session.apply([{"action": action, "target": [t_name], "strength": "moderate",
-                                           "location": loc}], command=command)
-                after = session.segmentation()
-                bm, am = session.structure_masks(base), session.structure_masks(after)
+                bm = session.structure_masks(base)
                 d_base = dice(bm[t_name], truth[t_name])
-                d_edit = dice(am[t_name], truth[t_name])
                 shows = d_base < 0.97 if error in ("missing part", "spurious island") else True
-                others = [dice(bm[n], truth[n]) - dice(am[n], truth[n]) for n in STRUCTURES if n != t_name]
-                rows.append({"case": case, "target": t_name, "error": error, "command": command,
-                             "actions": edit.actions, "dice_base": d_base, "dice_edit": d_edit, "shows": shows,
-                             "other_loss_points": 100 * max(others), "encoder_calls": edit.encoder_calls})
-                times.append({"edit": edit.seconds, "full": t_full,
-                              "network": session.timings["predict_seconds"]})
+                for variant, (keep, mirrored) in VARIANTS.items():
+                    session.keep_others, session.edit_mirroring = keep, mirrored
+                    if use_parser:
+                        edit = session.apply_command(command)
+                    else:
+                        edit = session.apply([{"action": action, "target": [t_name], "strength": "moderate",
+                                               "location": loc}], command=command)
+                    am = session.structure_masks(session.segmentation())
+                    d_edit = dice(am[t_name], truth[t_name])
+                    others = [dice(bm[n], truth[n]) - dice(am[n], truth[n]) for n in STRUCTURES if n != t_name]
+                    rows.append({"variant": variant, "case": case, "target": t_name, "error": error,
+                                 "command": command, "actions": edit.actions, "dice_base": d_base,
+                                 "dice_edit": d_edit, "shows": shows, "other_loss_points": 100 * max(others),
+                                 "encoder_calls": edit.encoder_calls, "edit_seconds": edit.seconds,
+                                 "full_seconds": t_full, "network_seconds": session.timings["predict_seconds"]})
+                    session.undo()
     (work / "intervention_rows.json").write_text(json.dumps(rows, indent=1, default=str))
 
-    print(f"\n{len(rows) // len(ERRORS)} case x target pairs per error ({args.keep_others} keep-others)\n")
-    print("| error | command | improved (error shows) | improved (all) | mean Dice base -> edit | "
-          "max other loss (points) |")
-    print("|---|---|---|---|---|---|")
-    all_shown, all_improved, worst = 0, 0, 0.0
-    for error in ERRORS:
-        r = [x for x in rows if x["error"] == error]
-        s = [x for x in r if x["shows"]]
-        imp_s = sum(x["dice_edit"] > x["dice_base"] for x in s)
-        imp = sum(x["dice_edit"] > x["dice_base"] for x in r)
-        all_shown += len(s)
-        all_improved += imp_s
-        w = max(x["other_loss_points"] for x in r)
-        worst = max(worst, w)
-        print(f"| {error} | \"{COMMANDS[error][1]}\" | {imp_s}/{len(s)} ({100 * imp_s / max(1, len(s)):.0f}%) | "
-              f"{imp}/{len(r)} ({100 * imp / len(r):.0f}%) | {np.mean([x['dice_base'] for x in r]):.3f} -> "
-              f"{np.mean([x['dice_edit'] for x in r]):.3f} | {w:.2f} |")
-    print(f"| **all** | | {all_improved}/{all_shown} ({100 * all_improved / max(1, all_shown):.0f}%) | | | "
-          f"{worst:.2f} |")
-    e = np.array([t["edit"] for t in times])
-    f = np.array([t["full"] for t in times])
-    n = np.array([t["network"] for t in times])
-    print("\n| timing per case (median s) | edit | full prediction | sliding window only | edit / full | "
-          "edit / sliding window |")
-    print("|---|---|---|---|---|---|")
-    print(f"| | {np.median(e):.4f} | {np.median(f):.4f} | {np.median(n):.4f} | {np.median(e / f):.2f}x | "
-          f"{np.median(e / n):.2f}x |")
-    print(f"encoder calls during edits: {sum(x['encoder_calls'] for x in rows)}")
+    for variant in VARIANTS:
+        report(variant, [r for r in rows if r["variant"] == variant])
     print("targets: improved >= 80%, other structures lose <= 1 point, edit <= 0.25x a full prediction")
     return 0
 

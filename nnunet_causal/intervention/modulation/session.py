@@ -164,7 +164,7 @@ class InterventionSession:
         self.base_logits = self._sliding_window()
         self.timings["predict_seconds"] = time.perf_counter() - t0
         self.history, self._replay_base = [], None
-        self._seg = self.segmentation()
+        self._seg = self._base_seg = self.segmentation()
         return self._seg
 
     def _mirror_count(self) -> int:
@@ -268,7 +268,7 @@ class InterventionSession:
         if not self.history:
             return None
         edit = self.history.pop()
-        self._seg = None
+        self._seg = None if self.history else self._base_seg
         for entry in reversed(self.log):
             if entry["command"] == edit.command and not entry["undone"] and entry["actions"] == edit.actions:
                 entry["undone"] = True
