@@ -224,6 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--tci-steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N test cases")
     args = ap.parse_args(argv)
     work = Path(args.work).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -261,7 +262,7 @@ def main(argv=None) -> int:
     tmp = work / "cases"
     tmp.mkdir(exist_ok=True)
     from scipy import ndimage
-    for img_path in sorted((raw / "imagesTs").glob("*_0000.png")):
+    for img_path in sorted((raw / "imagesTs").glob("*_0000.png"))[:args.max_cases]:
         case = img_path.name[:-len("_0000.png")]
         img = np.array(Image.open(img_path))
         gt = np.array(Image.open(raw / "labelsTs" / f"{case}.png"))
