@@ -1,0 +1,160 @@
+"""``nnunet_causal intervene``: correct one case's prediction with natural-language commands.
+
+Writes into ``-o``: ``CASE<file ending>`` (the edited label map, nnU-Net's format and geometry),
+``CASE.prompts.json`` (the per-prompt sidecar of ``nnUNetv2_predict_text``: one record per trained structure
+with its voxel count and peak probability after the edits) and ``CASE.edits.json`` (every command, what the
+parser made of it, the retrieved causes / reasons, the structures each action touched and the voxels that
+changed per structure), all atomically. ``--undo`` drops the last command's edit before writing (repeat it to
+drop more); the commands are replayed in order, so a list of ``-c`` is a reproducible edit script.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.errors import DatasetError, PromptError
+
+logger = logging.getLogger(__name__)
+MAX_COMMAND_CHARS = 1000
+
+
+def _check_command(command: str) -> None:
+    if not command or not command.strip():
+        raise PromptError("empty command (-c)")
+    if len(command) > MAX_COMMAND_CHARS:
+        raise PromptError(f"command of {len(command)} characters is longer than {MAX_COMMAND_CHARS}")
+
+
+def write_outputs(session, out_folder, seg: Optional[np.ndarray] = None) -> dict:
+    """Write the label map, the sidecar and the edit log of the session's case; returns their paths."""
+    p = session.predictor
+    out = Path(out_folder)
+    out.mkdir(parents=True, exist_ok=True)
+    ending = p.dataset_json["file_ending"]
+    seg = session.segmentation() if seg is None else seg
+    rw = p.plans_manager.image_reader_writer_class()
+    mask_path = out / f"{session.case}{ending}"
+    with atomic_path(mask_path) as tmp:
+        rw.write_seg(seg, tmp, session.properties)
+    logits = session.current_logits().float()
+    masks = session.structure_masks(seg)
+    base_masks = session.structure_masks(session.segmentation(session.base_logits))
+    lm = p.label_manager
+    records = []
+    for k, name in enumerate(session.structures):
+        peak = torch.sigmoid(logits[k + session.offset].amax()).item()
+        records.append({"prompt": name, "label_value": lm.label_dict[name], "terms": [name], "source": "trained",
+                        "trained_structures": [name], "voxel_count": int(masks[name].sum()),
+                        "max_probability": round(float(peak), 6),
+                        "voxels_changed_by_edits": int((masks[name] != base_masks[name]).sum())})
+    sidecar = out / f"{session.case}.prompts.json"
+    write_json_atomic(sidecar, {"case": session.case, "prompts": records, "edited": bool(session.history)})
+    log = out / f"{session.case}.edits.json"
+    write_json_atomic(log, {
+        "case": session.case, "model": str(session.model_folder), "fold": session.fold,
+        "tci_weights": session.tci_settings or None, "timings": {k: round(v, 4) for k, v in session.timings.items()},
+        "edits": session.log, "applied": len(session.history),
+        "voxels_changed_total": {n: int((masks[n] != base_masks[n]).sum()) for n in session.structures}})
+    return {"mask": str(mask_path), "sidecar": str(sidecar), "log": str(log)}
+
+
+def _confounders_and_style(model_folder: Path, first_file: str):
+    """The confounder names the parser may resolve to (the bottleneck's dictionary of causal models, else the
+    dataset's) and the case's style description from dataset.json ``domains`` (None if it has none)."""
+    from nnunet_causal.confounders.dictionary import confounders_for_dataset
+    from nnunet_causal.networks.text_plans import PLANS_KEY
+
+    dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
+    settings = json.loads((model_folder / "plans.json").read_text(encoding="utf-8")).get(PLANS_KEY) or {}
+    if "causal" in settings:
+        confounders = list(settings["causal"]["confounders"])
+    else:
+        try:
+            confounders = confounders_for_dataset(dataset_json)
+        except DatasetError:
+            confounders = None
+    ending = dataset_json.get("file_ending", "")
+    name = Path(first_file).name
+    case = name[:-len(ending) - 5] if ending and name.endswith(ending) else name.split(".")[0]
+    style = ((dataset_json.get("domains") or {}).get(case) or {}).get("style")
+    return confounders, style
+
+
+def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[str], out: str, fold: str = "0",
+                  checkpoint: str = "checkpoint_final.pth", device: str = "cpu", undo: int = 0,
+                  use_mirroring: bool = True, keep_others: str = "exact") -> dict:
+    """The whole command as a plain function: parse every command first, then predict, edit and write."""
+    from nnunet_causal.intervention.commands import parse_command
+    from nnunet_causal.intervention.modulation.frozen_model import parse_fold
+    from nnunet_causal.intervention.modulation.session import InterventionSession
+    from nnunet_causal.text.vocabulary import vocabulary_from_model_folder
+    from nnunet_causal.inference.model_folder import check_model_folder
+
+    if not commands:
+        raise PromptError("give at least one command with -c")
+    for c in commands:
+        _check_command(c)
+    missing = [f for f in files if not os.path.isfile(f)]
+    if not files or missing:
+        raise DatasetError(f"case file(s) {', '.join(missing) or '(none given with -i)'} do not exist")
+    check_model_folder(Path(model_folder), [parse_fold(fold)], checkpoint)
+    vocabulary = vocabulary_from_model_folder(Path(model_folder))
+    confounders, style = _confounders_and_style(Path(model_folder), files[0])
+    # every command parsed before any prediction: a bad one fails fast, and it is parsed once only
+    parsed = [parse_command(c, vocabulary, confounders=confounders, style_description=style) for c in commands]
+    needs_film = any(a.get("action") != "ignore_confounder" for p in parsed for a in p.get("actions") or [])
+    session = InterventionSession(model_folder, fold, checkpoint, device, use_mirroring=use_mirroring,
+                                  require_tci=needs_film, keep_others=keep_others)
+    session.load_case(list(files), style_description=style)
+    session.predict()
+    for c, p in zip(commands, parsed):
+        edit = session.apply(p, command=c)
+        logger.info("'%s' -> %d action(s), voxels changed %s (%.3f s)", c, len(edit.actions), edit.voxels_changed,
+                    edit.seconds)
+    for _ in range(undo):
+        if session.undo() is None:
+            logger.warning("--undo: no edit left to undo")
+            break
+    return write_outputs(session, out)
+
+
+def _run(args) -> int:
+    paths = run_intervene(args.i, args.m, args.c, args.o, args.f, args.chk, args.device, args.undo,
+                          not args.disable_tta, args.keep_others)
+    print(f"wrote {paths['mask']}, {paths['sidecar']}, {paths['log']}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "intervene", help="edit one case's segmentation with natural-language commands (test-time intervention)",
+        description="Predict one case with a trained text model, then apply each command (-c, in order): "
+                    "expand / shrink / remove / add a structure through the learned decoder modulation (cached "
+                    "encoder features, decoder-only re-runs; weights from `nnunet_causal train-tci`), or ignore a "
+                    "named confounder (bottleneck do-operation for causal models, else the image inverse of its "
+                    "simulator). Writes the edited mask, CASE.prompts.json and CASE.edits.json.",
+        epilog="Examples:\n"
+               "  nnunet_causal intervene -i case_0000.png -m MODEL -c \"make the polyp slightly larger\" -o out\n"
+               "  nnunet_causal intervene -i ct_0000.nii.gz -m MODEL -c \"remove the spleen\" "
+               "-c \"ignore the metal artefact\" --undo -o out",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("-i", nargs="+", required=True, help="the case's channel files (CASE_0000<ending> ...)")
+    p.add_argument("-m", required=True, help="trained model folder (…/TRAINER__PLANS__CONFIG)")
+    p.add_argument("-c", action="append", required=True, help="a command; repeat for several, applied in order")
+    p.add_argument("-o", required=True, help="output folder")
+    p.add_argument("-f", default="0", help="fold (default 0)")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name (default checkpoint_final.pth)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    p.add_argument("--undo", type=int, nargs="?", const=1, default=0,
+                   help="undo the last N commands' edits before writing (default 1 when given)")
+    p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, as nnUNetv2_predict's flag)")
+    p.add_argument("--keep-others", default="exact", choices=("exact", "learned"),
+                   help="exact: other structures keep their logits (default); learned: the generator's output")
+    p.set_defaults(func=_run)
