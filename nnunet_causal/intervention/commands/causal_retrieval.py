@@ -167,9 +167,11 @@ def resolve_confounder(command: str, style: Optional[str] = None, confounders=No
     words = _content_words(f"{command} {style or ''}")
     asked = {w for p in best.command_terms + best.style_terms for w in p.split()}
 
-    def fit(e: DictionaryEntry) -> tuple:  # see the module docstring
-        own = {w for p in best.cause.matched_terms(e.description) for w in p.split()}
-        return len(own & asked), bool(own), -len(own - asked), len(_content_words(e.description) & words)
+    def fit(e: DictionaryEntry) -> tuple:  # see the module docstring; an entry that also sets confounders
+        own = {w for p in best.cause.matched_terms(e.description) for w in p.split()}  # the cause does not
+        extra = len(set(e.simulators) - set(best.cause.simulators)) if best.cause.simulators else 0  # explain
+        return (len(own & asked), bool(own), -extra, -len(own - asked),        # is a worse reading of it
+                len(_content_words(e.description) & words))
     entry = max(best.entries, key=fit)
     effect = best.cause.effect_of(best.command_terms + best.style_terms)
     if best.command_terms:

@@ -26,8 +26,8 @@ def test_command_set_accuracy_at_least_90_percent(name, at_least):
     cases = load_command_set(DATA / name)
     assert len(cases) >= at_least
     vocab = load_vocabulary("all")
-    wrong = [(c.command, what) for c in cases
-             if not check_case(c, lambda t, s: parse_command(t, vocab, style_description=s))[0]]
+    checked = [(c, check_case(c, lambda t, s: parse_command(t, vocab, style_description=s))) for c in cases]
+    wrong = [(c.command, what) for c, (ok, what) in checked if not ok]
     assert {"expand", "shrink", "remove", "add", "strength", "laterality", "confounder", "multi_action",
             "refusal", "question"} <= {c.category for c in cases}
     assert len(wrong) <= 0.1 * len(cases), wrong

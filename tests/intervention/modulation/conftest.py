@@ -23,7 +23,9 @@ def trained(tmp_path_factory):
         before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
         result = run_train_tci(model, "0", steps=60, preprocessed=str(data), progress=False, lr=3e-3)
         assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before, "train-tci must not touch the checkpoint"
-        yield model, data, raw, result
+    # the patches end here: a package-scoped patch would outlive this folder's tests (pytest gives a folder
+    # without __init__.py the session as its package) and hand the fake encoder to every later test
+    return model, data, raw, result
 
 
 @pytest.fixture
