@@ -36,12 +36,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lodo_benchmark import bin_, run  # noqa: E402  (the same subprocess helpers)
 
 PLANS = "nnUNetPlans_CPU16"
 TRAINER = "nnUNetTrainerText_CPUDemo"
@@ -98,17 +100,6 @@ def write_dataset(raw: Path, n_train: int, n_test: int, size: int, seed: int) ->
                        prompts=PROMPTS, imaging_family="endoscopy")
 
 
-def run(cmd, env, log):
-    with open(log, "a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
-    if r.returncode:
-        raise RuntimeError(f"failed: {' '.join(cmd)} (see {log})")
-
-
-def bin_(name):
-    return str(Path(sys.executable).parent / name)
 
 
 def prepare_model(work: Path, args, env, log) -> Path:
