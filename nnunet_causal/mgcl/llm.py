@@ -7,11 +7,9 @@ with JSON following :data:`SCHEMA_TEXT`::
 
 Backends:
 
-* an **OpenAI-compatible HTTP endpoint** (``POST {url}/chat/completions``, ``temperature 0``), called with
-  :mod:`urllib` and a timeout; URL and model from the arguments or ``$nnUNet_causal_llm_url`` /
-  ``$nnUNet_causal_llm_model`` (an ``$nnUNet_causal_llm_api_key`` is sent as a bearer token if set);
-* a **local transformers folder** (``AutoModelForCausalLM``; chat template when the tokenizer has one,
-  greedy decoding).
+* an **OpenAI-compatible HTTP endpoint** or a **local transformers folder**, through the package's one LLM
+  client (:mod:`nnunet_causal.text.llm_client`; URL and model from the arguments or
+  ``$NNUNET_CAUSAL_LLM_URL`` / ``$NNUNET_CAUSAL_LLM_MODEL``, key ``$NNUNET_CAUSAL_LLM_API_KEY``).
 
 An unreachable endpoint, an HTTP error or an answer that is not JSON of this schema is a
 :class:`~nnunet_causal.errors.TextEncoderError` (one message, nothing written). Single captions that fail
@@ -22,18 +20,14 @@ substring filter, :func:`~nnunet_causal.mgcl.captions.names_its_structure`) -- a
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import urllib.error
-import urllib.request
 from typing import Dict, List, Optional
 
 from nnunet_causal.errors import TextEncoderError
 from nnunet_causal.mgcl.captions import Caption, names_its_structure
+from nnunet_causal.text.llm_client import URL_VARIABLE, HttpChatClient, LocalChatModel, endpoint_from_environment
 from nnunet_causal.text.vocabulary import Vocabulary
 
-URL_VARIABLE, MODEL_VARIABLE, KEY_VARIABLE = "nnUNet_causal_llm_url", "nnUNet_causal_llm_model", "nnUNet_causal_llm_api_key"
 SCHEMA_TEXT = ('{"captions": [{"structure": <one of the given structure names>, "caption": <one short sentence '
                'about that structure, taken from the report>, "absent": <true if the report says the structure '
                'is not there>}]}')
@@ -83,69 +77,27 @@ class LLMExtractor:
 
     def __init__(self, vocabulary: Vocabulary, url: Optional[str] = None, model: Optional[str] = None,
                  folder: Optional[str] = None, timeout_s: float = 60.0, max_new_tokens: int = 512):
-        self.vocabulary, self.timeout_s, self.max_new_tokens = vocabulary, float(timeout_s), max_new_tokens
-        self.url = (url or os.environ.get(URL_VARIABLE, "")).rstrip("/") if not folder else ""
-        self.model = model or os.environ.get(MODEL_VARIABLE, "")
+        self.vocabulary = vocabulary
         self.folder = folder
-        if not self.folder and not self.url:
+        if folder:
+            self.client = LocalChatModel(folder, max_new_tokens, error=TextEncoderError)
+        elif url or endpoint_from_environment():
+            self.client = HttpChatClient(url, model, timeout_s, error=TextEncoderError)
+        else:
             raise TextEncoderError(f"the LLM extractor needs an endpoint (--llm-url or ${URL_VARIABLE}) or a local "
                                    f"transformers folder (--llm-folder)")
-        if self.url and not self.model:
-            raise TextEncoderError(f"the LLM endpoint {self.url} needs a model name (--llm-model or ${MODEL_VARIABLE})")
         self.structures = sorted(set(vocabulary.labels.values()) or set(vocabulary.terms))
         self.dropped: Dict[str, int] = {}
-        self._local = None
 
     @property
     def id(self) -> str:
         """Names the backend and model; keys the caption cache."""
-        return f"llm:{self.folder}" if self.folder else f"llm:{self.url}#{self.model}"
-
-    # ------------------------------------------------------------------ backends
-    def _ask_http(self, messages: List[dict]) -> str:
-        payload = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get(KEY_VARIABLE):
-            headers["Authorization"] = f"Bearer {os.environ[KEY_VARIABLE]}"
-        request = urllib.request.Request(f"{self.url}/chat/completions", payload, headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                body = response.read().decode("utf-8")
-        except urllib.error.HTTPError as e:
-            raise TextEncoderError(f"LLM endpoint {self.url} answered HTTP {e.code} ({e.reason})") from e
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-            raise TextEncoderError(f"LLM endpoint {self.url} is unreachable ({getattr(e, 'reason', e)}; timeout "
-                                   f"{self.timeout_s:g} s)") from e
-        try:
-            return json.loads(body)["choices"][0]["message"]["content"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-            raise TextEncoderError(f"LLM endpoint {self.url} answered off-schema (not an OpenAI chat completion: "
-                                   f"{body[:120]!r})") from e
-
-    def _ask_local(self, messages: List[dict]) -> str:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        if self._local is None:
-            try:
-                tok = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-                lm = AutoModelForCausalLM.from_pretrained(self.folder, local_files_only=True).eval()
-            except (OSError, ValueError) as e:
-                raise TextEncoderError(f"cannot load the LLM from {self.folder}: {e}") from e
-            self._local = (tok, lm)
-        tok, lm = self._local
-        if getattr(tok, "chat_template", None):
-            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            prompt = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant: "
-        import torch
-        ids = tok(prompt, return_tensors="pt")
-        with torch.inference_mode():
-            out = lm.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return f"llm:{self.client.id}"
 
     # ------------------------------------------------------------------ extraction
     def extract(self, report: str) -> List[Caption]:
         messages = build_messages(report, self.structures)
-        answer = self._ask_local(messages) if self.folder else self._ask_http(messages)
+        answer = self.client.complete(messages)
         out = []
         for item in parse_answer(answer, f"LLM {self.id}"):
             structure, text = item["structure"].strip(), item["caption"].strip()

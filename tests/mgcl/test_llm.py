@@ -1,8 +1,6 @@
 """The LLM extractor against a local OpenAI-compatible stub: schema parsing, the filter, bad endpoints."""
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -10,30 +8,16 @@ from nnunet_causal.errors import TextEncoderError
 from nnunet_causal.mgcl.llm import LLMExtractor
 from nnunet_causal.synthetic.ct3d import LABELS, PROMPTS
 from nnunet_causal.text.vocabulary import vocabulary_from_labels
+from tests.text.fake_llm import FakeLLM
 
 VOCAB = vocabulary_from_labels(LABELS, PROMPTS)
 
 
 def serve(answer: str):
-    """A chat-completions stub answering ``answer``; returns (url, server, received requests)."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server API
-            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}/v1", server, received
+    """The shared chat-completions stub answering ``answer``; returns (url, server, received requests)."""
+    fake = FakeLLM()
+    fake.answers.append(answer)
+    return fake.url, fake, fake.requests
 
 
 def test_answers_are_parsed_and_captions_that_miss_their_organ_are_dropped_and_counted():
@@ -48,7 +32,7 @@ def test_answers_are_parsed_and_captions_that_miss_their_organ_are_dropped_and_c
         ex = LLMExtractor(VOCAB, url=url, model="stub-model", timeout_s=5)
         caps = ex.extract("Liver enlarged. Status post cholecystectomy.")
     finally:
-        server.shutdown()
+        server.close()
     assert [(c.structure, c.negated, c.source) for c in caps] == [("liver", False, "llm"), ("gallbladder", True, "llm")]
     assert ex.dropped == {"does not name its structure": 2, "unknown structure": 1}
     path, request = received[0]
@@ -62,7 +46,7 @@ def test_off_schema_and_unreachable_endpoints_are_one_clear_error():
         with pytest.raises(TextEncoderError, match="answered off-schema"):
             LLMExtractor(VOCAB, url=url, model="m", timeout_s=5).extract("Liver normal.")
     finally:
-        server.shutdown()
+        server.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]          # closed again: nothing listens there

@@ -1,6 +1,8 @@
 """Trainer variants of the session-4 cue experiments (benchmarks/RESULTS_cpu.md); dictionaries in the folder above."""
 from pathlib import Path
 
+import torch
+
 from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import nnUNetTrainerCounterfactual
 from nnunet_causal.training.schedules import CPULongSchedule
 
@@ -55,3 +57,20 @@ class ExpCausal_J5(CPULongSchedule, nnUNetTrainerCausalText):
             self.dataset_json.pop("confounder_dictionary")
             return s
         return self._cf_sampler
+
+
+class _Steps2000:
+    """80 epochs x 25 iterations (2000 steps): twice the benchmark's budget."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 80
+
+
+class ExpCausal_J5_2k(_Steps2000, ExpCausal_J5):
+    pass
+
+
+class ExpCausal_J35_2k(_Steps2000, ExpCausal_J5):
+    counterfactual_label_aware_probability = 0.35

@@ -9,30 +9,24 @@ answer must be one JSON object that passes :func:`~.schema.validate_actions` -- 
 with the project's resolver (an unknown one is an error), and every confounder must be a dictionary entry
 or is retrieved from the knowledge base (:mod:`.causal_retrieval`). ``command`` is always the user's text.
 
-Endpoint and model come from arguments or ``NNUNET_CAUSAL_LLM_URL`` / ``NNUNET_CAUSAL_LLM_MODEL``
-(``NNUNET_CAUSAL_LLM_API_KEY``, if set, is sent as a bearer token). The URL is the API base
-(``http://host:8000/v1``) or the full ``.../chat/completions`` address; requests use ``urllib`` with a
-timeout (default 20 s), and an unreachable endpoint is a :class:`PromptError` within it.
+The transport is the package's one LLM client (:mod:`nnunet_causal.text.llm_client`: endpoint, model and key
+from arguments or ``NNUNET_CAUSAL_LLM_URL`` / ``_MODEL`` / ``_API_KEY``); here its failures are a
+:class:`PromptError` within the timeout (default 20 s).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socket
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import List, Optional
 
 from nnunet_causal.errors import PromptError
 from nnunet_causal.intervention.commands.schema import ACTIONS, PARSE_SCHEMA, STRENGTHS, check_command_text
+from nnunet_causal.text.llm_client import (URL_VARIABLE, HttpChatClient, LocalChatModel,  # noqa: F401 (re-export)
+                                           endpoint_from_environment)
 
 logger = logging.getLogger(__name__)
 
-URL_VARIABLE, MODEL_VARIABLE = "NNUNET_CAUSAL_LLM_URL", "NNUNET_CAUSAL_LLM_MODEL"
-KEY_VARIABLE = "NNUNET_CAUSAL_LLM_API_KEY"
 DEFAULT_TIMEOUT = 20.0
 _EXAMPLES = [
     ("shrink the liver a bit and remove the spleen",
@@ -51,80 +45,19 @@ _EXAMPLES = [
 ]
 
 
-class HttpChatBackend:
-    """An OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp server, Ollama, ...)."""
+class HttpChatBackend(HttpChatClient):
+    """An OpenAI-compatible ``/chat/completions`` endpoint (:class:`~nnunet_causal.text.llm_client.HttpChatClient`)."""
 
     def __init__(self, url: Optional[str] = None, model: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT):
-        url = url or os.environ.get(URL_VARIABLE, "").strip()
-        model = model or os.environ.get(MODEL_VARIABLE, "").strip()
-        if not url:
-            raise PromptError(f"no LLM endpoint: pass --llm-url or set {URL_VARIABLE} (or use the offline parser)")
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise PromptError(f"LLM endpoint '{url}' is not an http(s) URL")
-        if not model:
-            raise PromptError(f"no LLM model name: pass --llm-model or set {MODEL_VARIABLE}")
-        if timeout <= 0:
-            raise PromptError(f"LLM timeout must be positive, got {timeout}")
-        self.url = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
-        self.model, self.timeout = model, float(timeout)
-
-    def complete(self, messages: List[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(KEY_VARIABLE, "").strip()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read(1_000_000)
-        except urllib.error.HTTPError as e:
-            raise PromptError(f"LLM endpoint {self.url} answered HTTP {e.code} ({e.reason})") from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise PromptError(f"LLM endpoint {self.url} unreachable within {self.timeout:g} s ({reason}); the offline "
-                              f"parser works without it (leave out --llm-url)") from None
-        try:
-            return json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
-            raise PromptError(f"LLM endpoint {self.url} did not answer in the chat-completions format "
-                              f"(choices[0].message.content): {raw[:200]!r}") from None
+        super().__init__(url, model, timeout, error=PromptError,
+                         unreachable_hint="; the offline parser works without it (leave out --llm-url)")
 
 
-class TransformersBackend:
-    """A local causal-LM folder (``config.json`` + weights + tokenizer), loaded once, greedy decoding."""
+class TransformersBackend(LocalChatModel):
+    """A local causal-LM folder (:class:`~nnunet_causal.text.llm_client.LocalChatModel`)."""
 
     def __init__(self, folder: str, max_new_tokens: int = 320, device: str = "cpu"):
-        path = Path(folder)
-        if not (path.is_dir() and (path / "config.json").is_file()):
-            raise PromptError(f"local LLM folder {path} does not exist or has no config.json")
-        self.folder, self.max_new_tokens, self.device = path, max_new_tokens, device
-        self._model = self._tokenizer = None
-
-    def _load(self):
-        if self._model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            try:
-                self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-                model = AutoModelForCausalLM.from_pretrained(str(self.folder), local_files_only=True)
-                self._model = model.to(self.device)
-            except (OSError, ValueError) as e:
-                raise PromptError(f"cannot load the local LLM in {self.folder}: {e}") from None
-            self._model.eval()
-        return self._model, self._tokenizer
-
-    def complete(self, messages: List[dict]) -> str:
-        import torch
-        model, tok = self._load()
-        if getattr(tok, "chat_template", None):
-            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            prompt = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
-        ids = tok(prompt, return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        super().__init__(folder, max_new_tokens, device, error=PromptError)
 
 
 def make_backend(llm_url: Optional[str] = None, llm_model: Optional[str] = None, llm_local: Optional[str] = None,
@@ -132,7 +65,7 @@ def make_backend(llm_url: Optional[str] = None, llm_model: Optional[str] = None,
     """The backend the arguments / environment ask for, or None (the offline parser)."""
     if llm_local:
         return TransformersBackend(llm_local)
-    if llm_url or os.environ.get(URL_VARIABLE, "").strip():
+    if llm_url or endpoint_from_environment():
         return HttpChatBackend(llm_url, llm_model, timeout)
     return None
 

@@ -3,9 +3,7 @@ re-grounding, timeouts, unreachable endpoints, injection never sent; a tiny loca
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,37 +11,7 @@ from nnunet_causal.errors import PromptError
 from nnunet_causal.intervention.commands import parse_command
 from nnunet_causal.intervention.commands.llm_backends import HttpChatBackend, TransformersBackend, make_backend
 from nnunet_causal.text.vocabulary import vocabulary_from_labels
-
-
-class FakeLLM:
-    """A local /v1/chat/completions server answering from a script (content strings, or ints = HTTP status)."""
-
-    def __init__(self):
-        self.answers, self.requests, self.delay = [], [], 0.0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                fake.requests.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                time.sleep(fake.delay)
-                answer = fake.answers.pop(0)
-                if isinstance(answer, int):
-                    self.send_response(answer)
-                    self.end_headers()
-                    return
-                body = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from tests.text.fake_llm import FakeLLM
 
 
 @pytest.fixture
