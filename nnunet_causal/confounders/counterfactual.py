@@ -76,6 +76,7 @@ class CounterfactualSampler:
                     break
             else:
                 self.groups.append([i])
+        self.member_weights = [torch.tensor([self.entries[i].weight for i in g], dtype=torch.float) for g in self.groups]
         self.frame, self.probability, self.group_probability = frame, probability, group_probability
         self.max_entries = max_entries
         self.prefer_label_aware = label_aware_probability is not None
@@ -106,7 +107,8 @@ class CounterfactualSampler:
             chosen = []
             for g in take.tolist():
                 members = self.groups[g]
-                chosen.append(members[int(torch.randint(len(members), (), generator=generator))])
+                pick = torch.multinomial(self.member_weights[g], 1, generator=generator)
+                chosen.append(members[int(pick)])
             out.append(sorted(chosen))
         return out
 

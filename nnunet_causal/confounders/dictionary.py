@@ -15,8 +15,11 @@ header form one group each.
 Left of ``::`` is the description (embedded by the text encoder for the confounder bottleneck and LAD);
 right of it one or more simulator calls joined by ``+``, each ``name`` or ``name(param=lo..hi, param=v)``
 (a single value means ``v..v``). Names come from :data:`nnunet_causal.confounders.registry.SIMULATORS`;
-parameters must lie within the simulator's bounds. A line without ``::`` is a text-only confounder (it
-acts on features, not on images). The shipped files are ``resources/confounders/{endoscopy,ct,mri}.txt``;
+parameters must lie within the simulator's bounds. A trailing ``@weight=w`` (w > 0, default 1) makes an
+entry w times as likely as a weight-1 entry when a counterfactual view draws from its kind (our addition to
+MCDRL's dictionary: the session-4 cue experiments found that views breaking *all* of a lesion's redundant
+cues at once teach shape, so such a joint entry is drawn more often). A line without ``::`` is a text-only
+confounder (it acts on features, not on images). The shipped files are ``resources/confounders/{endoscopy,ct,mri}.txt``;
 dataset.json ``"confounder_dictionary"`` points at a user's own file.
 """
 from __future__ import annotations
@@ -36,6 +39,7 @@ FAMILIES = ("endoscopy", "ct", "mri")
 _MRI = re.compile(r"\b(t1|t1w|t1ce|t1c|t1gd|t2|t2w|flair|adc|dwi|mr|mri|pd|swi|spir|dual|in.?phase|opp)\b", re.I)
 _CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_WEIGHT = re.compile(rf"\s@\s*weight\s*=\s*(\S*)\s*$")
 _ARG = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*({_NUM})\s*(?:\.\.\s*({_NUM}))?\s*$")
 
 
@@ -47,6 +51,7 @@ class ConfounderEntry:
     source: str
     line: int
     group: str = ""
+    weight: float = 1.0
 
     @property
     def where(self) -> str:
@@ -90,6 +95,23 @@ def _parse_calls(spec: str, where: str) -> Tuple[Simulator, ...]:
     return tuple(calls)
 
 
+def _parse_weight(spec: str, where: str, strict: bool = True) -> Tuple[float, str]:
+    """``(weight, spec without it)`` for a trailing ``@weight=w``; 1 when there is none."""
+    m = _WEIGHT.search(" " + spec)
+    if not m:
+        if strict and "@" in spec:
+            raise DatasetError(f"{where}: cannot read '{spec[spec.index('@'):].strip()}' (expected a trailing "
+                               f"@weight=w with w > 0)")
+        return 1.0, spec
+    try:
+        weight = float(m.group(1))
+    except ValueError:
+        weight = float("nan")
+    if not weight > 0 or weight == float("inf"):
+        raise DatasetError(f"{where}: entry weight '{m.group(1)}' must be a positive number (@weight=w)")
+    return weight, (" " + spec)[:m.start()]
+
+
 def _split_plus(spec: str) -> List[str]:
     """Split on '+' outside parentheses (a '+' inside a number such as 1e+3 stays)."""
     parts, depth, cur = [], 0, ""
@@ -125,8 +147,12 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
                 raise DatasetError(f"{path}, line {no}: empty group name '[]'")
             continue
         description, _, spec = body.partition("::")
-        description = description.strip()
         where = f"{path}, line {no}"
+        if "::" in body:
+            weight, spec = _parse_weight(spec, where)
+        else:
+            weight, description = _parse_weight(description, where, strict=False)
+        description = description.strip()
         if not description:
             raise DatasetError(f"{where}: no description before '::'")
         key = " ".join(description.lower().split())
@@ -135,7 +161,7 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
         seen[key] = no
         sims = _parse_calls(spec, where) if "::" in body else ()
         entries.append(ConfounderEntry(description, sims, str(path), no,
-                                       group if group is not None else f"line {no}"))
+                                       group if group is not None else f"line {no}", weight))
     if not entries:
         raise DatasetError(f"{path}: no confounder descriptions (every line is empty or a comment)")
     return entries

@@ -81,6 +81,19 @@ def test_label_aware_kinds_can_be_drawn_more_often():
         CounterfactualSampler(entries, RGB, 2, 3, label_aware_probability=1.5)
 
 
+def test_entry_weights_set_how_often_an_entry_of_its_kind_is_drawn(tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("[look]\nplain :: exposure(gain=1.2)\nheavy :: sensor_noise @weight=3\n", encoding="utf-8")
+    entries = load_confounder_entries(str(f))
+    drawn = CounterfactualSampler(entries, RGB, 2, 3, probability=1.0).draw(2000, torch.Generator().manual_seed(0))
+    heavy = sum(d == [1] for d in drawn) / len(drawn)
+    assert all(len(d) == 1 for d in drawn) and 0.70 < heavy < 0.80      # 3 / (3 + 1)
+    f.write_text("[look]\nplain :: exposure(gain=1.2)\nheavy :: sensor_noise\n", encoding="utf-8")
+    drawn = CounterfactualSampler(load_confounder_entries(str(f)), RGB, 2, 3, probability=1.0).draw(
+        2000, torch.Generator().manual_seed(0))
+    assert 0.45 < sum(d == [1] for d in drawn) / len(drawn) < 0.55
+
+
 def test_reflections_are_removed_before_a_structure_is_recoloured_and_painted_after(tmp_path):
     """A removal listed after a recolouring must still find the reflections (which the recolouring dims), and
     new reflections must stay saturated on a recoloured structure: simulators run in their order in a stage."""

@@ -42,6 +42,9 @@ def test_format_calls_ranges_and_groups(tmp_path):
     ("a b ::", "is followed by no simulator"),
     (":: jpeg", "no description before '::'"),
     ("[]", "empty group name"),
+    ("a b :: jpeg @weight=0", "entry weight '0' must be a positive number"),
+    ("a b :: jpeg @weight=many", "entry weight 'many' must be a positive number"),
+    ("a b :: jpeg @ 3", "cannot read '@ 3' (expected a trailing @weight=w"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     f = tmp_path / "bad.txt"
@@ -49,6 +52,17 @@ def test_bad_lines_name_file_and_line(tmp_path, line, message):
     with pytest.raises(DatasetError) as e:
         load_confounder_entries(str(f))
     assert message in str(e.value) and str(f) in str(e.value)
+
+
+def test_entry_weights_are_read_and_default_to_one(tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("[lesion]\n"
+                 "one :: structure_colour(contrast=0.9..1.1)\n"
+                 "two :: structure_colour(contrast=1) + specular_highlights(count=2..4)  @weight=2.5  # joint\n"
+                 "three, text only @weight=4\n", encoding="utf-8")
+    e = load_confounder_entries(str(f))
+    assert [(x.description, x.weight) for x in e] == [("one", 1.0), ("two", 2.5), ("three, text only", 4.0)]
+    assert [s.name for s in e[1].simulators] == ["structure_colour", "specular_highlights"]
 
 
 def test_not_utf8_and_missing(tmp_path):
