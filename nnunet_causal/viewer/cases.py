@@ -5,7 +5,8 @@ label maps as ``(Z, Y, X)`` -- the arrays nnU-Net predicts on and writes back, s
 image pixel without any resampling in the browser. Views: ``axial`` cuts ``Z`` (a ``Y x X`` picture),
 ``coronal`` cuts ``Y`` (``Z x X``, top row = last ``Z``), ``sagittal`` cuts ``X`` (``Z x Y``, likewise); 2D
 images have the axial view only. Display contrast is fixed per channel from the whole image (0.5 / 99.5
-percentiles) so it does not flicker while scrolling; three-channel 2D images (RGB photos) are shown in colour.
+percentiles; one window for all three channels of a 2D RGB photo, which is shown in colour) so it does not
+flicker while scrolling. Multi-channel volumes show their first channel.
 """
 from __future__ import annotations
 
@@ -54,9 +55,12 @@ class CaseImage:
         self.properties = properties   # the reader's, handed back to its write_seg when a mask is saved
         self.spacing = [float(s) for s in properties.get("spacing", [1.0] * 3)]
         self.is_2d = is_2d
-        lo = np.percentile(image.reshape(image.shape[0], -1), 0.5, axis=1)
-        hi = np.percentile(image.reshape(image.shape[0], -1), 99.5, axis=1)
-        self.window = [(float(a), float(b) if b > a else float(a) + 1.0) for a, b in zip(lo, hi)]
+        self.rgb = is_2d and image.shape[0] == 3
+        # one window for the three channels of a photo (keeps its colours), one per channel otherwise
+        flat = image.reshape(1 if self.rgb else image.shape[0], -1)
+        lo, hi = np.percentile(flat, 0.5, axis=1), np.percentile(flat, 99.5, axis=1)
+        window = [(float(a), float(b) if b > a else float(a) + 1.0) for a, b in zip(lo, hi)]
+        self.window = window * 3 if self.rgb else window
 
     @classmethod
     def read(cls, files: Sequence[str], reader_writer_class) -> "CaseImage":
@@ -84,10 +88,8 @@ class CaseImage:
         return info
 
     def slice_png(self, view: str, index: int) -> bytes:
-        channels = [self._scaled(c, cut(self.image[c], view, index))
-                    for c in range(self.image.shape[0])]
-        rgb = np.stack(channels[:3], -1) if self.is_2d and len(channels) == 3 else channels[0]
-        return to_png(rgb)
+        channels = [self._scaled(c, cut(self.image[c], view, index)) for c in (range(3) if self.rgb else [0])]
+        return to_png(np.stack(channels, -1) if self.rgb else channels[0])
 
     def _scaled(self, c: int, a: np.ndarray) -> np.ndarray:
         lo, hi = self.window[c]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -84,6 +85,37 @@ def test_prompts_commands_undo_redo_and_save(viewer_model, env, tmp_path):
     assert not list((tmp_path / "saved").glob(".tmp_*"))   # atomic writes leave no temporary file
     r = client.get("/api/cases/tiny_006/download/mask", headers=H)
     assert r.status_code == 200 and r.content == open(saved["mask"], "rb").read()
+
+
+def test_the_page_is_answered_while_a_prediction_runs(viewer_model, env, tmp_path, monkeypatch):
+    import threading
+
+    from nnunet_causal.viewer.case_state import CaseState
+
+    model, images, _ = viewer_model
+    client, _ = _client(model, images, tmp_path)
+    client.post("/api/cases/tiny_007/open", headers=H)
+    release = threading.Event()
+
+    def slow_prediction(self, prompts, open_vocabulary, report):
+        report(0.3, "predicting: pass 1, tile 1 of 3")
+        release.wait(20)
+        return self.state()
+
+    monkeypatch.setattr(CaseState, "predict_prompts", slow_prediction)
+    job = client.post("/api/cases/tiny_007/prompts", json={"prompts": ["lesion"]}, headers=H).json()
+    try:
+        for _ in range(100):
+            time.sleep(0.02)
+            running = client.get(f"/api/jobs/{job['id']}", headers=H).json()
+            if running["state"] == "running":
+                break
+        assert running["progress"] == 0.3 and "tile 1 of 3" in running["message"]
+        assert client.get("/api/cases/tiny_007/image/axial/0", headers=H).status_code == 200
+        assert client.get("/api/info", headers=H).json()["busy"] is True
+    finally:
+        release.set()
+    assert wait_for_job(client, job, H)["state"] == "done"
 
 
 def test_user_mistakes_become_messages_not_tracebacks(viewer_model, env, tmp_path):
