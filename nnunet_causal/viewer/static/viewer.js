@@ -98,7 +98,8 @@ function buildViews(image) {
     const box = document.createElement("div"), canvas = document.createElement("canvas");
     const slider = document.createElement("input"), label = document.createElement("div");
     box.className = "view"; box.dataset.view = view;
-    const [h, w] = info.size, scale = Math.min(512 / w, 512 / (h * info.aspect), 16);
+    const side = Object.keys(image.views).length > 1 ? 340 : 512;   // three views of a volume side by side
+    const [h, w] = info.size, scale = Math.min(side / w, side / (h * info.aspect), 16);
     canvas.width = Math.round(w * scale); canvas.height = Math.round(h * info.aspect * scale);
     canvas.dataset.view = view; canvas.dataset.overlayPixels = "0";
     slider.type = "range"; slider.min = 0; slider.max = info.slices - 1;
