@@ -8,14 +8,12 @@ prediction commands.
 """
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 from typing import Optional
 
 from nnunet_causal.errors import DatasetError, NnunetCausalError
 
-logger = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 GENERATE = ""   # the value argparse gives a bare --token
 

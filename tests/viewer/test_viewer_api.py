@@ -7,12 +7,10 @@ import json
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the viewer needs the [viewer] extra (fastapi, uvicorn)")
 
-from tests.viewer.conftest import wait_for_job  # noqa: E402
+from tests.viewer.conftest import wait_for_job
 
 H = {"X-Viewer": "1"}
 
