@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.intervention.commands.parse_command_cli",
     "nnunet_causal.demo",
     "nnunet_causal.intervention.modulation.train_tci", "nnunet_causal.intervention.modulation.intervene_cli",
+    "nnunet_causal.viewer.serve_cli",
     "dataset_conversion.cli",  # the top floor: the only place that joins the two packages
 )
 
