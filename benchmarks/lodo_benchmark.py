@@ -13,7 +13,7 @@ Per seed: generate, plan and preprocess (stock command), write plans ``nnUNetPla
 2D plan with the widths halved to 16..256 so that a CPU run of 1000 steps fits the budget; everything else
 is the planned U-Net), a split that trains on the source sites and validates on the first held-out site
 (so nnU-Net's per-epoch pseudo Dice in the training log is a held-out learning curve), train every trainer
-with stock ``nnUNetv2_train`` (``*_CPULong``: 40 x 25 = 1000 steps), predict the held-out sites and the
+with stock ``nnUNetv2_train`` (``*_CPU2000steps``: 80 x 25 = 2000 steps; ``*_CPULong`` = 1000 can be passed), predict the held-out sites and the
 sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
 ``nnunet_causal audit`` on the sources' test images (reference labels given). Finished steps are skipped,
 so an interrupted run continues where it stopped; ``results.json`` / ``results.md`` are rewritten after
@@ -35,13 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-TRAINERS = ("nnUNetTrainer_CPULong", "nnUNetTrainerGIN_CPULong", "nnUNetTrainerText_CPULong",
-            "nnUNetTrainerCausalText_NoCounterfactual_CPULong", "nnUNetTrainerCounterfactual_CPULong",
-            "nnUNetTrainerCausalText_CPULong")
-SHORT = {"nnUNetTrainer_CPULong": "stock", "nnUNetTrainerGIN_CPULong": "GIN", "nnUNetTrainerText_CPULong": "text",
-         "nnUNetTrainerCausalText_NoCounterfactual_CPULong": "causal (no counterfactual)",
-         "nnUNetTrainerCounterfactual_CPULong": "counterfactual",
-         "nnUNetTrainerCausalText_CPULong": "causal + counterfactual (default)"}
+STEPS = "CPU2000steps"   # 80 x 25 steps; at 1000 (CPULong) the every-sample-counterfactual trainers had not converged
+TRAINERS = tuple(f"{t}_{STEPS}" for t in (
+    "nnUNetTrainer", "nnUNetTrainerGIN", "nnUNetTrainerText", "nnUNetTrainerCausalText_NoCounterfactual",
+    "nnUNetTrainerCounterfactual", "nnUNetTrainerCausalText", "nnUNetTrainerCausalText_CueBreaking"))
+_NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerText": "text",
+          "nnUNetTrainerCausalText_NoCounterfactual": "causal (no counterfactual)",
+          "nnUNetTrainerCounterfactual": "counterfactual", "nnUNetTrainerCausalText": "causal + counterfactual (default)",
+          "nnUNetTrainerCausalText_CueBreaking": "causal, cue-breaking views"}
+SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items() for s in (STEPS, "CPULong")}
+STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong")
 TASKS = {
     "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
              "cue_entries": ("a frame where the lesion has the mucosa's colour and reflections fall anywhere",
@@ -172,8 +175,9 @@ def report(results: dict, trainers, task: str) -> str:
     for tr in trainers:
         have = [s for s in seeds if tr in results[s]]
         cells = [mean_std(results[s][tr][k] for s in have) for k in sets]
-        paired = [100 * (results[s][tr]["in-domain"] - results[s][TRAINERS[0]]["in-domain"])
-                  for s in have if TRAINERS[0] in results[s]]
+        stock = next((x for x in STOCK if x in trainers), STOCK[0])
+        paired = [100 * (results[s][tr]["in-domain"] - results[s][stock]["in-domain"])
+                  for s in have if stock in results[s]]
         lines.append(f"| {SHORT.get(tr, tr)} | " + " | ".join(cells) + f" | {np.mean(paired):+.1f} |" if paired
                      else f"| {SHORT.get(tr, tr)} | " + " | ".join(cells) + " | |")
     cues = t["cue_entries"]

@@ -4,5 +4,5 @@ from nnunet_causal.training.counterfactual.variants import (  # noqa: F401
     nnUNetTrainerCounterfactual_1epoch, nnUNetTrainerCounterfactual_5epochs, nnUNetTrainerCounterfactual_10epochs,
     nnUNetTrainerCounterfactual_20epochs, nnUNetTrainerCounterfactual_50epochs, nnUNetTrainerCounterfactual_100epochs,
     nnUNetTrainerCounterfactual_250epochs, nnUNetTrainerCounterfactual_500epochs, nnUNetTrainerCounterfactual_CPUDemo,
-    nnUNetTrainerCounterfactual_CPULong,
+    nnUNetTrainerCounterfactual_CPULong, nnUNetTrainerCounterfactual_CPU2000steps,
 )

@@ -9,7 +9,7 @@ from nnunet_causal.networks.pretrained import load_stunet_pretrained
 from nnunet_causal.networks.text_plans import PLANS_KEY, get_text_settings
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
 
 
@@ -202,4 +202,26 @@ class nnUNetTrainerCausalText_CPULong(CPULongSchedule, nnUNetTrainerCausalText):
 
 
 class nnUNetTrainerCausalText_NoCounterfactual_CPULong(CPULongSchedule, nnUNetTrainerCausalText_NoCounterfactual):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreaking(nnUNetTrainerCausalText):
+    """Every sample becomes a counterfactual view, and 60 % of them act on the structure against its
+    surroundings (the dictionary's label-aware kinds). Where a lesion's spurious cue is several redundant
+    features (colour *and* reflections), a view that breaks one leaves the other; the dictionary's joint entry
+    breaks them together and is drawn most often within its kind (``@weight``). Measured in
+    ``benchmarks/RESULTS_cpu.md``: far better on held-out sites whose cue is broken, at a cost in-domain."""
+    counterfactual_probability = 1.0
+    counterfactual_label_aware_probability = 0.6
+
+
+class nnUNetTrainerCausalText_CueBreaking_CPULong(CPULongSchedule, nnUNetTrainerCausalText_CueBreaking):
+    pass
+
+
+class nnUNetTrainerCausalText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCausalText):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreaking_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
     pass

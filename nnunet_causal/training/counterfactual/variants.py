@@ -2,7 +2,7 @@
 import torch
 
 from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import nnUNetTrainerCounterfactual
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
 
 
 def _epochs(n: int):
@@ -50,4 +50,8 @@ class nnUNetTrainerCounterfactual_CPUDemo(CPUDemoSchedule, nnUNetTrainerCounterf
 
 
 class nnUNetTrainerCounterfactual_CPULong(CPULongSchedule, nnUNetTrainerCounterfactual):
+    pass
+
+
+class nnUNetTrainerCounterfactual_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCounterfactual):
     pass

@@ -4,7 +4,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
 
 
 class nnUNetTrainerGIN_1epoch(nnUNetTrainerGIN):
@@ -167,3 +167,7 @@ class nnUNetTrainerGIN_AlwaysIntervene(nnUNetTrainerGIN):
 class nnUNetTrainerGINIPA_AlwaysIntervene(nnUNetTrainerGINIPA):
     """GIN and IPA views of every training sample (``intervention_probability = 1.0``)."""
     intervention_probability = 1.0
+
+
+class nnUNetTrainer_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainer):
+    pass

@@ -2,7 +2,7 @@
 ``training_length/nnUNetTrainer_Xepochs.py``)."""
 import torch
 
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
 
@@ -81,3 +81,7 @@ class nnUNetTrainerText_CPUDemo(CPUDemoSchedule, nnUNetTrainerText):
 
 class nnUNetTrainerText_CPULong(CPULongSchedule, nnUNetTrainerText):
     """The robustness benchmark's CPU schedule (see :class:`~nnunet_causal.training.schedules.CPULongSchedule`)."""
+
+
+class nnUNetTrainerText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerText):
+    pass
