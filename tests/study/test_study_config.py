@@ -112,3 +112,38 @@ def test_cli_reports_bad_input_in_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("nnunet_causal study: error: ") and str(path) in err and "'seeds'" in err
     assert len(err.splitlines()) == 1
+
+
+def test_backend_block_and_override():
+    local = parse_study({**BASE}, "s.yaml")
+    assert local.backend.name == "local" and dict(local.backend.settings) == {}
+    slurm = parse_study({**BASE, "backend": {"name": "slurm", "partition": "gpu", "gpus_per_run": 2,
+                                             "time_min": 60, "mem_gb": 32, "setup": "module load cuda",
+                                             "additional": {"exclusive": ""}}}, "s.yaml")
+    assert slurm.backend.name == "slurm" and slurm.backend.get("gpus_per_run") == 2
+    assert slurm.backend.get("setup") == ("module load cuda",) and slurm.backend.get("mem_gb") == 32.0
+    ray = parse_study({**BASE, "backend": {"name": "ray", "address": "auto",
+                                           "resources_per_run": {"num_cpus": 4, "num_gpus": 1}}}, "s.yaml")
+    assert ray.backend.get("resources_per_run") == {"num_cpus": 4, "num_gpus": 1}
+    # --backend: the same file elsewhere; settings kept only when they are for that backend
+    assert parse_study({**BASE, "backend": "ray"}, "s.yaml", backend="slurm").backend.settings == {}
+    kept = parse_study({**BASE, "backend": {"name": "ray", "num_cpus": 2}}, "s.yaml", backend="ray")
+    assert kept.backend.get("num_cpus") == 2
+
+
+@pytest.mark.parametrize("backend,message", [
+    ("pbs", "'backend.name' must be one of local, slurm, ray"),
+    ({"partition": "gpu"}, "'backend' must be one of local, slurm, ray or a mapping with 'name'"),
+    ({"name": "slurm", "gpus": 1}, "'backend' (slurm) has unknown key(s) gpus (allowed: max_retries"),
+    ({"name": "local", "partition": "gpu"}, "'backend' (local) has unknown key(s) partition (allowed: none)"),
+    ({"name": "slurm", "gpus_per_run": -1}, "'backend.gpus_per_run' must be an integer >= 0"),
+    ({"name": "slurm", "executor": "pbs"}, "'backend.executor' must be one of slurm, local, debug"),
+    ({"name": "ray", "resources_per_run": {"num_gpus": "one"}}, "'backend.resources_per_run' must map resource"),
+    ({"name": "ray", "poll_seconds": "often"}, "'backend.poll_seconds' must be a number >= 0"),
+])
+def test_backend_errors_name_the_file_and_key(backend, message):
+    with pytest.raises(StudyError) as e:
+        parse_study({**BASE, "backend": backend}, "my_study.yaml")
+    assert str(e.value).startswith("my_study.yaml: ") and message in str(e.value), str(e.value)
+    with pytest.raises(StudyError, match="--backend must be one of"):
+        parse_study(BASE, "my_study.yaml", backend="pbs")

@@ -241,3 +241,129 @@ def test_dry_run_plans_without_running(fake_dataset, tmp_path, monkeypatch, capl
     caplog.set_level("INFO")
     run_study(_config(tmp_path), dry_run=True)
     assert "nnUNetTrainer__site0__seed0: fold 0, next step: train" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# splits: a user's splits_final.json is kept; the study's folds are appended after it, with a backup
+# --------------------------------------------------------------------------------------------------------------
+
+def test_user_splits_are_kept_and_the_study_folds_appended(fake_dataset, tmp_path, monkeypatch, caplog):
+    raw, pre = fake_dataset
+    fake = FakeCommands(raw)
+    monkeypatch.setattr(study_runs, "run_command", fake)
+    cases = [f"tiny_{i:03d}" for i in range(8)]
+    user = [{"train": [c for c in cases if c != cases[k]], "val": [cases[k]]} for k in range(5)]
+    user[3] = {"train": [c for c in cases if c.endswith(("0", "2", "4", "6"))],  # = the study's 'site1' fold
+               "val": [c for c in cases if c.endswith(("1", "3", "5", "7"))]}
+    splits_file = pre / "splits_final.json"
+    splits_file.write_text(json.dumps(user))
+    original = splits_file.read_text()
+    caplog.set_level("INFO")
+    config = _config(tmp_path)
+    run_study(config)
+    splits = read_json(splits_file)
+    assert splits[:5] == user and len(splits) == 6  # site1 reuses fold 3, site0 is appended as fold 5
+    assert splits[5] == {"train": user[3]["val"], "val": user[3]["train"]}
+    assert read_json(config.output / "study_state.json")["folds"] == {"site0": 5, "site1": 3}
+    assert sorted(int(c[3]) for c in fake.calls) == [3, 5]
+    backups = list(pre.glob("splits_final.json.bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == original
+    assert "kept unchanged and the study's missing folds appended as fold(s) 5-5" in caplog.text
+    assert str(backups[0]) in (config.output / "study.log").read_text()
+    # a second study on the same dataset finds its folds and writes nothing
+    run_study(_config(tmp_path, output=str(tmp_path / "other")))
+    assert read_json(splits_file) == splits and len(list(pre.glob("splits_final.json.bak-*"))) == 1
+
+
+def test_malformed_user_splits_are_refused(fake_dataset, tmp_path, monkeypatch):
+    raw, pre = fake_dataset
+    monkeypatch.setattr(study_runs, "run_command", FakeCommands(raw))
+    (pre / "splits_final.json").write_text(json.dumps({"fold0": []}))
+    with pytest.raises(StudyError, match=r"splits_final.json is not in nnU-Net's format"):
+        run_study(_config(tmp_path))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# backends without a cluster: dry runs, a missing extra, a lost worker
+# --------------------------------------------------------------------------------------------------------------
+
+def test_dry_run_shows_what_each_backend_would_submit(fake_dataset, tmp_path, monkeypatch, caplog):
+    _, pre = fake_dataset
+    monkeypatch.setattr(study_runs, "run_command", lambda *a: pytest.fail("dry run ran a command"))
+    caplog.set_level("INFO")
+    slurm = {"name": "slurm", "partition": "gpu", "gpus_per_run": 2, "time_min": 90, "array_parallelism": 4}
+    run_study(_config(tmp_path, device=None, backend=slurm), dry_run=True)
+    text = caplog.text
+    assert "slurm (slurm executor via submitit): one job array of 2 job(s)" in text
+    assert "slurm_partition=gpu" in text and "timeout_min=90" in text and "gpus_per_node=2" in text
+    assert "-device cuda -num_gpus 2" in text  # a cluster run with GPUs defaults to cuda; DDP passed through
+    caplog.clear()
+    ray = {"name": "ray", "address": "ray://head:10001", "resources_per_run": {"num_cpus": 4, "memory_gb": 2}}
+    run_study(_config(tmp_path, device=None, backend=ray), dry_run=True)
+    assert "ray: 2 task(s) on the Ray cluster at ray://head:10001, each with num_cpus=4, num_gpus=0, " \
+           f"memory={2 * 1024 ** 3}" in caplog.text
+    assert "-device cpu" in caplog.text and "-num_gpus" not in caplog.text
+    caplog.clear()
+    assert main(["study", str(_study_file(tmp_path)), "--dry-run", "--backend", "local"]) == 0
+    assert "local: 2 run(s), one after the other in this process" in caplog.text
+    assert not (pre / "splits_final.json").exists()  # a dry run writes nothing into the dataset
+
+
+def _study_file(tmp_path: Path) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"dataset: 1\ntrainers: [nnUNetTrainer]\ndevice: cpu\noutput: {tmp_path / 'study'}\n"
+                    f"backend: {{name: ray, num_cpus: 2}}\n")
+    return path
+
+
+def test_missing_cluster_extra_is_named(fake_dataset, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    monkeypatch.setitem(sys.modules, "ray", None)
+    for name in ("slurm", "ray"):
+        assert main(["study", str(_study_file(tmp_path)), "--backend", name]) == 2
+        err = capsys.readouterr().err
+        assert f"backend '{name}' needs the" in err and 'pip install "nnunet_causal[cluster]"' in err, err
+
+
+def test_lost_worker_is_resubmitted_then_given_up(fake_dataset, tmp_path, monkeypatch):
+    from nnunet_causal.study import runner
+    from nnunet_causal.study.backends import WorkerLost
+    from nnunet_causal.study.backends.local import LocalBackend
+
+    raw, _ = fake_dataset
+    monkeypatch.setattr(study_runs, "run_command", FakeCommands(raw))
+    losses = {"nnUNetTrainer__site0__seed0": 1, "nnUNetTrainer__site1__seed0": 5}
+
+    class Flaky(LocalBackend):
+        def __init__(self, options, paths):
+            super().__init__(options, paths)
+            self.max_retries = 2
+
+        def poll(self, handle):  # a lost worker: the job ends before it did anything
+            rid = handle.job.run.run_id
+            handle.lost = losses.get(rid, 0) > 0
+            if handle.lost:
+                losses[rid] -= 1
+                return True
+            return super().poll(handle)
+
+        def collect(self, handle):
+            if handle.lost:
+                raise WorkerLost(f"worker of {handle.job.run.run_id} killed", log=str(tmp_path / "x.err"))
+            return super().collect(handle)
+
+    monkeypatch.setattr(runner, "make_backend", lambda options, paths: Flaky(options, paths))
+    config = _config(tmp_path)
+    with pytest.raises(StudyError, match=r"1 of 2 run\(s\) failed") as e:
+        run_study(config)
+    assert "worker of nnUNetTrainer__site1__seed0 killed; gave up after 3 attempt(s)" in str(e.value)
+    runs = read_json(config.output / "study_state.json")["runs"]
+    assert [h["actions"] for h in runs["nnUNetTrainer__site0__seed0"]["history"]] == [
+        ["lost"], ["trained", "evaluated"]]
+    assert runs["nnUNetTrainer__site0__seed0"]["status"] == "done"
+    assert runs["nnUNetTrainer__site1__seed0"]["status"] == "failed"
+    assert [h["actions"] for h in runs["nnUNetTrainer__site1__seed0"]["history"]] == [["lost"]] * 3 + [["failed"]]
+    assert "resubmitting (1 of at most 2)" in (config.output / "study.log").read_text()
+    assert len(list(csv.DictReader((config.output / "results.csv").open()))) == 1
