@@ -20,7 +20,8 @@ PROMPT_FILE_VARIABLE = "nnUNet_causal_prompt_file"
 DEVICES = ("cpu", "cuda", "mps")
 PREDICTION_MODES = ("validation", "predict")
 TOP_LEVEL_KEYS = ("dataset", "configuration", "plans", "trainers", "heldout_domains", "split_by", "seeds", "device",
-                  "output", "env", "num_processes", "prediction", "title", "overlay_cases", "backend")
+                  "output", "env", "num_processes", "prediction", "title", "overlay_cases", "backend",
+                  "backend_settings")
 TRAINER_KEYS = ("name", "label", "env")
 PREDICTION_KEYS = ("mode", "disable_tta", "step_size", "prompt_file", "prompts")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -153,7 +154,7 @@ def parse_study(data, source: str = "study", output: Optional[Union[str, os.Path
         prediction=_parse_prediction(data.get("prediction"), source),
         title=None if data.get("title") is None else _parse_name(data["title"], source, "title"),
         overlay_cases=_parse_int(data.get("overlay_cases", 3), source, "overlay_cases", minimum=0),
-        backend=_parse_backend(data.get("backend", "local"), source, backend),
+        backend=_parse_backend(data.get("backend", "local"), data.get("backend_settings"), source, backend),
     )
 
 
@@ -322,27 +323,41 @@ def _parse_prediction(value, source: str) -> PredictionOptions:
 
 
 
-def _parse_backend(value, source: str, override: Optional[str] = None) -> BackendOptions:
-    """``backend: local`` or ``backend: {name: slurm, partition: gpu, ...}``; ``override`` replaces the name."""
+def _parse_backend(value, per_backend, source: str, override: Optional[str] = None) -> BackendOptions:
+    """``backend: local`` or ``backend: {name: slurm, partition: gpu, ...}``, plus ``backend_settings: {slurm:
+    {...}, ray: {...}}`` (settings for backends picked with ``--backend``); ``override`` replaces the name."""
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
         raise StudyError(f"{source}: 'backend' must be one of {', '.join(BACKEND_KEYS)} or a mapping with 'name' "
                          f"and that backend's settings, got {value!r}")
+    if per_backend is None:
+        per_backend = {}
+    if not isinstance(per_backend, Mapping) or not all(k in BACKEND_KEYS and isinstance(v, Mapping)
+                                                       for k, v in per_backend.items()):
+        raise StudyError(f"{source}: 'backend_settings' must map backend names ({', '.join(BACKEND_KEYS)}) to "
+                         f"mappings of their settings, got {per_backend!r}")
     name = value["name"]
     for chosen, where in ((name, "'backend.name'"), (override, "--backend")):
         if chosen is not None and chosen not in BACKEND_KEYS:
             raise StudyError(f"{source}: {where} must be one of {', '.join(BACKEND_KEYS)}, got {chosen!r}")
-    allowed = BACKEND_KEYS[name]
-    unknown = [str(k) for k in value if k != "name" and k not in allowed]
-    if unknown:
-        raise StudyError(f"{source}: 'backend' ({name}) has unknown key(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(allowed) or 'none'})")
-    settings = {k: _parse_backend_value(v, allowed[k], source, f"backend.{k}") for k, v in value.items()
-                if k != "name"}
-    if override is not None and override != name:
-        return BackendOptions(name=override)
-    return BackendOptions(name=name, settings=settings)
+    inline = {k: v for k, v in value.items() if k != "name"}
+    if inline and name in per_backend:
+        raise StudyError(f"{source}: settings for '{name}' are given both under 'backend' and under "
+                         f"'backend_settings.{name}'; keep one")
+    blocks = {**per_backend, name: inline or per_backend.get(name, {})}
+    checked = {}
+    for backend_name, settings in blocks.items():
+        allowed = BACKEND_KEYS[backend_name]
+        where = "backend" if backend_name == name and inline else f"backend_settings.{backend_name}"
+        unknown = [str(k) for k in settings if k not in allowed]
+        if unknown:
+            raise StudyError(f"{source}: '{where}' ({backend_name}) has unknown key(s) {', '.join(unknown)} "
+                             f"(allowed: {', '.join(allowed) or 'none'})")
+        checked[backend_name] = {k: _parse_backend_value(v, allowed[k], source, f"{where}.{k}")
+                                 for k, v in settings.items()}
+    chosen = override or name
+    return BackendOptions(name=chosen, settings=checked.get(chosen, {}))
 
 
 def _parse_backend_value(value, kind, source: str, key: str):

@@ -129,6 +129,11 @@ def test_backend_block_and_override():
     assert parse_study({**BASE, "backend": "ray"}, "s.yaml", backend="slurm").backend.settings == {}
     kept = parse_study({**BASE, "backend": {"name": "ray", "num_cpus": 2}}, "s.yaml", backend="ray")
     assert kept.backend.get("num_cpus") == 2
+    # one file, settings for every backend; 'backend' picks one, --backend another
+    both = {**BASE, "backend": "local", "backend_settings": {"slurm": {"executor": "local"}, "ray": {"num_cpus": 2}}}
+    assert parse_study(both, "s.yaml").backend.name == "local"
+    assert dict(parse_study(both, "s.yaml", backend="slurm").backend.settings) == {"executor": "local"}
+    assert dict(parse_study(both, "s.yaml", backend="ray").backend.settings) == {"num_cpus": 2}
 
 
 @pytest.mark.parametrize("backend,message", [
@@ -140,10 +145,17 @@ def test_backend_block_and_override():
     ({"name": "slurm", "executor": "pbs"}, "'backend.executor' must be one of slurm, local, debug"),
     ({"name": "ray", "resources_per_run": {"num_gpus": "one"}}, "'backend.resources_per_run' must map resource"),
     ({"name": "ray", "poll_seconds": "often"}, "'backend.poll_seconds' must be a number >= 0"),
+    ({"name": "local", "settings": {"pbs": {}}}, "'backend_settings' must map backend names"),
+    ({"name": "local", "settings": {"ray": {"adress": "auto"}}},
+     "'backend_settings.ray' (ray) has unknown key(s) adress"),
+    ({"name": "ray", "num_cpus": 1, "settings": {"ray": {"num_cpus": 2}}}, "both under 'backend' and under"),
 ])
 def test_backend_errors_name_the_file_and_key(backend, message):
+    data = {**BASE, "backend": backend}
+    if isinstance(backend, dict) and "settings" in backend:
+        data["backend_settings"] = backend.pop("settings")
     with pytest.raises(StudyError) as e:
-        parse_study({**BASE, "backend": backend}, "my_study.yaml")
+        parse_study(data, "my_study.yaml")
     assert str(e.value).startswith("my_study.yaml: ") and message in str(e.value), str(e.value)
     with pytest.raises(StudyError, match="--backend must be one of"):
         parse_study(BASE, "my_study.yaml", backend="pbs")
