@@ -79,11 +79,14 @@ paths and in ``env`` values. Unknown keys are errors (they are usually typos).
     (a list of such lines): text trainers then segment the trained structures through these wordings
     (``nnUNet_causal_prompt_file``; other trainers ignore it). Prompt options need ``mode: predict``.
 ``backend`` (default ``local``)
-    ``local`` (every run on this machine, one after the other), or a mapping ``{name: slurm, ...}`` /
-    ``{name: ray, ...}`` with that backend's settings (:mod:`.backends.slurm`, :mod:`.backends.ray`;
-    unknown settings are errors). ``nnunet_causal study --backend NAME`` overrides the name. Cluster
-    backends need ``pip install "nnunet_causal[cluster]"`` and an output folder every node can see.
-    Without ``device``, runs on a cluster backend use ``cuda`` when they are given GPUs, else ``cpu``.
+    ``local`` (every run on this machine, one after the other), ``slurm`` or ``ray``, or a mapping
+    ``{name: slurm, ...}`` with that backend's settings inline (:mod:`.backends.slurm`,
+    :mod:`.backends.ray`; unknown settings are errors). ``nnunet_causal study --backend NAME`` overrides
+    the name. Cluster backends need ``pip install "nnunet_causal[cluster]"`` and an output folder every node
+    can see. Without ``device``, runs on a cluster backend use ``cuda`` when they are given GPUs, else ``cpu``.
+``backend_settings`` (optional)
+    ``{slurm: {...}, ray: {...}}``: settings for each backend, so that one file runs on any of them
+    (``--backend`` picks). A backend's settings go either inline under ``backend`` or here, not both.
 ``title`` (optional)
     Report title. ``overlay_cases`` (default 3): cases per domain shown in the overlay figures.
 
@@ -99,4 +102,7 @@ Example::
     device: cpu
     output: studies/synthetic_endoscopy
     env: {nnUNet_n_proc_DA: 2}
-    backend: {name: slurm, partition: gpu, gpus_per_run: 1, time_min: 720, mem_gb: 48}"""
+    backend: local
+    backend_settings:
+      slurm: {partition: gpu, gpus_per_run: 1, time_min: 720, mem_gb: 48}
+      ray: {address: auto, resources_per_run: {num_cpus: 8, num_gpus: 1}}"""

@@ -35,6 +35,10 @@ def pending_runs(ctx: StudyContext, paths: StudyPaths, runs: Sequence[Run], stat
         entry.update(trainer=run.trainer.name, label=run.trainer.label, domain=run.domain, fold=run.fold,
                      seed=run.seed, log=str(paths.log(run)), model_folder=str(paths.fold_dir(run)),
                      evaluation=str(paths.evaluation_json(run)))
+        if entry.get("status") == "submitted" and entry.get("backend") not in (None, "local"):
+            log.info("%s: an earlier invocation submitted it as %s job %s and did not see it end; if that job "
+                     "still runs, cancel it first (two workers would write the same model folder)", run.run_id,
+                     entry["backend"], entry.get("job_id", "?"))
         if next_action(ctx, paths, run) == "skip":
             log.info("%s: skipped (checkpoint_final.pth and %s exist)", run.run_id, paths.evaluation_json(run).name)
             entry.update(status="done", error=None)

@@ -82,6 +82,7 @@ def _executable(name: str) -> str:
         raise StudyError(f"command {name} not found (is nnunetv2 installed in this environment?)")
     return found
 
+
 def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
     """Run a stock command, appending its output to ``log_path``; progress lines go to the logger.
 
@@ -107,24 +108,27 @@ def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> N
                            f"(full output in {log_path})\n  last lines:\n    " + "\n    ".join(last))
 
 
-
 def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.is_symlink() or dst.exists():
-        if dst.is_symlink() and Path(os.readlink(dst)) == src:
-            return
-        dst.unlink()
+    """``dst`` -> ``src`` as a symbolic link (a copy where links fail), put in place with one rename so that
+    runs of the same held-out domain on several workers can build the same folder at once."""
+    if dst.is_symlink() and Path(os.readlink(dst)) == src:
+        return
+    tmp = dst.with_name(f".{dst.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        dst.symlink_to(src)
+        tmp.symlink_to(src)
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _mirror(folder: Path, files: Mapping[str, Path]) -> Path:
-    """Make ``folder`` hold exactly ``files`` (name -> source), as symbolic links (copies where links fail)."""
+    """Make ``folder`` hold exactly ``files`` (name -> source), as symbolic links (copies where links fail);
+    other workers' temporary names (leading dot) are left alone."""
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.iterdir():
-        if stale.name not in files:
-            stale.unlink()
+        if stale.name not in files and not stale.name.startswith("."):
+            stale.unlink(missing_ok=True)
     for name, src in files.items():
         if not src.is_file():
             raise StudyError(f"{src} does not exist (needed by the study)")
