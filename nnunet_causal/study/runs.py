@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,8 +84,17 @@ def _executable(name: str) -> str:
     return found
 
 
+def _die_with_worker() -> None:
+    """Run in the child before it execs (Linux): SIGKILL it when the process that started it dies, so that the
+    training of a lost worker (killed, pre-empted) cannot go on beside its resubmitted run."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
-    """Run a stock command, appending its output to ``log_path``; progress lines go to the logger.
+    """Run a stock command, appending its output to ``log_path``; progress lines go to the logger. The command
+    dies with this process (Linux).
 
     Raises:
         CommandError: non-zero exit, with the log path and the last output lines.
@@ -95,7 +105,8 @@ def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> N
         f.write(f"$ {shlex.join(cmd)}\n")
         f.flush()
         proc = subprocess.Popen(list(cmd), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+                                text=True, bufsize=1,
+                                preexec_fn=_die_with_worker if sys.platform.startswith("linux") else None)
         for line in proc.stdout:
             f.write(line)
             tail.append(line.rstrip())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -367,3 +368,37 @@ def test_lost_worker_is_resubmitted_then_given_up(fake_dataset, tmp_path, monkey
     assert [h["actions"] for h in runs["nnUNetTrainer__site1__seed0"]["history"]] == [["lost"]] * 3 + [["failed"]]
     assert "resubmitting (1 of at most 2)" in (config.output / "study.log").read_text()
     assert len(list(csv.DictReader((config.output / "results.csv").open()))) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_a_stock_command_dies_with_its_worker(tmp_path):
+    """A killed worker must not leave its training running beside the resubmitted one."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nfrom nnunet_causal.study.runs import run_command\n"
+        "child = 'import os, sys, time; open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(120)'\n"
+        "run_command([sys.executable, '-c', child, sys.argv[1]], {}, Path(sys.argv[2]))\n")
+    worker = subprocess.Popen([sys.executable, str(script), str(pid_file), str(tmp_path / "log.txt")],
+                              env=dict(os.environ))
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the command outlived its worker")
