@@ -87,9 +87,6 @@ class StudyPaths:
     def inputs(self, domain: str) -> Path:
         return self.root / "inputs" / safe_name(domain)
 
-    def backend_logs(self) -> Path:
-        return self.root / "backend_logs"
-
     @property
     def state(self) -> Path:
         return self.root / STATE_FILE

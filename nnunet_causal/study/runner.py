@@ -56,11 +56,10 @@ def run_study(config: StudyConfig, dry_run: bool = False) -> StudyResult:
         StudyError: bad input before anything runs; after the runs, when some of them failed (the others
         are reported anyway, each failure with its log).
     """
-    probe = make_backend(config.backend, StudyPaths(config.output, "", config.configuration, config.plans))
-    ctx = prepare_study(config, default_device=default_device(probe))
+    backend = make_backend(config.backend, config.output)
+    ctx = prepare_study(config, default_device=default_device(backend))
     paths = StudyPaths(config.output, ctx.dataset.name, config.configuration, config.plans,
                        prediction_tag(config.prediction, ctx.prompt_file))
-    backend = make_backend(config.backend, paths)
     log = StudyLog(paths.study_log)
     log.info("study %s: dataset %s, configuration %s, %d trainer(s) x %d held-out domain(s) x %d seed(s), "
              "device %s, backend %s", config.source, ctx.dataset.name, config.configuration, len(config.trainers),

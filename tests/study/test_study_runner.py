@@ -338,8 +338,8 @@ def test_lost_worker_is_resubmitted_then_given_up(fake_dataset, tmp_path, monkey
     losses = {"nnUNetTrainer__site0__seed0": 1, "nnUNetTrainer__site1__seed0": 5}
 
     class Flaky(LocalBackend):
-        def __init__(self, options, paths):
-            super().__init__(options, paths)
+        def __init__(self, options, output):
+            super().__init__(options, output)
             self.max_retries = 2
 
         def poll(self, handle):  # a lost worker: the job ends before it did anything
@@ -355,7 +355,7 @@ def test_lost_worker_is_resubmitted_then_given_up(fake_dataset, tmp_path, monkey
                 raise WorkerLost(f"worker of {handle.job.run.run_id} killed", log=str(tmp_path / "x.err"))
             return super().collect(handle)
 
-    monkeypatch.setattr(runner, "make_backend", lambda options, paths: Flaky(options, paths))
+    monkeypatch.setattr(runner, "make_backend", lambda options, output: Flaky(options, output))
     config = _config(tmp_path)
     with pytest.raises(StudyError, match=r"1 of 2 run\(s\) failed") as e:
         run_study(config)

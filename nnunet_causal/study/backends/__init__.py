@@ -3,23 +3,23 @@
 (extra ``nnunet_causal[cluster]``)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from nnunet_causal.study.backends.base import Backend, WorkerLost  # noqa: F401
 from nnunet_causal.study.config import BackendOptions
-from nnunet_causal.study.paths import StudyPaths
 
 
-def make_backend(options: BackendOptions, paths: StudyPaths) -> Backend:
-    """The backend ``options.name`` for a study kept under ``paths`` (nothing is started yet)."""
+def make_backend(options: BackendOptions, output: Path) -> Backend:
+    """The backend ``options.name`` for a study whose folder is ``output`` (nothing is started yet)."""
     if options.name == "slurm":
         from nnunet_causal.study.backends.slurm import SlurmBackend
-        return SlurmBackend(options, paths)
+        return SlurmBackend(options, output)
     if options.name == "ray":
         from nnunet_causal.study.backends.ray import RayBackend
-        return RayBackend(options, paths)
+        return RayBackend(options, output)
     from nnunet_causal.study.backends.local import LocalBackend
-    return LocalBackend(options, paths)
+    return LocalBackend(options, output)
 
 
 def default_device(backend: Backend) -> Optional[str]:

@@ -10,10 +10,10 @@ pre-empted), which the dispatcher answers by resubmitting the run (it then resum
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from nnunet_causal.study.config import BackendOptions
-from nnunet_causal.study.paths import StudyPaths
 from nnunet_causal.study.runs import RunJob, RunOutcome
 
 CLUSTER_EXTRA = 'pip install "nnunet_causal[cluster]"'
@@ -32,9 +32,9 @@ class Backend(abc.ABC):
 
     name = "abstract"
 
-    def __init__(self, options: BackendOptions, paths: StudyPaths):
+    def __init__(self, options: BackendOptions, output: Path):
         self.options = options
-        self.paths = paths
+        self.output = Path(output)
         self.max_retries = int(options.get("max_retries", 2))
         self.poll_seconds = float(options.get("poll_seconds", 10.0))
 

@@ -21,8 +21,8 @@ class _LocalHandle:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, options, paths):
-        super().__init__(options, paths)
+    def __init__(self, options, output):
+        super().__init__(options, output)
         self.max_retries = 0  # nothing here can lose a worker without losing the study too
         self.poll_seconds = 0.0
         self._submitted = 0

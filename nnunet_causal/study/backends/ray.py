@@ -34,8 +34,8 @@ def _ray():
 class RayBackend(Backend):
     name = "ray"
 
-    def __init__(self, options, paths):
-        super().__init__(options, paths)
+    def __init__(self, options, output):
+        super().__init__(options, output)
         self.poll_seconds = float(options.get("poll_seconds", 5.0))
         self._started = False
         self._remote = None

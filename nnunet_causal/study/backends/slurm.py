@@ -39,10 +39,10 @@ def _submitit():
 class SlurmBackend(Backend):
     name = "slurm"
 
-    def __init__(self, options, paths):
-        super().__init__(options, paths)
+    def __init__(self, options, output):
+        super().__init__(options, output)
         self.poll_seconds = float(options.get("poll_seconds", 30.0))
-        self.folder = Path(options.get("folder") or paths.backend_logs() / "submitit")
+        self.folder = Path(options.get("folder") or self.output / "backend_logs" / "submitit")
         self._executor = None
 
     @property
