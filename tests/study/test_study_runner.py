@@ -402,3 +402,21 @@ def test_a_stock_command_dies_with_its_worker(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the command outlived its worker")
+
+
+def test_slurm_backend_with_submitits_debug_executor(fake_dataset, tmp_path, monkeypatch):
+    """submitit's debug executor runs each job in this process: the SLURM backend's submit / poll / collect
+    path with the stand-in commands (the real commands on submitit's local executor: test_study_backends)."""
+    pytest.importorskip("submitit")
+    raw, _ = fake_dataset
+    fake = FakeCommands(raw)
+    monkeypatch.setattr(study_runs, "run_command", fake)
+    config = _config(tmp_path, trainers=["nnUNetTrainer", "nnUNetTrainerGINIPA_Tiny"],
+                     backend={"name": "slurm", "executor": "debug", "gpus_per_run": 0, "poll_seconds": 0})
+    result = run_study(config)
+    assert all(a == ["trained", "evaluated"] for a in result.actions.values()) and len(result.actions) == 4
+    assert len(fake.calls) == 4 and all("-num_gpus" not in c for c in fake.calls)
+    state = read_json(config.output / "study_state.json")
+    assert {r["backend"] for r in state["runs"].values()} == {"slurm"} and state["backend"] == "slurm"
+    assert (config.output / "backend_logs" / "submitit").is_dir()
+    assert "Backend: slurm." in (config.output / "report.md").read_text()
