@@ -44,8 +44,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("study", type=Path, help="study file (YAML)")
     p.add_argument("-o", "--output", default=None, help="output folder (overrides the study file's 'output')")
     p.add_argument("--backend", choices=tuple(BACKEND_KEYS), default=None,
-                   help="where the runs execute (overrides the study file's 'backend' name; its settings are "
-                        "kept when they are for this backend)")
+                   help="where the runs execute, overriding the study file's 'backend' (that backend's "
+                        "settings come from 'backend_settings', or from 'backend' when it names the same one)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the study file, dataset and trainers and list each run's next step and what the "
                         "backend would submit; run nothing")
