@@ -7,7 +7,9 @@ identical, not just close. One plan-and-preprocess serves the whole module.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -125,8 +127,11 @@ def local_tables(study_env):
         fold_dir = out / "seed_0" / "nnUNet_results" / DATASET / "nnUNetTrainer_StudyTiny__nnUNetPlans__2d" / "fold_1"
         checkpoint = fold_dir / "checkpoint_final.pth"
         mtime = checkpoint.stat().st_mtime_ns
-        _run(study_env)  # resumable: everything is skipped
-        assert checkpoint.stat().st_mtime_ns == mtime
+        printed, t0 = io.StringIO(), time.time()
+        with contextlib.redirect_stdout(printed):
+            _run(study_env)  # resumable: everything is skipped
+        assert checkpoint.stat().st_mtime_ns == mtime and time.time() - t0 < 60
+        assert "1 run(s), 1 already done and skipped" in printed.getvalue()
     return out, _tables(out), fold_dir
 
 
@@ -142,7 +147,9 @@ def test_local_backend_runs_the_stock_commands_and_resumes(local_tables):
     history = read_json(out / "study_state.json")["runs"][RUN_ID]["history"]
     assert [h["actions"] for h in history] == [["trained", "evaluated"], ["skipped"]]
     assert f"{RUN_ID}: skipped" in (out / "study.log").read_text()
-    assert "$ " in (out / "runs" / RUN_ID / "commands.log").read_text().splitlines()[0]
+    assert (out / "runs" / RUN_ID / "commands.log").read_text().startswith("$ ")
+    assert (out / "figures" / "overlay_site1.png").is_file() and "| tiny |" in (out / "table.md").read_text()
+    assert "![overlays site1](figures/overlay_site1.png)" in (out / "report.md").read_text()
 
 
 def test_slurm_backend_through_submitit_resubmits_a_killed_worker(local_tables, in_study_env, monkeypatch):
