@@ -21,7 +21,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.data.splits_cli",
     "nnunet_causal.planning.plan_stunet_cli",
     "nnunet_causal.evaluation.evaluate_cli",
-    "nnunet_causal.evaluation.study_cli",
+    "nnunet_causal.study.study_cli",
     "nnunet_causal.audit.audit_cli",
     "nnunet_causal.confounders.simulators_cli",
     "nnunet_causal.mgcl.pretrain_cli",

@@ -1,5 +1,7 @@
 """Every third-party module the package imports (converters and commands included, lazy imports too) is
-installed by ``pip install nnunet_causal``: it is declared in setup.cfg's ``install_requires``."""
+installed by ``pip install nnunet_causal``: it is declared in setup.cfg's ``install_requires`` -- or, for the
+optional cluster backends of ``nnunet_causal study``, in the ``cluster`` extra and imported only inside
+functions (so that nothing else needs it)."""
 from __future__ import annotations
 
 import ast
@@ -28,12 +30,27 @@ def declared_requirements(extra: str | None = None) -> set:
     return {canonicalize_name(Requirement(ln).name) for ln in lines if ln and not ln.startswith("#")}
 
 
-def imported_modules() -> dict:
-    """``{top-level module: [file, ...]}`` of every absolute import outside the standard library."""
+def declared_extra(name: str) -> set:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = [ln.strip() for ln in cfg["options.extras_require"][name].splitlines()]
+    return {canonicalize_name(Requirement(ln).name) for ln in lines if ln and not ln.startswith("#")}
+
+
+def imported_modules(top_level_only: bool = False) -> dict:
+    """``{top-level module: [file, ...]}`` of every absolute import outside the standard library (with
+    ``top_level_only``: only the imports run when the module is imported, i.e. outside functions)."""
     found: dict = {}
     for package in PACKAGES:
         for f in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+            nodes = ast.walk(tree)
+            if top_level_only:
+                nodes = [n for n in ast.walk(tree) if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                inside = {id(m) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                          for m in ast.walk(fn) if m is not fn}
+                nodes = [n for n in nodes if id(n) not in inside]
+            for node in nodes:
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -49,6 +66,8 @@ def imported_modules() -> dict:
 
 def test_every_import_is_declared_in_install_requires():
     declared = declared_requirements()
+    cluster = declared_extra("cluster")
+    eager = imported_modules(top_level_only=True)
     distributions = packages_distributions()
     missing = []
     for module, files in sorted(imported_modules().items()):
@@ -57,6 +76,8 @@ def test_every_import_is_declared_in_install_requires():
         allowed = declared.union(*(declared_requirements(e) for e in extras))
         if not dists:
             missing.append(f"{module} (not installed here; imported by {files[0]})")
+        elif not dists & allowed and dists & cluster and module not in eager:
+            continue  # an optional cluster backend's library, imported only when that backend runs
         elif not dists & allowed:
             missing.append(f"{module} -> {'/'.join(sorted(dists))} (imported by {', '.join(sorted(set(files))[:3])})")
     assert not missing, "add to install_requires in setup.cfg: " + "; ".join(missing)

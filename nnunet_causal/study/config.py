@@ -1,6 +1,7 @@
-"""STUDY.yaml parsing and validation for :mod:`nnunet_causal.evaluation.study` (the schema is documented there).
+"""STUDY.yaml parsing and validation (the schema is documented in :mod:`nnunet_causal.study`).
 
-Every error is a :class:`StudyError` that names the file and the key.
+Every error is a :class:`StudyError` that names the file and the key. The ``backend`` block is checked here
+against a table of keys per backend (:data:`BACKEND_KEYS`); the backend modules read the checked values.
 """
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from nnunet_causal.errors import NnunetCausalError
-
-
-
-
 
 STATE_FILE = "study_state.json"
 LOG_FILE = "study.log"
@@ -23,11 +20,11 @@ PROMPT_FILE_VARIABLE = "nnUNet_causal_prompt_file"
 DEVICES = ("cpu", "cuda", "mps")
 PREDICTION_MODES = ("validation", "predict")
 TOP_LEVEL_KEYS = ("dataset", "configuration", "plans", "trainers", "heldout_domains", "split_by", "seeds", "device",
-                  "output", "env", "num_processes", "prediction", "title", "overlay_cases")
+                  "output", "env", "num_processes", "prediction", "title", "overlay_cases", "backend",
+                  "backend_settings")
 TRAINER_KEYS = ("name", "label", "env")
 PREDICTION_KEYS = ("mode", "disable_tta", "step_size", "prompt_file", "prompts")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ECHO_MARKERS = ("Epoch ", "Pseudo dice", "Mean Validation Dice", "Traceback", "Error")
 
 class StudyError(NnunetCausalError, ValueError):
     """A study file is malformed, or the study cannot run on the data it names."""
@@ -35,6 +32,20 @@ class StudyError(NnunetCausalError, ValueError):
 
 class CommandError(StudyError):
     """A stock command run by the study exited with an error."""
+
+
+# value kinds of the backend keys: "int", "number", "text", "texts" (list of strings), "numbers" (mapping of
+# names to numbers), "mapping" (names to strings / numbers), or a tuple of allowed strings
+_SHARED_BACKEND_KEYS = {"max_retries": "int", "poll_seconds": "number"}
+BACKEND_KEYS: Dict[str, Dict[str, Any]] = {
+    "local": {},
+    "slurm": {**_SHARED_BACKEND_KEYS, "partition": "text", "gpus_per_run": "int", "cpus_per_run": "int",
+              "mem_gb": "number", "time_min": "int", "array_parallelism": "int", "account": "text", "qos": "text",
+              "constraint": "text", "setup": "texts", "additional": "mapping", "folder": "text",
+              "executor": ("slurm", "local", "debug")},
+    "ray": {**_SHARED_BACKEND_KEYS, "address": "text", "num_cpus": "int", "num_gpus": "int",
+            "resources_per_run": "numbers"},
+}
 
 # ----------------------------------------------------------------------------------------------------------------
 # schema
@@ -59,6 +70,16 @@ class PredictionOptions:
 
 
 @dataclass(frozen=True)
+class BackendOptions:
+    """Where the runs execute: ``name`` (``local``, ``slurm`` or ``ray``) and that backend's checked settings."""
+    name: str = "local"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default=None):
+        return self.settings.get(key, default)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A validated STUDY.yaml (see the module docstring for the meaning of each field)."""
     source: str
@@ -76,10 +97,13 @@ class StudyConfig:
     prediction: PredictionOptions = field(default_factory=PredictionOptions)
     title: Optional[str] = None
     overlay_cases: int = 3
+    backend: BackendOptions = field(default_factory=BackendOptions)
 
 
-def load_study(path: Union[str, os.PathLike], output: Optional[Union[str, os.PathLike]] = None) -> StudyConfig:
-    """Read and validate STUDY.yaml; ``output`` overrides its ``output`` key.
+def load_study(path: Union[str, os.PathLike], output: Optional[Union[str, os.PathLike]] = None,
+               backend: Optional[str] = None) -> StudyConfig:
+    """Read and validate STUDY.yaml; ``output`` overrides its ``output`` key, ``backend`` the backend's name
+    (the file's ``backend`` settings are kept when they are for that backend, else that backend's defaults).
 
     Raises:
         StudyError: the file cannot be read, is not valid YAML, or breaks the schema (message names the file
@@ -96,10 +120,11 @@ def load_study(path: Union[str, os.PathLike], output: Optional[Union[str, os.Pat
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise StudyError(f"{path}: not valid YAML: {e}") from e
-    return parse_study(data, source=str(path), output=output)
+    return parse_study(data, source=str(path), output=output, backend=backend)
 
 
-def parse_study(data, source: str = "study", output: Optional[Union[str, os.PathLike]] = None) -> StudyConfig:
+def parse_study(data, source: str = "study", output: Optional[Union[str, os.PathLike]] = None,
+                backend: Optional[str] = None) -> StudyConfig:
     """Validate the parsed YAML document ``data`` (a mapping) against the schema; ``source`` names it in errors."""
     if not isinstance(data, Mapping):
         raise StudyError(f"{source}: a study file must be a YAML mapping (key: value lines), got "
@@ -129,6 +154,7 @@ def parse_study(data, source: str = "study", output: Optional[Union[str, os.Path
         prediction=_parse_prediction(data.get("prediction"), source),
         title=None if data.get("title") is None else _parse_name(data["title"], source, "title"),
         overlay_cases=_parse_int(data.get("overlay_cases", 3), source, "overlay_cases", minimum=0),
+        backend=_parse_backend(data.get("backend", "local"), data.get("backend_settings"), source, backend),
     )
 
 
@@ -295,3 +321,71 @@ def _parse_prediction(value, source: str) -> PredictionOptions:
         prompt_file=None if prompt_file is None else _parse_path(prompt_file, source, "prediction.prompt_file"),
         prompts=None if prompts is None else tuple(p.strip() for p in prompts))
 
+
+
+def _parse_backend(value, per_backend, source: str, override: Optional[str] = None) -> BackendOptions:
+    """``backend: local`` or ``backend: {name: slurm, partition: gpu, ...}``, plus ``backend_settings: {slurm:
+    {...}, ray: {...}}`` (settings for backends picked with ``--backend``); ``override`` replaces the name."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+        raise StudyError(f"{source}: 'backend' must be one of {', '.join(BACKEND_KEYS)} or a mapping with 'name' "
+                         f"and that backend's settings, got {value!r}")
+    if per_backend is None:
+        per_backend = {}
+    if not isinstance(per_backend, Mapping) or not all(k in BACKEND_KEYS and isinstance(v, Mapping)
+                                                       for k, v in per_backend.items()):
+        raise StudyError(f"{source}: 'backend_settings' must map backend names ({', '.join(BACKEND_KEYS)}) to "
+                         f"mappings of their settings, got {per_backend!r}")
+    name = value["name"]
+    for chosen, where in ((name, "'backend.name'"), (override, "--backend")):
+        if chosen is not None and chosen not in BACKEND_KEYS:
+            raise StudyError(f"{source}: {where} must be one of {', '.join(BACKEND_KEYS)}, got {chosen!r}")
+    inline = {k: v for k, v in value.items() if k != "name"}
+    if inline and name in per_backend:
+        raise StudyError(f"{source}: settings for '{name}' are given both under 'backend' and under "
+                         f"'backend_settings.{name}'; keep one")
+    blocks = {**per_backend, name: inline or per_backend.get(name, {})}
+    checked = {}
+    for backend_name, settings in blocks.items():
+        allowed = BACKEND_KEYS[backend_name]
+        where = "backend" if backend_name == name and inline else f"backend_settings.{backend_name}"
+        unknown = [str(k) for k in settings if k not in allowed]
+        if unknown:
+            raise StudyError(f"{source}: '{where}' ({backend_name}) has unknown key(s) {', '.join(unknown)} "
+                             f"(allowed: {', '.join(allowed) or 'none'})")
+        checked[backend_name] = {k: _parse_backend_value(v, allowed[k], source, f"{where}.{k}")
+                                 for k, v in settings.items()}
+    chosen = override or name
+    return BackendOptions(name=chosen, settings=checked.get(chosen, {}))
+
+
+def _parse_backend_value(value, kind, source: str, key: str):
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise StudyError(f"{source}: '{key}' must be one of {', '.join(kind)}, got {value!r}")
+        return value
+    if kind == "int":
+        return _parse_int(value, source, key, minimum=0)
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise StudyError(f"{source}: '{key}' must be a number >= 0, got {value!r}")
+        return float(value)
+    if kind == "text":
+        return _parse_name(value if not _is_int(value) else str(value), source, key)
+    if kind == "texts":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise StudyError(f"{source}: '{key}' must be a list of strings, got {value!r}")
+        return tuple(value)
+    if kind == "numbers":
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+                for k, v in value.items()):
+            raise StudyError(f"{source}: '{key}' must map resource names to numbers >= 0, got {value!r}")
+        return {k: v for k, v in value.items()}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, (str, int, float))
+                                                  for k, v in value.items()):
+        raise StudyError(f"{source}: '{key}' must be a mapping of names to strings or numbers, got {value!r}")
+    return {k: v for k, v in value.items()}

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_causal.evaluation.study import load_study, run_study
+from nnunet_causal.study.config import BACKEND_KEYS, load_study
+from nnunet_causal.study.runner import run_study
 
 
 def run_study_command(args) -> int:
     """Validate the study file, run (or, with --dry-run, plan) the study and print where the results are."""
-    config = load_study(args.study, output=args.output)
+    config = load_study(args.study, output=args.output, backend=args.backend)
     result = run_study(config, dry_run=args.dry_run)
     if args.dry_run:
         print(f"{args.study}: valid; see the planned runs above (nothing was run)")
@@ -30,16 +31,22 @@ def add_parser(subparsers) -> None:
                     "nnUNetv2_train, score the held-out domain against labelsTr (Dice, HD95) and write "
                     "results.csv, table.md, bar charts, overlays and report.md into the study's output folder. "
                     "Re-running skips finished runs and continues interrupted ones (--c). The dataset must be "
-                    "planned and preprocessed first. File format: see nnunet_causal/evaluation/study.py or "
-                    "examples/studies/.",
+                    "planned and preprocessed first. The runs go to the study's backend: this machine (local, "
+                    "default), a SLURM cluster (submitit) or a Ray cluster. File format: see "
+                    "nnunet_causal/study/__init__.py or examples/studies/.",
         epilog="Example:\n"
                "  nnunet_causal synth endoscopy2d -d 990 -n 30 --domains siteA siteB siteC siteD \\\n"
                "      --heldout siteD --spurious-cue specular --size 64 64\n"
                "  nnUNetv2_plan_and_preprocess -d 990 -c 2d\n"
-               "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml",
+               "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml\n"
+               "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml --backend slurm --dry-run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", type=Path, help="study file (YAML)")
     p.add_argument("-o", "--output", default=None, help="output folder (overrides the study file's 'output')")
+    p.add_argument("--backend", choices=tuple(BACKEND_KEYS), default=None,
+                   help="where the runs execute, overriding the study file's 'backend' (that backend's "
+                        "settings come from 'backend_settings', or from 'backend' when it names the same one)")
     p.add_argument("--dry-run", action="store_true",
-                   help="check the study file, dataset and trainers and list each run's next step; run nothing")
+                   help="check the study file, dataset and trainers and list each run's next step and what the "
+                        "backend would submit; run nothing")
     p.set_defaults(func=run_study_command)
