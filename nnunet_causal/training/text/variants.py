@@ -4,6 +4,7 @@ import torch
 
 from nnunet_causal.training.schedules import CPUDemoSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
 
 
 class nnUNetTrainerText_1epoch(nnUNetTrainerText):
@@ -81,3 +82,11 @@ class nnUNetTrainerText_CPUDemo(CPUDemoSchedule, nnUNetTrainerText):
 
 class nnUNetTrainerText_CPULong(CPULongSchedule, nnUNetTrainerText):
     """The robustness benchmark's CPU schedule (see :class:`~nnunet_causal.training.schedules.CPULongSchedule`)."""
+
+
+class nnUNetTrainerTextPresence_CPUDemo(CPUDemoSchedule, nnUNetTrainerTextPresence):
+    """Presence head, short CPU schedule."""
+
+
+class nnUNetTrainerTextPresence_CPULong(CPULongSchedule, nnUNetTrainerTextPresence):
+    """Presence head, the robustness benchmark's CPU schedule."""
