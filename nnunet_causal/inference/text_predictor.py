@@ -247,6 +247,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
             return None
         return torch.tensor([r["present"] is False for r in records], dtype=torch.bool)
 
+    @torch.inference_mode()
     def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
         """nnU-Net's logit path (cross-attention connector, or ``feature_window`` off), with the sidecar's
         peak probabilities and presence recorded; absent prompts' logits are set to the lowest value."""
