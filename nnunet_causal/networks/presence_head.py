@@ -35,7 +35,8 @@ class PresenceHead(nn.Module):
     def __init__(self, embed_dim: int, text_dim: int, hidden_dim: int = 64):
         super().__init__()
         self.hidden_dim = hidden_dim
-        self.image = nn.Sequential(nn.Linear(2 * embed_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim))
+        self.image = nn.Sequential(nn.LayerNorm(2 * embed_dim), nn.Linear(2 * embed_dim, hidden_dim), nn.GELU(),
+                                   nn.Linear(hidden_dim, hidden_dim))
         self.text = nn.Sequential(nn.Linear(text_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim))
         self.bias = nn.Parameter(torch.zeros(()))
 
