@@ -147,7 +147,7 @@ def export_case(agg: AggregatedFeatures, properties: dict, plans_manager, config
                                         float("-inf"))
         value, index = ranked.max(0)
         better = value > best
-        best = torch.where(better, value, best)
+        best = torch.maximum(best, value)
         label = torch.where(better, index.int() + start + 1, label)
         for i in range(logits.shape[0]) if binary_masks and output_truncated else ():
             if start + i in binary_masks:
