@@ -69,11 +69,21 @@ def _mirrored_features(predictor, network, x: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def sliding_window_features(predictor, data: torch.Tensor) -> torch.Tensor:
     """Gaussian-weighted, mirror-averaged voxel embeddings ``(E, *spatial)`` of ``data (C_in, *spatial)``
-    for the network's current weights (float32, on the device when ``perform_everything_on_device``)."""
+    for the network's current weights (float32, on the device when ``perform_everything_on_device``; as
+    nnU-Net, a GPU that runs out of memory for the aggregated map gets it on the CPU instead)."""
+    on_device = predictor.perform_everything_on_device and predictor.device.type != "cpu"
+    if on_device:
+        try:
+            return _sliding_window_features(predictor, data, predictor.device)
+        except torch.cuda.OutOfMemoryError:
+            empty_cache(predictor.device)
+    return _sliding_window_features(predictor, data, torch.device("cpu"))
+
+
+def _sliding_window_features(predictor, data: torch.Tensor, results_device: torch.device) -> torch.Tensor:
     network = _unwrap(predictor.network).to(predictor.device)
     network.eval()
     device = predictor.device
-    results_device = device if predictor.perform_everything_on_device else torch.device("cpu")
     patch = predictor.configuration_manager.patch_size
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context()
     with autocast:
