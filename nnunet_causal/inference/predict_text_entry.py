@@ -150,16 +150,17 @@ def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_pr
     for truncated, peaks in predictor.case_max_probabilities.items():
         seg, _ = rw.read_seg(truncated + ending)
         records = []
-        presence = predictor.case_presence.get(truncated) or [unknown_record() for _ in predictor.assignments]
+        presence = getattr(predictor, "case_presence", {}).get(truncated) or \
+            [unknown_record() for _ in predictor.assignments]
         for a, peak, pres in zip(predictor.assignments, peaks, presence):
             rec = {"prompt": a.prompt, "label_value": a.label_value, "terms": a.terms, "score": a.score,
                    "resolution": a.method, "source": a.source, "trained_structures": a.trained_structures,
                    "used_words": a.used_words, "ignored_words": a.ignored_words, "unknown_words": a.unknown_words,
                    "corrected": a.corrected, "resolution_message": a.resolution_message,
                    "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak, **pres,
-                   "mask_suppressed": pres["present"] is False and not predictor.keep_absent_masks}
+                   "mask_suppressed": pres["present"] is False and not getattr(predictor, "keep_absent_masks", False)}
             records.append(rec)
-        binary = predictor.case_binary.get(truncated)
+        binary = getattr(predictor, "case_binary", {}).get(truncated)
         if save_binary and binary:  # feature path: written during export
             for a, rec in zip(predictor.assignments, records):
                 rec["binary_mask"], rec["binary_voxel_count"] = binary[a.label_value]

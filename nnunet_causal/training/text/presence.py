@@ -7,7 +7,8 @@ head of :mod:`nnunet_causal.networks.presence_head`, and the loss gets one term,
 
 over the dataset's prompts (the synonym drawn this step) plus ``presence_negatives`` text embeddings of
 structures the dataset never contains (knowledge-base terms sharing no word with the dataset's structures,
-apart from side words), whose target is always 0 -- so an open-vocabulary prompt for something not in the
+apart from side words), whose target is always 0 (the two parts are averaged separately and weigh alike, so
+32 always-absent negatives do not teach the head to call everything absent) -- so an open-vocabulary prompt for something not in the
 data ("brain" on abdominal CT) learns to score low. Partial labels (dataset.json ``"partial_labels"``) mask
 the term like the segmentation loss; ignore-label voxels never count as presence.
 
@@ -92,8 +93,11 @@ class PresenceLoss(nn.Module):
         mask = self.prompt_mask()
         if mask is not None:
             weights[:, :k] = mask.to(weights)
-        bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, weight=weights, reduction="sum")
-        return loss + self.weight * bce / weights.sum().clamp_min(1)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none") * weights
+        term = bce[:, :k].sum() / weights[:, :k].sum().clamp_min(1)
+        if logits.shape[1] > k:  # the negatives (always 0) weigh as much as the dataset's prompts together
+            term = (term + bce[:, k:].mean()) / 2
+        return loss + self.weight * term
 
 
 def choose_threshold(scores: Sequence[float], present: Sequence[bool]) -> dict:
