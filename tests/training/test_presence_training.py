@@ -21,9 +21,12 @@ def test_negative_prompts_share_no_word_with_the_dataset():
     assert len(few) == 5 and few == negative_prompts({"liver": ["liver"]}, 5)
 
 
-def test_threshold_maximises_balanced_accuracy_with_a_margin():
+def test_threshold_keeps_the_present_structures_with_a_margin():
     cal = choose_threshold([0.9, 0.8, 0.3, 0.1, 0.2], [True, True, False, False, False])
-    assert cal["threshold"] == pytest.approx(0.55) and cal["kept_present"] == 1 and cal["masked_absent"] == 1
+    assert 0.3 < cal["threshold"] < 0.8 and cal["kept_present"] == 1 and cal["masked_absent"] == 1
+    # a positive scoring below two negatives is still kept: recall first, at the negatives' cost
+    cal = choose_threshold([0.9, 0.2, 0.5, 0.4, 0.1], [True, True, False, False, False])
+    assert 0.1 < cal["threshold"] < 0.2 and cal["kept_present"] == 1 and cal["masked_absent"] == pytest.approx(1 / 3)
     assert choose_threshold([0.4, 0.6], [True, True])["threshold"] == 0.5  # one class only: the default
 
 
