@@ -183,6 +183,23 @@ def trainable_fraction_peft(device) -> float:
 
 
 def run_benchmark(args) -> int:
+    if "resample" in args.cases:
+        from nnunet_causal.benchmarking.perf3d import print_resampling, time_resampling_modes
+        shapes = ((24, 40, 40), (36, 60, 60)) if args.quick else ((48, 80, 80), (72, 120, 120))
+        print_resampling(time_resampling_modes(*shapes))
+    if "3d" in args.cases:
+        from nnunet_causal.benchmarking.perf3d import benchmark_3d, print_3d
+        volume = tuple(args.volume) if args.volume else ((32, 64, 64) if args.quick else (96, 160, 160))
+        patch = args.patch or (32 if args.quick else 64)
+        mirror = not (args.disable_tta or args.quick)
+        res3d = benchmark_3d(volume, patch, mirror=mirror, repeats=args.repeats_3d or (2 if args.quick else 3),
+                             device=args.device, work=args.work or "")
+        print_3d(res3d)
+        if args.json:
+            from nnunet_causal.data.raw_dataset import write_json_atomic
+            write_json_atomic(args.json if "2d" not in args.cases else args.json.replace(".json", "") + "_3d.json", res3d)
+    if "2d" not in args.cases:
+        return 0
     device = torch.device(args.device)
     quick = args.quick
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="nnunet_causal_bench_"))
@@ -229,9 +246,19 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "benchmark", help="time/memory of the text and causal trainers and predictor against stock nnU-Net",
         description=__doc__.split("\n\n")[0],
-        epilog="Example: nnunet_causal benchmark --quick --device cpu --json bench.json")
+        epilog="Examples: nnunet_causal benchmark --quick --device cpu --json bench.json\n"
+               "          nnunet_causal benchmark --cases 3d --volume 48 80 80 --patch 32 --device cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     p.add_argument("--quick", action="store_true", help="fewer repeats, smaller images (< 10 min on 2 CPU cores)")
     p.add_argument("--json", default=None, help="write the measurements and ratios here")
     p.add_argument("--work", default=None, help="keep the synthetic data and plans in this folder")
+    p.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=("2d", "3d", "resample"),
+                   help="2d: trainers and the small 2D predictor case; 3d: 1/32/117 prompts vs stock 2/33/118 classes "
+                        "on a 3D volume; resample: embeddings-once vs logits-in-chunks resampling (default 2d 3d)")
+    p.add_argument("--volume", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+                   help="3D case volume (default 96 160 160, hours on 2 CPU cores with mirroring; 32 64 64 and no "
+                        "mirroring with --quick)")
+    p.add_argument("--patch", type=int, default=None, help="3D case cubic patch edge (default 64; 32 with --quick)")
+    p.add_argument("--disable_tta", action="store_true", help="3D case without mirroring (always so with --quick)")
+    p.add_argument("--repeats_3d", type=int, default=None, help="3D case repeats (default 3; 2 with --quick)")
     p.set_defaults(func=run_benchmark)

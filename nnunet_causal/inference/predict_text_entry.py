@@ -1,7 +1,9 @@
 """``nnUNetv2_predict_text``: ``nnUNetv2_predict`` plus text prompts.
 
 Per case it writes the label map (value i = i-th prompt, nnU-Net's file format), ``CASE.prompts.json``
-(prompt -> label value, resolved terms, how it was segmented, voxel count, max probability) and, with
+(prompt -> label value, resolved terms, how it was segmented, voxel count, max probability, presence
+decision: ``present`` true/false -- null when the model has no presence head -- with its score, threshold
+and calibration; a prompt decided absent takes no voxel unless ``--keep_absent_masks``) and, with
 ``--save_binary``, ``CASE__<prompt>.<ending>`` with one independent binary mask per prompt (overlaps kept;
 prompts whose file names would coincide, such as "left kidney" and "Left-Kidney", all get their label value
 appended: ``CASE__left_kidney__1``, ``CASE__left_kidney__2``).
@@ -79,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment prompts that name no known structure through their own text embedding "
                         "instead of stopping with an error")
     p.add_argument("--save_binary", action="store_true", help="write one binary mask per prompt and case")
+    p.add_argument("--keep_absent_masks", action="store_true",
+                   help="keep the voxels of prompts the presence head decides absent in the label map (the sidecar "
+                        "still says present: false)")
+    p.add_argument("--resample", default="auto", choices=("auto", "features", "logits"),
+                   help="feature-space window: resample the embeddings or the logits (in chunks) to the original "
+                        "spacing (default auto: embeddings when the resampling is linear and there are more prompts "
+                        "than embedding channels)")
     return p
 
 
@@ -136,17 +145,26 @@ def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_pr
     rw = predictor.plans_manager.image_reader_writer_class()
     n = 0
     suffixes = binary_mask_suffixes(predictor.assignments)
+    from nnunet_causal.inference.presence import unknown_record
+
     for truncated, peaks in predictor.case_max_probabilities.items():
         seg, _ = rw.read_seg(truncated + ending)
         records = []
-        for a, peak in zip(predictor.assignments, peaks):
+        presence = getattr(predictor, "case_presence", {}).get(truncated) or \
+            [unknown_record() for _ in predictor.assignments]
+        for a, peak, pres in zip(predictor.assignments, peaks, presence):
             rec = {"prompt": a.prompt, "label_value": a.label_value, "terms": a.terms, "score": a.score,
                    "resolution": a.method, "source": a.source, "trained_structures": a.trained_structures,
                    "used_words": a.used_words, "ignored_words": a.ignored_words, "unknown_words": a.unknown_words,
                    "corrected": a.corrected, "resolution_message": a.resolution_message,
-                   "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak}
+                   "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak, **pres,
+                   "mask_suppressed": pres["present"] is False and not getattr(predictor, "keep_absent_masks", False)}
             records.append(rec)
-        if save_binary:
+        binary = getattr(predictor, "case_binary", {}).get(truncated)
+        if save_binary and binary:  # feature path: written during export
+            for a, rec in zip(predictor.assignments, records):
+                rec["binary_mask"], rec["binary_voxel_count"] = binary[a.label_value]
+        elif save_binary:
             probs = np.load(truncated + ".npz")["probabilities"]
             props = load_pickle(truncated + ".pkl")
             for a, rec in zip(predictor.assignments, records):
@@ -194,6 +212,13 @@ def predict_text(args) -> int:
                                     verbose_preprocessing=args.verbose)
     predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
     assignments = predictor.set_prompts(specs, open_vocabulary=args.open_vocabulary)
+    predictor.keep_absent_masks = args.keep_absent_masks
+    predictor.resample_mode = args.resample
+    feature_path = predictor.uses_feature_window()
+    if args.save_binary and feature_path:
+        predictor.binary_mask_suffixes = binary_mask_suffixes(assignments)
+    if not predictor.has_presence_head():
+        logger.info("this model has no presence head: every prompt's presence is reported as unknown")
     for a in assignments:
         logger.info("prompt %d '%s' -> %s (%s, %s)", a.label_value, a.prompt, a.trained_structures or a.terms or "-",
                     a.method, a.source)
@@ -201,7 +226,8 @@ def predict_text(args) -> int:
     predictor.case_is_finished = functools.partial(
         case_is_finished, assignments=assignments, ending=predictor.dataset_json["file_ending"],
         save_binary=args.save_binary, save_probabilities=args.save_probabilities)
-    predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities or args.save_binary,
+    keep_npz = args.save_probabilities or (args.save_binary and not feature_path)
+    predictor.predict_from_files(args.i, args.o, save_probabilities=keep_npz,
                                  overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
                                  num_processes_segmentation_export=args.nps,
                                  folder_with_segs_from_prev_stage=args.prev_stage_predictions,

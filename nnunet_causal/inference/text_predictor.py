@@ -9,12 +9,23 @@ and goes through the MLP connector (OpenVocabCT's open-vocabulary path). The bac
 per patch whatever the number of prompts; each prompt adds one dot product per voxel.
 
 Output label map: value ``i`` (1-based) is prompt ``i``; a voxel takes the prompt with the largest logit
-among those with sigmoid > 0.5, else background.
+among those with sigmoid > 0.5, else background. Prompts the presence head decides absent take no voxel
+(unless ``keep_absent_masks``); see :mod:`nnunet_causal.inference.presence`.
+
+Two ways through the sliding window, same outputs within floating-point tolerance:
+
+* MLP connector (default): the embeddings are aggregated once and the prompts applied at the end in chunks
+  (:mod:`~nnunet_causal.inference.feature_window`, :mod:`~nnunet_causal.inference.chunked_export`); cases
+  are exported in this process, one after the other. A merged category is there the maximum of its members'
+  aggregated logits (nnU-Net's logit path averages the maximum over tiles and mirrors; the two agree where
+  tiles agree).
+* cross-attention connector, or ``feature_window = False``: nnU-Net's own logit aggregation and export.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -25,6 +36,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
 from nnunet_causal.errors import DatasetError, PromptError, ResolutionError
+from nnunet_causal.inference import presence as presence_decisions
 from nnunet_causal.inference.stock_prompts import caller_sets_prompts
 from nnunet_causal.networks.text_plans import get_text_settings
 
@@ -65,11 +77,36 @@ class nnUNetTextPredictor(nnUNetPredictor):
         #: ``f(truncated output path) -> bool``: which cases ``overwrite=False`` skips (default: nnU-Net's test,
         #: the label map and, with probabilities, the ``.npz`` exist)
         self.case_is_finished: Optional[Callable[[str], bool]] = None
+        #: aggregate embeddings instead of logits where the connector allows it (see the module docstring)
+        self.feature_window = True
+        #: resampling to the original spacing: "auto", "features" or "logits" (chunked_export)
+        self.resample_mode = "auto"
+        #: prompts per chunk when applying the head to a whole volume
+        self.prompt_chunk_size = 8
+        #: keep the masks of prompts decided absent in the label map (the sidecar still says absent)
+        self.keep_absent_masks = False
+        #: ``{label value: file-name part}``: write one binary mask per prompt (feature path)
+        self.binary_mask_suffixes: Optional[Dict[int, str]] = None
+        self.case_presence: Dict[str, List[dict]] = {}
+        self.case_binary: Dict[str, Dict[int, tuple]] = {}
+        self.case_resample_mode: Dict[str, str] = {}
+        self.presence_calibrations: List[Optional[dict]] = []
 
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
                                              checkpoint_name="checkpoint_final.pth"):
         with caller_sets_prompts():  # prompts come from set_prompts, not from nnUNet_causal_prompt_file
             super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
+        if use_folds is None:
+            use_folds = self.auto_detect_available_folds(model_training_output_dir, checkpoint_name)
+        self.presence_calibrations = presence_decisions.load_calibrations(model_training_output_dir, use_folds)
+
+    def has_presence_head(self) -> bool:
+        return _unwrap(self.network).presence is not None
+
+    def uses_feature_window(self) -> bool:
+        net = _unwrap(self.network)
+        return bool(self.feature_window and self.assignments and net.inference_groups is not None
+                    and not net.connector.image_conditioned)
 
     # ------------------------------------------------------------------ prompts
     def text_encoder(self):
@@ -200,14 +237,95 @@ class nnUNetTextPredictor(nnUNetPredictor):
         return super()._internal_get_data_iterator_from_lists_of_filenames(
             input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes)
 
+    def _decisions(self, scores: Optional[torch.Tensor]) -> List[dict]:
+        if scores is None:
+            return [presence_decisions.unknown_record() for _ in self.assignments]
+        return [d.as_record() for d in presence_decisions.decide(scores, self.presence_calibrations)]
+
+    def _suppressed(self, records: List[dict]) -> Optional[torch.Tensor]:
+        if self.keep_absent_masks:
+            return None
+        return torch.tensor([r["present"] is False for r in records], dtype=torch.bool)
+
+    @torch.inference_mode()
     def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
-        logits = super().predict_logits_from_preprocessed_data(data)
+        """nnU-Net's logit path (cross-attention connector, or ``feature_window`` off), with the sidecar's
+        peak probabilities and presence recorded; absent prompts' logits are set to the lowest value."""
+        net = _unwrap(self.network)
+        record = bool(self.assignments) and net.presence is not None
+        net.presence_recorder = [] if record else None
+        try:
+            logits = super().predict_logits_from_preprocessed_data(data)
+            calls = net.presence_recorder
+        finally:
+            net.presence_recorder = None
         if self.assignments:
             # cases are predicted in input order; record max sigmoid per prompt for the sidecar
             key = self._pending_outputs.pop(0) if self._pending_outputs else f"case_{len(self.case_max_probabilities)}"
             peak = torch.sigmoid(logits[1:].reshape(logits.shape[0] - 1, -1).float().amax(1))
             self.case_max_probabilities[key] = [round(float(p), 6) for p in peak]
+            scores = None
+            if record:  # the same number of forward passes per fold, folds one after the other
+                per_fold = torch.sigmoid(torch.cat(calls, 0)).view(len(self.list_of_parameters), -1, logits.shape[0] - 1)
+                scores = per_fold.amax(1)
+            self.case_presence[key] = self._decisions(scores)
+            suppressed = self._suppressed(self.case_presence[key])
+            if suppressed is not None and bool(suppressed.any()):
+                logits[1:][suppressed] = torch.finfo(logits.dtype).min
         return logits
+
+    # ------------------------------------------------------------------ feature-space path
+    def predict_case_from_features(self, data: torch.Tensor, properties: dict, output_truncated: Optional[str],
+                                   save_probabilities: bool = False) -> dict:
+        """One preprocessed case through the feature-space window and the chunked export (see
+        :func:`nnunet_causal.inference.chunked_export.export_case`)."""
+        from nnunet_causal.inference.chunked_export import export_case
+        from nnunet_causal.inference.feature_window import aggregate_case
+
+        n_threads = torch.get_num_threads()
+        agg = aggregate_case(self, data)
+        key = output_truncated or f"case_{len(self.case_max_probabilities)}"
+        records = self._decisions(agg.presence)
+        binary = None
+        if self.binary_mask_suffixes and output_truncated:
+            binary = {v - 1: s for v, s in self.binary_mask_suffixes.items()}
+        result = export_case(agg, properties, self.plans_manager, self.configuration_manager, self.dataset_json,
+                             output_truncated, suppressed=self._suppressed(records),
+                             save_probabilities=save_probabilities, binary_masks=binary, mode=self.resample_mode,
+                             chunk=self.prompt_chunk_size)
+        torch.set_num_threads(n_threads)
+        self.case_max_probabilities[key] = [round(float(torch.sigmoid(torch.tensor(p))), 6) for p in result["peaks"]]
+        self.case_presence[key] = records
+        self.case_binary[key] = {i + 1: v for i, v in result["binary"].items()}
+        self.case_resample_mode[key] = result["mode"]
+        return result
+
+    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
+                                   num_processes_segmentation_export: int = 3):
+        if not self.uses_feature_window():
+            return super().predict_from_data_iterator(data_iterator, save_probabilities,
+                                                      num_processes_segmentation_export)
+        from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+        from nnunetv2.utilities.helpers import empty_cache
+
+        out = []
+        for item in data_iterator:
+            data = item["data"]
+            if isinstance(data, str):
+                path, data = data, torch.from_numpy(np.load(data))
+                os.remove(path)
+            result = self.predict_case_from_features(data, item["data_properties"], item["ofile"], save_probabilities)
+            if item["ofile"] is None:
+                seg = result["segmentation"]
+                out.append((seg, result["probabilities"]) if save_probabilities else seg)
+            else:
+                out.append(None)
+        if isinstance(data_iterator, MultiThreadedAugmenter):
+            data_iterator._finish()
+        compute_gaussian.cache_clear()
+        empty_cache(self.device)
+        return out
 
 
 def assignments_as_dicts(assignments: Sequence[PromptAssignment]) -> List[dict]:

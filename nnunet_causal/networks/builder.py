@@ -44,5 +44,6 @@ def build_text_network(plans_manager, configuration_manager, num_input_channels:
     bottleneck = bottleneck_factory(configuration_manager, settings) if bottleneck_factory is not None else None
     network = TextPromptedSegmentationNetwork(
         backbone, num_prompts, settings["text_dim"], settings["embed_dim"], connector=settings["connector"],
-        add_background=settings["add_background"], bottleneck=bottleneck)
+        add_background=settings["add_background"], bottleneck=bottleneck,
+        presence_hidden_dim=(settings.get("presence") or {}).get("hidden_dim"))
     return network

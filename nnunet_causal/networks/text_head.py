@@ -27,6 +27,10 @@ from torch.nn import functional as F
 class MLPConnector(nn.Module):
     """Two-layer MLP ``t -> (q^1..q^S, b^1..b^S)``; input text embeddings ``(K, D_text)``."""
 
+    #: queries depend on the image (False here: the head is linear in the voxel embeddings, which lets the
+    #: predictor aggregate embeddings instead of logits, see :mod:`nnunet_causal.inference.feature_window`)
+    image_conditioned = False
+
     def __init__(self, text_dim: int, embed_dim: int, num_scales: int, hidden_dim: int = 256):
         super().__init__()
         self.embed_dim, self.num_scales = embed_dim, num_scales
@@ -55,6 +59,7 @@ class CrossAttentionConnector(MLPConnector):
     """
 
     grid = 8
+    image_conditioned = True
 
     def __init__(self, text_dim: int, embed_dim: int, num_scales: int, hidden_dim: int = 256,
                  num_heads: int = 4):

@@ -17,7 +17,10 @@ and export work unchanged:
 Buffers (in the state_dict, so prediction of the trained prompts never loads the text encoder):
 ``prompt_embeddings (K, D_text)``. Training-only synonym banks are non-persistent buffers.
 An optional ``bottleneck`` module (the confounder cross-attention of seed 001) transforms the deepest
-encoder feature map before the decoder sees it.
+encoder feature map before the decoder sees it. An optional presence head
+(:mod:`nnunet_causal.networks.presence_head`) scores whether each prompt's structure is in the input; its
+weights are in the state_dict only for models built with ``presence_hidden_dim`` (plans entry
+``"presence"``), so older checkpoints load unchanged.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from nnunet_causal.networks.presence_head import PresenceHead
 from nnunet_causal.networks.text_head import build_connector, prompt_logits, union_logits
 
 
@@ -35,7 +39,7 @@ class TextPromptedSegmentationNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_prompts: int, text_dim: int, embed_dim: int,
                  connector: str = "mlp", add_background: bool = True, connector_hidden_dim: int = 256,
-                 bottleneck: Optional[nn.Module] = None):
+                 bottleneck: Optional[nn.Module] = None, presence_hidden_dim: Optional[int] = None):
         super().__init__()
         for attr in ("encoder", "decoder"):
             if not hasattr(backbone, attr):
@@ -58,6 +62,13 @@ class TextPromptedSegmentationNetwork(nn.Module):
         self.register_buffer("inference_valid", None, persistent=False)
         #: set by trainers that need intermediate tensors; forward then returns ``(output, aux)``
         self.return_aux = False
+        self.presence = PresenceHead(embed_dim, text_dim, presence_hidden_dim) if presence_hidden_dim else None
+        # training-only: text embeddings of structures the dataset never holds (presence negatives, not saved)
+        self.register_buffer("presence_negatives", None, persistent=False)
+        #: training: presence logits ``(B, K + N_negatives)`` of the last forward pass (read by the loss)
+        self.last_presence: Optional[torch.Tensor] = None
+        #: inference: when a list, every forward pass appends its presence logits ``(B, outputs - 1)``
+        self.presence_recorder: Optional[list] = None
 
     # nnU-Net's trainer toggles ``network.decoder.deep_supervision`` and reads ``network.encoder``
     @property
@@ -136,17 +147,52 @@ class TextPromptedSegmentationNetwork(nn.Module):
         return self.prompt_embeddings
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor):
+    def _decode(self, x: torch.Tensor):
         skips = self.backbone.encoder(x)
-        text = self._active_text_embeddings()
         aux = {}
         if self.bottleneck is not None:
             skips = list(skips)
             # MTRS selects positions by the TRAINED prompts, whatever is being segmented: a trained structure's
             # mask must not change when other prompts are asked for in the same call
             skips[-1], aux = self.bottleneck(skips[-1], self.prompt_embeddings)
-        feats = self.backbone.decoder(skips)
+        return self.backbone.decoder(skips), aux
+
+    def _presence(self, features: torch.Tensor, text: torch.Tensor) -> None:
+        """Presence logits of the active prompts: kept for the loss (training) or recorded (inference)."""
+        if self.presence is None:
+            return
+        if self.training:
+            negatives = self.presence_negatives
+            rows = text if negatives is None else torch.cat((text, negatives.to(text)), 0)
+            self.last_presence = self.presence(features, rows)
+        elif self.presence_recorder is not None:
+            logits = self.presence(features, text)
+            if self.inference_groups is not None:
+                logits = union_logits(logits, self.inference_groups, self.inference_valid)
+            self.presence_recorder.append(logits.detach().float())
+
+    def voxel_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-voxel embeddings ``F (B, E, *spatial)`` at the highest resolution (presence recorded as in
+        ``forward``). With the MLP connector ``forward(x)[:, k] = <q_k, F> + b_k`` (see :meth:`head`)."""
+        feats, _ = self._decode(x)
+        f = feats[0] if isinstance(feats, (list, tuple)) else feats
+        self._presence(f, self._active_text_embeddings())
+        return f
+
+    def head(self):
+        """``(queries (M, E), bias (M,))`` of the active text rows at the highest resolution, for connectors
+        whose queries do not depend on the image (``connector.image_conditioned`` False)."""
+        if self.connector.image_conditioned:
+            raise ValueError(f"{type(self.connector).__name__} computes its queries from the image; aggregate "
+                             f"logits, not voxel embeddings")
+        q, b = self.connector.text_queries(self._active_text_embeddings())
+        return q[:, 0], b[:, 0]
+
+    def forward(self, x: torch.Tensor):
+        feats, aux = self._decode(x)
+        text = self._active_text_embeddings()
         feats_list = feats if isinstance(feats, (list, tuple)) else [feats]
+        self._presence(feats_list[0], text)
         queries, bias = self.connector(text, feats_list[0])
         outs = []
         for s, f in enumerate(feats_list):

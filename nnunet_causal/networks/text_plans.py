@@ -12,7 +12,8 @@ below, written into the plans when the trainer is created, travel with every tra
       "connector": "mlp",                # or "cross_attention"
       "add_background": true,            # false for region-based datasets (sigmoid per region)
       "prompts": {"liver": ["liver", "hepatic parenchyma"], ...},   # output-channel order
-      "causal": {...}                    # only for the causal trainers
+      "causal": {...},                   # only for the causal trainers
+      "presence": {"hidden_dim": 64, "loss_weight": 0.5, "negatives": [...]}   # only with a presence head
     }
 """
 from __future__ import annotations

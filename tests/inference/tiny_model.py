@@ -79,10 +79,12 @@ def find_our_trainers(monkeypatch) -> None:
     monkeypatch.setenv("nnUNet_extTrainer", str(ext_trainer_folder()))
 
 
-def tiny_plans(with_text: bool = True) -> dict:
+def tiny_plans(with_text: bool = True, presence: bool = False) -> dict:
     plans = copy.deepcopy(PLANS)
     if with_text:
         plans["nnunet_causal"] = copy.deepcopy(TEXT_SETTINGS)
+        if presence:
+            plans["nnunet_causal"]["presence"] = {"hidden_dim": 16, "loss_weight": 0.5, "negatives": ["brain"]}
     return plans
 
 
@@ -93,7 +95,7 @@ def managers(plans: dict | None = None):
     return pm, pm.get_configuration("2d")
 
 
-def make_model_folder(root: Path, trainer: str = "nnUNetTrainerText", folds=(0,)) -> Path:
+def make_model_folder(root: Path, trainer: str = "nnUNetTrainerText", folds=(0,), presence: bool = False) -> Path:
     """``root/model`` with dataset.json, plans.json and ``fold_X/checkpoint_final.pth`` for ``folds``."""
     from nnunet_causal.inference.stock_prompts import caller_sets_prompts
     from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
@@ -103,8 +105,8 @@ def make_model_folder(root: Path, trainer: str = "nnUNetTrainerText", folds=(0,)
     model = Path(root) / "model"
     model.mkdir(parents=True)
     (model / "dataset.json").write_text(json.dumps(DATASET_JSON))
-    (model / "plans.json").write_text(json.dumps(tiny_plans()))
-    pm, cm = managers()
+    (model / "plans.json").write_text(json.dumps(tiny_plans(presence=presence)))
+    pm, cm = managers(tiny_plans(presence=presence))
     torch.manual_seed(0)        # the same random weights on every machine: tests that need foreground get it
     with caller_sets_prompts():
         net = cls.build_network_architecture(pm, cm, 3, 3, enable_deep_supervision=False)

@@ -4,6 +4,7 @@ import torch
 
 from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
 
 
 class nnUNetTrainerText_1epoch(nnUNetTrainerText):
@@ -85,3 +86,11 @@ class nnUNetTrainerText_CPULong(CPULongSchedule, nnUNetTrainerText):
 
 class nnUNetTrainerText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerText):
     pass
+
+
+class nnUNetTrainerTextPresence_CPUDemo(CPUDemoSchedule, nnUNetTrainerTextPresence):
+    """Presence head, short CPU schedule."""
+
+
+class nnUNetTrainerTextPresence_CPULong(CPULongSchedule, nnUNetTrainerTextPresence):
+    """Presence head, the robustness benchmark's CPU schedule."""

@@ -1,0 +1,156 @@
+"""Presence head training (issue 14): negatives, threshold choice, the loss learns presence, and the stock
+``nnUNetv2_train`` writes a calibration that ``nnUNetv2_predict_text`` uses."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_causal.training.text.presence import PresenceLoss, choose_threshold, negative_prompts
+
+
+def test_negative_prompts_share_no_word_with_the_dataset():
+    neg = negative_prompts({"liver": ["liver", "hepatic parenchyma"], "kidney_left": ["left kidney"]}, 200)
+    assert "brain" in neg and "heart" in neg
+    assert not any(w in n.split() for n in neg for w in ("liver", "kidney", "hepatic"))
+    few = negative_prompts({"liver": ["liver"]}, 5)
+    assert len(few) == 5 and few == negative_prompts({"liver": ["liver"]}, 5)
+
+
+def test_threshold_keeps_the_present_structures_with_a_margin():
+    cal = choose_threshold([0.9, 0.8, 0.3, 0.1, 0.2], [True, True, False, False, False])
+    assert 0.3 < cal["threshold"] < 0.8 and cal["kept_present"] == 1 and cal["masked_absent"] == 1
+    # a positive scoring below two negatives is still kept: recall first, at the negatives' cost
+    cal = choose_threshold([0.9, 0.2, 0.5, 0.4, 0.1], [True, True, False, False, False])
+    assert 0.1 < cal["threshold"] < 0.2 and cal["kept_present"] == 1 and cal["masked_absent"] == pytest.approx(1 / 3)
+    assert choose_threshold([0.4, 0.6], [True, True])["threshold"] == 0.5  # one class only: the default
+
+
+def _batch(rng, n, size=32):
+    img = rng.normal(0, 0.3, (n, 3, size, size)).astype(np.float32)
+    seg = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        if rng.random() < 0.5:
+            x, y = rng.integers(2, size - 10, 2)
+            img[i, 0, x:x + 8, y:y + 8] += 2
+            seg[i, 0, x:x + 8, y:y + 8] = 1
+        if rng.random() < 0.5:
+            x, y = rng.integers(2, size - 6, 2)
+            img[i, 2, x:x + 4, y:y + 4] += 2
+            seg[i, 0, x:x + 4, y:y + 4] = 2
+    return torch.from_numpy(img), torch.from_numpy(seg)
+
+
+def test_presence_loss_learns_which_structures_are_in_the_patch():
+    from nnunet_causal.inference.stock_prompts import caller_sets_prompts
+    from nnunet_causal.training.losses import PromptDiceBCELoss
+    from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+    from tests.inference.tiny_model import managers, tiny_plans
+
+    torch.manual_seed(0)
+    pm, cm = managers(tiny_plans(presence=True))
+    with caller_sets_prompts():
+        net = nnUNetTrainerText.build_network_architecture(pm, cm, 3, 3, enable_deep_supervision=False)
+    text = torch.nn.functional.normalize(torch.randn(5, 384), dim=1)
+    net.set_prompt_embeddings(text[:2])
+    net.presence_negatives = text[2:]  # three structures the data never holds
+    loss = PresenceLoss(PromptDiceBCELoss(2), lambda: net, 1.0, lambda: None)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    rng = np.random.default_rng(0)
+    net.train()
+    for _ in range(130):
+        x, y = _batch(rng, 8)
+        opt.zero_grad()
+        loss(net(x), y).backward()
+        opt.step()
+    x, y = _batch(np.random.default_rng(1), 48)
+    net.eval()
+    net.set_inference_prompts(text)
+    net.presence_recorder = []
+    with torch.no_grad():
+        net(x)
+    scores = torch.sigmoid(net.presence_recorder[0])
+    truth = torch.stack([(y[:, 0] == v).flatten(1).any(1) for v in (1, 2)], 1)
+    assert ((scores[:, :2] > 0.5) == truth).float().mean() >= 0.9
+    assert (scores[:, 2:] < 0.5).float().mean() >= 0.95
+
+
+PRESENCE_TRAINER = '''
+import torch
+from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
+
+
+class nnUNetTrainerTextPresence_Tiny(nnUNetTrainerTextPresence):
+    text_embed_dim = 8
+    presence_negatives = 6
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 4
+        self.num_val_iterations_per_epoch = 1
+'''
+
+
+@pytest.mark.slow
+def test_stock_training_calibrates_presence_and_prediction_uses_it(nnunet_env, tmp_path):
+    from tests.conftest import make_tiny_2d_dataset
+    from nnunet_causal.inference.predict_text_entry import main
+
+    (tmp_path / "extra_trainers" / "tiny_presence_trainer.py").write_text(PRESENCE_TRAINER)
+    raw = make_tiny_2d_dataset(Path(nnunet_env["nnUNet_raw"]), n_train=6)
+    for cmd, env in ((["nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1", "-npfp", "1"], nnunet_env),
+                     (["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerTextPresence_Tiny", "-device", "cpu"],
+                      dict(nnunet_env, nnUNet_n_proc_DA="0"))):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    model = Path(nnunet_env["nnUNet_results"]) / "Dataset001_Tiny2D" / "nnUNetTrainerTextPresence_Tiny__nnUNetPlans__2d"
+    plans = json.loads((model / "plans.json").read_text())["nnunet_causal"]
+    assert plans["presence"]["hidden_dim"] == 64 and len(plans["presence"]["negatives"]) == 6
+    cal = json.loads((model / "fold_0" / "presence_calibration.json").read_text())
+    assert 0 <= cal["threshold"] <= 1 and cal["negative_texts"] == 6 and cal["cases"] >= 1
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert any(k.startswith("presence.") for k in ckpt["network_weights"])
+    out = tmp_path / "pred"
+    assert main(["-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu",
+                 "-prompts", "lesion", "brain", "--open_vocabulary", "--disable_progress_bar", "-npp", "1"]) == 0
+    rows = json.loads(next(out.glob("*.prompts.json")).read_text())["prompts"]
+    assert [type(r["present"]) for r in rows] == [bool, bool]
+    assert all(r["presence_threshold"] == pytest.approx(cal["threshold"], abs=1e-6) for r in rows)
+
+
+def test_calibration_scores_validation_cases_and_negative_texts():
+    from types import SimpleNamespace
+
+    from nnunet_causal.inference.stock_prompts import caller_sets_prompts
+    from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+    from nnunet_causal.training.text.presence import calibrate_presence
+    from tests.inference.tiny_model import DATASET_JSON, managers, tiny_plans
+
+    torch.manual_seed(0)
+    pm, cm = managers(tiny_plans(presence=True))
+    with caller_sets_prompts():
+        net = nnUNetTrainerText.build_network_architecture(pm, cm, 3, 3, enable_deep_supervision=False)
+    net.presence_negatives = torch.nn.functional.normalize(torch.randn(2, 384), dim=1)
+    seg = np.zeros((1, 1, 40, 40), np.int8)
+    seg[0, 0, 5:9, 5:9] = 1  # case "a" holds lesion only, case "b" nothing
+    cases = {"a": seg, "b": np.zeros_like(seg)}
+
+    class Dataset:
+        def __init__(self, folder, keys, folder_with_segs_from_previous_stage=None):
+            self.keys = keys
+
+        def load_case(self, key):
+            return np.random.default_rng(0).normal(size=(3, 1, 40, 40)).astype(np.float32), cases[key], None, {}
+    trainer = SimpleNamespace(network=net, plans_manager=pm, configuration_manager=cm, dataset_json=DATASET_JSON,
+                              device=torch.device("cpu"), inference_allowed_mirroring_axes=(0, 1),
+                              do_split=lambda: ([], ["a", "b"]), dataset_class=Dataset, preprocessed_dataset_folder="",
+                              folder_with_segs_from_previous_stage=None)
+    cal = calibrate_presence(trainer)
+    # 2 cases x (2 trained prompts + 2 negative texts): one positive (a, lesion), seven negatives
+    assert (cal["cases"], cal["prompts"], cal["negative_texts"], cal["positives"], cal["negatives"]) == (2, 2, 2, 1, 7)
+    assert 0 < cal["threshold"] < 1 and net.inference_embeddings is None  # the network is left as it was
