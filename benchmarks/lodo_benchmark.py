@@ -151,7 +151,7 @@ def one_model(root, did, name, raw, sets, tr, env, log, cue_entries):
     audit = root / "audit" / tr
     if not (audit / "audit.json").exists():
         run([sys.executable, "-m", "nnunet_causal.cli", "audit", "-m", str(model), "-i", str(sets["in-domain"] / "images"),
-             "-r", str(sets["in-domain"] / "labels"), "-o", str(audit), "-f", "0"], env, log)
+             "-r", str(sets["in-domain"] / "labels"), "-o", str(audit), "-f", "0", "--strengths", "1.0"], env, log)
     summary = json.loads((audit / "audit.json").read_text())["summary"][model.name]
     top = [r for r in summary if r["strength"] == max(x["strength"] for x in summary)]
     res["audit"] = {r["entry"]: {"sensitivity": r["sensitivity"], "rank": r["rank"]} for r in top}
