@@ -10,13 +10,23 @@ pre-empted), which the dispatcher answers by resubmitting the run (it then resum
 from __future__ import annotations
 
 import abc
+import importlib
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from nnunet_causal.study.config import BackendOptions
+from nnunet_causal.study.config import BackendOptions, StudyError
 from nnunet_causal.study.runs import RunJob, RunOutcome
 
 CLUSTER_EXTRA = 'pip install "nnunet_causal[cluster]"'
+
+
+def cluster_library(module: str, backend: str):
+    """``import module`` for a cluster backend, or a StudyError that names the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise StudyError(f"backend '{backend}' needs the {module} package, which is not installed: {CLUSTER_EXTRA} "
+                         f"(or pip install {module})") from e
 
 
 class WorkerLost(RuntimeError):

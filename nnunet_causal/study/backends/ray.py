@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Sequence
 
-from nnunet_causal.study.backends.base import CLUSTER_EXTRA, Backend, WorkerLost
+from nnunet_causal.study.backends.base import Backend, WorkerLost, cluster_library
 from nnunet_causal.study.config import StudyError
 from nnunet_causal.study.runs import RunJob, RunOutcome, execute_job
 
@@ -23,12 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError as e:
-        raise StudyError(f"backend 'ray' needs the ray package, which is not installed: {CLUSTER_EXTRA} "
-                         f"(or pip install ray)") from e
-    return ray
+    return cluster_library("ray", "ray")
 
 
 class RayBackend(Backend):

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from nnunet_causal.study.backends.base import CLUSTER_EXTRA, Backend, WorkerLost
+from nnunet_causal.study.backends.base import Backend, WorkerLost, cluster_library
 from nnunet_causal.study.config import StudyError
 from nnunet_causal.study.runs import RunJob, RunOutcome, execute_job
 
@@ -28,12 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def _submitit():
-    try:
-        import submitit
-    except ImportError as e:
-        raise StudyError(f"backend 'slurm' needs the submitit package, which is not installed: {CLUSTER_EXTRA} "
-                         f"(or pip install submitit)") from e
-    return submitit
+    return cluster_library("submitit", "slurm")
 
 
 class SlurmBackend(Backend):
