@@ -137,6 +137,7 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
     """Longest-first structure spans over the words no cue or confounder word claimed."""
     n = len(clause.tokens)
     full = _full_vocabulary()
+    own_names = {t.replace("_", " ") for t in vocabulary.terms}
     for length in range(min(MAX_SPAN, n), 0, -1):
         # among spans of one length, those that start with a word of substance and end on a noun first
         starts = sorted(range(0, n - length + 1), key=lambda i: (clause.tokens[i] in _ARTICLES,
@@ -148,9 +149,10 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
             words = clause.tokens[start:end]
             if words[0] in FILLERS or words[-1] in FILLERS or words[-1] in _ARTICLES:
                 continue
-            if all(w in L.GENERIC_WORDS or w in ARTICLES or w in FILLERS or w in SIDE_WORDS for w in words):
-                continue
             text = " ".join(words)
+            if text not in own_names and all(w in L.GENERIC_WORDS or w in ARTICLES or w in FILLERS or w in SIDE_WORDS
+                                             for w in words):
+                continue  # generic words ("the spot", "that blob") name no structure -- unless the model has one so named
             content = [w for w in words if w not in ARTICLES and w not in _ARTICLES]
             if len(content) == 1 and content[0].endswith("es") and vocabulary.parse(content[0])[1] == content[0][:-2] \
                     and len(content[0]) <= 5:

@@ -110,3 +110,12 @@ def test_confounder_commands_use_the_dictionary_and_the_style():
     assert a["confounder"] is None and "--style" in a["why"]
     # a model whose dictionary has no such entry gets none
     assert one("this is a low-dose scan", confounders="endoscopy")["confounder"] is None
+
+
+def test_a_structure_named_like_a_generic_word_is_still_a_structure():
+    vocab = vocabulary_from_labels({"background": 0, "lesion": 1, "marker": 2, "spot": 3}, None)
+    acts = parse_command("remove the spot in the upper left", vocab)["actions"]
+    assert [(a["action"], a["target"], a["location"]) for a in acts] == [("remove", ["spot"], "upper left")]
+    assert parse_command("shrink the spot", vocab)["actions"][0]["target"] == ["spot"]
+    with pytest.raises(PromptError, match="does not say which structure"):
+        parse_command("shrink the spot", vocabulary_from_labels({"background": 0, "lesion": 1, "marker": 2}, None))
