@@ -43,9 +43,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lodo_benchmark import bin_, run  # noqa: E402  (the same subprocess helpers)
+from lodo_benchmark import PLANS, bin_, run, write_cpu16_plans  # noqa: E402  (the same helpers and plans)
 
-PLANS = "nnUNetPlans_CPU16"
 TRAINER = "nnUNetTrainerText_CPUDemo"
 STRUCTURES = {"lesion": (1, (205, 70, 70)), "marker": (2, (60, 80, 205)), "spot": (3, (225, 205, 60))}
 PROMPTS = {"lesion": ["lesion", "red blob"], "marker": ["marker", "blue square"], "spot": ["spot", "yellow dot"]}
@@ -113,11 +112,7 @@ def prepare_model(work: Path, args, env, log) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         write_dataset(raw, args.n_train, args.n_test, args.size, args.seed)
         run([bin_("nnUNetv2_plan_and_preprocess"), "-d", str(did), "-c", "2d", "-np", "1", "-npfp", "1"], env, log)
-        plans = json.loads((pre / "nnUNetPlans.json").read_text())
-        plans["plans_name"] = PLANS
-        arch = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]
-        arch["features_per_stage"] = [max(8, f // 2) for f in arch["features_per_stage"]]
-        (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
+        write_cpu16_plans(pre)
         cases = sorted(p.name[:-len("_0000.png")] for p in (raw / "imagesTr").glob("*_0000.png"))
         (pre / "splits_final.json").write_text(json.dumps([{"train": cases[:-4], "val": cases[-4:]}]))
     run([bin_("nnUNetv2_train"), str(did), "2d", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], env, log)

@@ -69,6 +69,15 @@ def bin_(name):
     return str(Path(sys.executable).parent / name)
 
 
+def write_cpu16_plans(pre: Path) -> None:
+    """``nnUNetPlans_CPU16.json`` beside nnU-Net's own 2D plans: the same U-Net with every width halved (>= 8)."""
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = PLANS
+    arch = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]
+    arch["features_per_stage"] = [max(8, f // 2) for f in arch["features_per_stage"]]
+    (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
+
+
 def prepare(root: Path, task: str, seed: int, env: dict, log: Path):
     """Dataset, preprocessing, CPU16 plans, split and the image/label folders of each evaluation set."""
     t = TASKS[task]
@@ -88,11 +97,7 @@ def prepare(root: Path, task: str, seed: int, env: dict, log: Path):
                  "-n", "8", "--test-fraction", "0.25", "--domains", *sites, "--size", "24", "48", "48",
                  "--seed", str(seed)], env, log)
         run([bin_("nnUNetv2_plan_and_preprocess"), "-d", str(did), "-c", "2d", "-np", "2", "-npfp", "2"], env, log)
-        plans = json.loads((pre / "nnUNetPlans.json").read_text())
-        plans["plans_name"] = PLANS
-        arch = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]
-        arch["features_per_stage"] = [max(8, f // 2) for f in arch["features_per_stage"]]
-        (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
+        write_cpu16_plans(pre)
         dj = json.loads((raw / "dataset.json").read_text())
         train = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] in t["sources"])
         val = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] == t["heldout"][0])
