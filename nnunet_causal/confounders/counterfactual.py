@@ -41,16 +41,22 @@ class CounterfactualSampler:
 
     def __init__(self, entries: Sequence[ConfounderEntry], frame: IntensityFrame, ndim: int, num_channels: int,
                  probability: float = 0.7, group_probability: float = 0.5, max_entries: int = 4,
-                 skip_unsupported: bool = False, label_aware_probability: Optional[float] = None):
+                 skip_unsupported: bool = False, label_aware_probability: Optional[float] = None,
+                 weight_exponent: float = 1.0):
         """``skip_unsupported``: entries whose simulators cannot run on this data (dimensionality, channels)
         are left out and listed in :attr:`skipped` (used for the shipped family dictionaries, e.g. slice
         thickness on 2D CT); otherwise such an entry is an error naming its file and line.
         ``label_aware_probability``: inclusion probability of the kinds whose simulators read the label
         (default: ``group_probability``) -- only they can change how a structure looks against its
-        surroundings, which whole-image changes keep."""
+        surroundings, which whole-image changes keep.
+        ``weight_exponent``: an entry is drawn within its kind with probability proportional to
+        ``weight ** weight_exponent`` (1: the dictionary's ``@weight`` as written; 0: uniform; large: nearly
+        always the kind's heaviest entry)."""
         for name, v in (("probability", probability), ("group probability", group_probability)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"counterfactual {name} must lie in [0, 1], got {v}")
+        if not weight_exponent >= 0.0:
+            raise ValueError(f"weight exponent must be >= 0, got {weight_exponent}")
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.entries = list(entries)
@@ -76,7 +82,8 @@ class CounterfactualSampler:
                     break
             else:
                 self.groups.append([i])
-        self.member_weights = [torch.tensor([self.entries[i].weight for i in g], dtype=torch.float) for g in self.groups]
+        self.member_weights = [torch.tensor([self.entries[i].weight for i in g], dtype=torch.float64) ** weight_exponent
+                               for g in self.groups]
         self.frame, self.probability, self.group_probability = frame, probability, group_probability
         self.max_entries = max_entries
         self.prefer_label_aware = label_aware_probability is not None

@@ -94,6 +94,21 @@ def test_entry_weights_set_how_often_an_entry_of_its_kind_is_drawn(tmp_path):
     assert 0.45 < sum(d == [1] for d in drawn) / len(drawn) < 0.55
 
 
+def test_weight_exponent_sharpens_or_flattens_the_draw_within_a_kind(tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("[look]\nplain :: exposure(gain=1.2)\nheavy :: sensor_noise @weight=3\n", encoding="utf-8")
+    entries = load_confounder_entries(str(f))
+
+    def heavy_share(exponent):
+        s = CounterfactualSampler(entries, RGB, 2, 3, probability=1.0, weight_exponent=exponent)
+        drawn = s.draw(2000, torch.Generator().manual_seed(0))
+        return sum(d == [1] for d in drawn) / len(drawn)
+    assert 0.45 < heavy_share(0.0) < 0.55              # uniform
+    assert 0.95 < heavy_share(3.0) < 0.99              # 27 / 28
+    with pytest.raises(ValueError, match="weight exponent"):
+        CounterfactualSampler(entries, RGB, 2, 3, weight_exponent=-1.0)
+
+
 def test_reflections_are_removed_before_a_structure_is_recoloured_and_painted_after(tmp_path):
     """A removal listed after a recolouring must still find the reflections (which the recolouring dims), and
     new reflections must stay saturated on a recoloured structure: simulators run in their order in a stage."""

@@ -47,6 +47,7 @@ class CounterfactualMixin:
     counterfactual_group_probability = 0.5
     counterfactual_label_aware_probability = None   # None: as every other kind
     counterfactual_max_entries = 4
+    counterfactual_weight_exponent = 1.0          # draw within a kind ~ weight ** exponent (dictionary @weight)
     last_counterfactual: Optional[CounterfactualBatch] = None
 
     def counterfactual_sampler(self) -> CounterfactualSampler:
@@ -59,7 +60,8 @@ class CounterfactualMixin:
             sampler = CounterfactualSampler(entries, frame, ndim, self.num_input_channels,
                                             self.counterfactual_probability, self.counterfactual_group_probability,
                                             self.counterfactual_max_entries, skip_unsupported=shipped,
-                                            label_aware_probability=self.counterfactual_label_aware_probability)
+                                            label_aware_probability=self.counterfactual_label_aware_probability,
+                                            weight_exponent=self.counterfactual_weight_exponent)
             self._cf_sampler = sampler
             self.print_to_log_file(
                 f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
