@@ -5,47 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from nnunet_causal.cli import main
 from nnunet_causal.errors import NnunetCausalError
 from nnunet_causal.study import runs as study_runs
 from nnunet_causal.study.checks import check_prompts, prepare_study
-from nnunet_causal.study.config import SEED_VARIABLE, CommandError, StudyError, parse_study
+from nnunet_causal.study.config import CommandError, StudyError
 from nnunet_causal.study.paths import StudyPaths
 from nnunet_causal.study.runner import plan_runs, run_study
-from tests.conftest import make_tiny_2d_dataset, read_json
-
-DATASET = "Dataset001_Tiny2D"
+from tests.conftest import read_json
+from tests.study.study_fakes import DATASET, FakeCommands, study_config as _config
 
 
 # --------------------------------------------------------------------------------------------------------------
 # checks against a (fake) preprocessed dataset
 # --------------------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def fake_dataset(nnunet_env):
-    """Tiny raw 2D dataset plus a stand-in for nnU-Net's preprocessed folder (plans, data folder, dataset.json)."""
-    raw = make_tiny_2d_dataset(Path(nnunet_env["nnUNet_raw"]))
-    pre = Path(nnunet_env["nnUNet_preprocessed"]) / DATASET
-    (pre / "nnUNetPlans_2d").mkdir(parents=True)
-    for i in range(8):
-        (pre / "nnUNetPlans_2d" / f"tiny_{i:03d}.pkl").write_bytes(b"")
-    shutil.copy(raw / "dataset.json", pre / "dataset.json")
-    (pre / "nnUNetPlans.json").write_text(json.dumps({"configurations": {
-        "2d": {"data_identifier": "nnUNetPlans_2d"}, "2d_big": {"inherits_from": "2d"}}}))
-    return raw, pre
-
-
-def _config(tmp_path, **kw):
-    data = {"dataset": 1, "trainers": ["nnUNetTrainer"], "output": str(tmp_path / "study"), "device": "cpu",
-            "num_processes": 1, **kw}
-    return parse_study(data, "s.yaml")
-
 
 def test_prepare_checks_dataset_domains_and_trainers(fake_dataset, tmp_path):
     raw, pre = fake_dataset
@@ -92,43 +68,6 @@ def test_prompt_options_are_checked(fake_dataset, tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 # orchestration and resume, with nnUNetv2_train replaced by a stand-in that writes what it would write
 # --------------------------------------------------------------------------------------------------------------
-
-class FakeCommands:
-    """Stand-in for :func:`nnunet_causal.study.runs.run_command`: nnUNetv2_train writes a checkpoint and
-    'validation' predictions (the reference with a seed-dependent pixel error), nnUNetv2_predict predictions."""
-
-    def __init__(self, raw: Path):
-        self.raw = raw
-        self.calls = []
-        self.prompt_files = []
-
-    def __call__(self, cmd, env, log_path):
-        cmd = list(cmd)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.calls.append(cmd)
-        if Path(cmd[0]).name == "nnUNetv2_predict":
-            self.prompt_files.append(env.get("nnUNet_causal_prompt_file"))
-            cases = [p.name[:-len("_0000.png")] for p in Path(cmd[cmd.index("-i") + 1]).iterdir()]
-            self._validation(Path(cmd[cmd.index("-o") + 1]), cases, 0)
-            return
-        assert Path(cmd[0]).name == "nnUNetv2_train"
-        fold, trainer = int(cmd[3]), cmd[cmd.index("-tr") + 1]
-        fold_dir = Path(env["nnUNet_results"]) / cmd[1] / f"{trainer}__nnUNetPlans__{cmd[2]}" / f"fold_{fold}"
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        if "--val" not in cmd:
-            (fold_dir / "checkpoint_final.pth").write_bytes(b"final")
-            (fold_dir / "checkpoint_latest.pth").unlink(missing_ok=True)
-        splits = read_json(Path(env["nnUNet_preprocessed"]) / cmd[1] / "splits_final.json")
-        self._validation(fold_dir / "validation", splits[fold]["val"], int(env[SEED_VARIABLE]))
-
-    def _validation(self, folder: Path, cases, seed: int):
-        from PIL import Image
-        folder.mkdir(parents=True, exist_ok=True)
-        for case in cases:
-            seg = np.asarray(Image.open(self.raw / "labelsTr" / f"{case}.png")).copy()
-            seg[: seed + 1, :4] = 1  # a few wrong pixels, more for larger seeds
-            Image.fromarray(seg).save(folder / f"{case}.png")
-
 
 def test_study_runs_resumes_and_skips(fake_dataset, tmp_path, monkeypatch):
     raw, _ = fake_dataset
@@ -282,141 +221,3 @@ def test_malformed_user_splits_are_refused(fake_dataset, tmp_path, monkeypatch):
     (pre / "splits_final.json").write_text(json.dumps({"fold0": []}))
     with pytest.raises(StudyError, match=r"splits_final.json is not in nnU-Net's format"):
         run_study(_config(tmp_path))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# backends without a cluster: dry runs, a missing extra, a lost worker
-# --------------------------------------------------------------------------------------------------------------
-
-def test_dry_run_shows_what_each_backend_would_submit(fake_dataset, tmp_path, monkeypatch, caplog):
-    _, pre = fake_dataset
-    monkeypatch.setattr(study_runs, "run_command", lambda *a: pytest.fail("dry run ran a command"))
-    caplog.set_level("INFO")
-    slurm = {"name": "slurm", "partition": "gpu", "gpus_per_run": 2, "time_min": 90, "array_parallelism": 4}
-    run_study(_config(tmp_path, device=None, backend=slurm), dry_run=True)
-    text = caplog.text
-    assert "slurm (slurm executor via submitit): one job array of 2 job(s)" in text
-    assert "slurm_partition=gpu" in text and "timeout_min=90" in text and "gpus_per_node=2" in text
-    assert "-device cuda -num_gpus 2" in text  # a cluster run with GPUs defaults to cuda; DDP passed through
-    caplog.clear()
-    ray = {"name": "ray", "address": "ray://head:10001", "resources_per_run": {"num_cpus": 4, "memory_gb": 2}}
-    run_study(_config(tmp_path, device=None, backend=ray), dry_run=True)
-    assert "ray: 2 task(s) on the Ray cluster at ray://head:10001, each with num_cpus=4, num_gpus=0, " \
-           f"memory={2 * 1024 ** 3}" in caplog.text
-    assert "-device cpu" in caplog.text and "-num_gpus" not in caplog.text
-    caplog.clear()
-    assert main(["study", str(_study_file(tmp_path)), "--dry-run", "--backend", "local"]) == 0
-    assert "local: 2 run(s), one after the other in this process" in caplog.text
-    assert not (pre / "splits_final.json").exists()  # a dry run writes nothing into the dataset
-
-
-def _study_file(tmp_path: Path) -> Path:
-    path = tmp_path / "s.yaml"
-    path.write_text(f"dataset: 1\ntrainers: [nnUNetTrainer]\ndevice: cpu\noutput: {tmp_path / 'study'}\n"
-                    f"backend: {{name: ray, num_cpus: 2}}\n")
-    return path
-
-
-def test_missing_cluster_extra_is_named(fake_dataset, tmp_path, monkeypatch, capsys):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
-    monkeypatch.setitem(sys.modules, "ray", None)
-    for name in ("slurm", "ray"):
-        assert main(["study", str(_study_file(tmp_path)), "--backend", name]) == 2
-        err = capsys.readouterr().err
-        assert f"backend '{name}' needs the" in err and 'pip install "nnunet_causal[cluster]"' in err, err
-
-
-def test_lost_worker_is_resubmitted_then_given_up(fake_dataset, tmp_path, monkeypatch):
-    from nnunet_causal.study import runner
-    from nnunet_causal.study.backends import WorkerLost
-    from nnunet_causal.study.backends.local import LocalBackend
-
-    raw, _ = fake_dataset
-    monkeypatch.setattr(study_runs, "run_command", FakeCommands(raw))
-    losses = {"nnUNetTrainer__site0__seed0": 1, "nnUNetTrainer__site1__seed0": 5}
-
-    class Flaky(LocalBackend):
-        def __init__(self, options, output):
-            super().__init__(options, output)
-            self.max_retries = 2
-
-        def poll(self, handle):  # a lost worker: the job ends before it did anything
-            rid = handle.job.run.run_id
-            handle.lost = losses.get(rid, 0) > 0
-            if handle.lost:
-                losses[rid] -= 1
-                return True
-            return super().poll(handle)
-
-        def collect(self, handle):
-            if handle.lost:
-                raise WorkerLost(f"worker of {handle.job.run.run_id} killed", log=str(tmp_path / "x.err"))
-            return super().collect(handle)
-
-    monkeypatch.setattr(runner, "make_backend", lambda options, output: Flaky(options, output))
-    config = _config(tmp_path)
-    with pytest.raises(StudyError, match=r"1 of 2 run\(s\) failed") as e:
-        run_study(config)
-    assert "worker of nnUNetTrainer__site1__seed0 killed; gave up after 3 attempt(s)" in str(e.value)
-    runs = read_json(config.output / "study_state.json")["runs"]
-    assert [h["actions"] for h in runs["nnUNetTrainer__site0__seed0"]["history"]] == [
-        ["lost"], ["trained", "evaluated"]]
-    assert runs["nnUNetTrainer__site0__seed0"]["status"] == "done"
-    assert runs["nnUNetTrainer__site1__seed0"]["status"] == "failed"
-    assert [h["actions"] for h in runs["nnUNetTrainer__site1__seed0"]["history"]] == [["lost"]] * 3 + [["failed"]]
-    assert "resubmitting (1 of at most 2)" in (config.output / "study.log").read_text()
-    assert len(list(csv.DictReader((config.output / "results.csv").open()))) == 1
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
-def test_a_stock_command_dies_with_its_worker(tmp_path):
-    """A killed worker must not leave its training running beside the resubmitted one."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    pid_file = tmp_path / "child.pid"
-    script = tmp_path / "worker.py"
-    script.write_text(
-        "import sys\nfrom pathlib import Path\nfrom nnunet_causal.study.runs import run_command\n"
-        "child = 'import os, sys, time; open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(120)'\n"
-        "run_command([sys.executable, '-c', child, sys.argv[1]], {}, Path(sys.argv[2]))\n")
-    worker = subprocess.Popen([sys.executable, str(script), str(pid_file), str(tmp_path / "log.txt")],
-                              env=dict(os.environ))
-    deadline = time.time() + 60
-    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
-        time.sleep(0.2)
-    child = int(pid_file.read_text())
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the command outlived its worker")
-
-
-def test_slurm_backend_with_submitits_debug_executor(fake_dataset, tmp_path, monkeypatch):
-    """submitit's debug executor runs each job in this process: the SLURM backend's submit / poll / collect
-    path with the stand-in commands (the real commands on submitit's local executor: test_study_backends)."""
-    pytest.importorskip("submitit")
-    raw, _ = fake_dataset
-    fake = FakeCommands(raw)
-    monkeypatch.setattr(study_runs, "run_command", fake)
-    config = _config(tmp_path, trainers=["nnUNetTrainer", "nnUNetTrainerGINIPA_Tiny"],
-                     backend={"name": "slurm", "executor": "debug", "gpus_per_run": 0, "poll_seconds": 0})
-    result = run_study(config)
-    assert all(a == ["trained", "evaluated"] for a in result.actions.values()) and len(result.actions) == 4
-    assert len(fake.calls) == 4 and all("-num_gpus" not in c for c in fake.calls)
-    state = read_json(config.output / "study_state.json")
-    assert {r["backend"] for r in state["runs"].values()} == {"slurm"} and state["backend"] == "slurm"
-    assert (config.output / "backend_logs" / "submitit").is_dir()
-    assert "Backend: slurm." in (config.output / "report.md").read_text()

@@ -67,7 +67,7 @@ class CounterfactualMixin:
                 f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
                 f"({entries[0].source}; {len(sampler.groups)} kinds); per sample p={self.counterfactual_probability}, "
                 f"each kind p={self.counterfactual_group_probability}, up to {self.counterfactual_max_entries} "
-                f"kinds; frame {frame.kind}")
+                f"kinds; within a kind ~ weight ** {self.counterfactual_weight_exponent}; frame {frame.kind}")
             if sampler.skipped:
                 self.print_to_log_file("counterfactual views: skipped (cannot run on this data): "
                                        + "; ".join(sampler.skipped))
