@@ -29,39 +29,21 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from nnunet_causal.benchmarking.plans_builder import plain_unet_arch, plain_unet_plans
+
 PROMPT_COUNTS = (1, 32, 117)
 
 
 def _plans(volume: Sequence[int], patch: int) -> dict:
-    stages = 5
-    arch = {"n_stages": stages, "features_per_stage": [32, 64, 128, 256, 320][:stages],
-            "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * stages,
-            "strides": [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1), "n_conv_per_stage": [2] * stages,
-            "n_conv_per_stage_decoder": [2] * (stages - 1), "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True}}
-    cfg = {"data_identifier": "bench_3d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-           "patch_size": [patch] * 3, "median_image_size_in_voxels": list(map(float, volume)), "spacing": [1.0] * 3,
-           "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-           "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-           "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-           "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-           "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-           "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-           "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                            "arch_kwargs": arch, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-           "batch_dice": False}
-    return {"dataset_name": "Dataset998_Bench3D", "plans_name": "nnUNetPlans",
-            "original_median_spacing_after_transp": [1.0] * 3, "original_median_shape_after_transp": list(volume),
-            "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-            "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-            "foreground_intensity_properties_per_channel": {"0": {"max": 1.0, "mean": 0.0, "median": 0.0, "min": -1.0,
-                                                                  "percentile_00_5": -1.0, "percentile_99_5": 1.0,
-                                                                  "std": 1.0}},
-            "configurations": {"3d_fullres": cfg},
-            "nnunet_causal": {"text_encoder": "minilm", "text_encoder_id": "minilm", "text_dim": 384, "embed_dim": 32,
-                              "connector": "mlp", "add_background": True, "prompts": {"structure": ["structure"]}}}
+    arch = plain_unet_arch(3, [32, 64, 128, 256, 320], [[1, 1, 1]] + [[2, 2, 2]] * 4)
+    unit = {"max": 1.0, "mean": 0.0, "median": 0.0, "min": -1.0, "percentile_00_5": -1.0, "percentile_99_5": 1.0,
+            "std": 1.0}
+    return plain_unet_plans(
+        "Dataset998_Bench3D", "3d_fullres", arch, [patch] * 3, volume, {"0": unit}, "SimpleITKIO", "bench_3d",
+        [1.0] * 3, volume,
+        extra={"nnunet_causal": {"text_encoder": "minilm", "text_encoder_id": "minilm", "text_dim": 384,
+                                 "embed_dim": 32, "connector": "mlp", "add_background": True,
+                                 "prompts": {"structure": ["structure"]}}})
 
 
 def _dataset_json(n_foreground: int) -> dict:

@@ -9,37 +9,18 @@ from pathlib import Path
 
 import torch
 
+from nnunet_causal.benchmarking.plans_builder import plain_unet_arch, plain_unet_plans
+
 TEXT_DIM = 384
 DATASET_JSON = {"channel_names": {"0": "R", "1": "G", "2": "B"}, "labels": {"background": 0, "lesion": 1, "marker": 2},
                 "numTraining": 2, "file_ending": ".png", "imaging_family": "endoscopy",
                 "prompts": {"lesion": ["lesion", "red spot"], "marker": ["marker", "blue square"]}}
-_CONV = {"n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv2d",
-         "kernel_sizes": [[3, 3]] * 3, "strides": [[1, 1], [2, 2], [2, 2]], "n_conv_per_stage": [1, 1, 1],
-         "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-         "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-         "nonlin_kwargs": {"inplace": True}}
-PLANS = {
-    "dataset_name": "Dataset001_Tiny2D", "plans_name": "nnUNetPlans",
-    "original_median_spacing_after_transp": [999.0, 1.0, 1.0], "original_median_shape_after_transp": [1, 32, 32],
-    "image_reader_writer": "NaturalImage2DIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-    "foreground_intensity_properties_per_channel": {
-        c: {"max": 255.0, "mean": 120.0, "median": 120.0, "min": 0.0, "percentile_00_5": 0.0,
-            "percentile_99_5": 255.0, "std": 30.0} for c in ("0", "1", "2")},
-    "configurations": {"2d": {
-        "data_identifier": "nnUNetPlans_2d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [32, 32], "median_image_size_in_voxels": [32.0, 32.0], "spacing": [1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"] * 3, "use_mask_for_norm": [False] * 3,
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": _CONV, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True}},
-}
+_CONV = plain_unet_arch(2, [8, 16, 32], [[1, 1], [2, 2], [2, 2]], conv_per_stage=1)
+PLANS = plain_unet_plans(
+    "Dataset001_Tiny2D", "2d", _CONV, [32, 32], [32, 32],
+    {c: {"max": 255.0, "mean": 120.0, "median": 120.0, "min": 0.0, "percentile_00_5": 0.0, "percentile_99_5": 255.0,
+         "std": 30.0} for c in ("0", "1", "2")},
+    "NaturalImage2DIO", "nnUNetPlans_2d", [999.0, 1.0, 1.0], [1, 32, 32], batch_dice=True)
 TEXT_SETTINGS = {"text_encoder": "minilm", "text_encoder_id": "minilm", "text_dim": TEXT_DIM, "embed_dim": 8,
                  "connector": "mlp", "add_background": True,
                  "prompts": {"lesion": ["lesion", "red spot"], "marker": ["marker", "blue square"]},
