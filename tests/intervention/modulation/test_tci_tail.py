@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from nnunet_causal.errors import ModelError
 from tests.intervention.modulation.tci_fixtures import case_files as _case
 
 
@@ -122,5 +123,5 @@ def test_stage_restricted_generator_trains_and_edits_from_the_cached_stage(train
         s.undo()
     assert torch.allclose(slow["tail"], slow["nnunet"], atol=0.07, rtol=2e-3)
     s.generator = FiLMGenerator(**{**s.generator.config(), "stages": [0, 1]})  # now starts before the cache
-    with pytest.raises(Exception, match="call predict\\(\\) again"):
+    with pytest.raises(ModelError, match="call predict\\(\\) again"):
         s.apply([{"action": "shrink", "target": ["lesion"]}])
