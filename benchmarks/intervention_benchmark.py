@@ -5,7 +5,10 @@ Steps (CPU, about 10-20 minutes on 2 cores):
 1. A synthetic 2D RGB dataset written here (``--size`` px frames, textured background with a red irregular
    "lesion", a blue "marker" square and a yellow "spot"), stock ``nnUNetv2_plan_and_preprocess``, the 2D plan
    with halved widths (``nnUNetPlans_CPU16``), stock ``nnUNetv2_train ... -tr nnUNetTrainerText_CPUDemo``.
-2. ``nnunet_causal train-tci`` on the frozen model (``run_train_tci``, ``--tci-steps``).
+2. ``nnunet_causal train-tci`` on the frozen model (``run_train_tci``, ``--tci-steps``, ``--film-stages``);
+   a generator already in the model folder with the same steps, seed and film stages is reused (printed).
+   ``--compare-tci LABEL=FILE`` (repeatable) adds the variants of another generator (e.g. the session-5
+   all-stage one), each with its own session and full prediction, so old and new are timed in the same run.
 3. Per test case and target structure (each of the three in turn), four simulated errors, each answered by
    the command that should fix it:
 
@@ -26,7 +29,8 @@ Steps (CPU, about 10-20 minutes on 2 cores):
    target's Dice improves (among cases where the error shows in the base prediction, and among all), the
    mean Dice change, and the largest Dice loss of any other structure in points.
 4. Timing per case: the edit (decoder-only replay + label-map conversion) against a full prediction of the
-   same case (preprocessing + sliding window with mirroring + conversion) and against the sliding window alone.
+   same case (preprocessing + sliding window with mirroring + conversion) and against the sliding window alone;
+   medians over the case x target x error pairs (the first edit of a case pays the per-case set-up).
 
 Usage: ``python benchmarks/intervention_benchmark.py --work /tmp/tci_bench``
 """
@@ -165,10 +169,16 @@ COMMANDS = {"dilated": ("shrink", "shrink the {t}"), "eroded": ("expand", "expan
             "spurious island": ("remove", "remove the {t} in the {loc}")}
 
 
-#: name -> (keep_others, edit_mirroring)
-VARIANTS = {"default (exact others, unmirrored edit)": ("exact", False),
-            "learned others (raw modulated channels)": ("learned", False),
-            "mirrored edit (TTA replayed)": ("exact", True)}
+#: name -> (session, keep_others, edit_mirroring, replay); session "main": the generator of the model folder
+VARIANTS = {"default (exact others, TTA replayed, decoder tail)": ("main", "exact", True, "tail"),
+            "learned others (raw modulated channels, TTA replayed)": ("main", "learned", True, "tail"),
+            "unmirrored edit (exact others)": ("main", "exact", False, "tail")}
+
+
+def compare_variants(label: str) -> dict:
+    """The variants of a --compare-tci generator (session ``label``)."""
+    return {f"{label}: TTA replayed, nnU-Net loop": (label, "exact", True, "nnunet"),
+            f"{label}: TTA replayed, decoder tail": (label, "exact", True, "tail")}
 
 
 def report(variant: str, rows) -> None:
@@ -209,6 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=20)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--tci-steps", type=int, default=600)
+    ap.add_argument("--film-stages", type=int, default=2, help="train-tci --film-stages (0: all stages)")
+    ap.add_argument("--compare-tci", action="append", default=[], metavar="LABEL=FILE",
+                    help="another generator's tci_weights.pth to compare (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N test cases")
     args = ap.parse_args(argv)
@@ -228,11 +241,22 @@ def main(argv=None) -> int:
     from nnunet_causal.intervention.modulation.session import InterventionSession
     from nnunet_causal.intervention.modulation.weights import read_tci_settings
     tci = read_tci_settings(model, 0)
-    if tci.get("steps") != args.tci_steps or tci.get("seed") != args.seed:
-        t0 = time.time()
-        tci = run_train_tci(model, "0", steps=args.tci_steps, progress=False, seed=args.seed)
-    print(f"train-tci: {tci['steps']} steps in {tci['seconds']:.0f} s, final losses "
-          + ", ".join(f"{k} {v:.3f}" for k, v in tci["final_losses"].items()))
+    reused = (tci.get("steps"), tci.get("seed"), tci.get("film_stages", 0)) == (args.tci_steps, args.seed,
+                                                                                args.film_stages)
+    if not reused:
+        tci = run_train_tci(model, "0", steps=args.tci_steps, progress=False, seed=args.seed,
+                            film_stages=args.film_stages)
+    print(f"train-tci ({'reused from the model folder' if reused else 'trained now'}): {tci['steps']} steps in "
+          f"{tci['seconds']:.0f} s, modulated decoder stages {tci['generator']['stages'] if 'generator' in tci else '?'}"
+          f", final losses " + ", ".join(f"{k} {v:.3f}" for k, v in tci["final_losses"].items()))
+    compare = dict(item.split("=", 1) for item in args.compare_tci)
+    for label, path in compare.items():
+        import torch
+        other = torch.load(path, map_location="cpu", weights_only=False)
+        st = other.get("settings", {})
+        print(f"{label}: {path}, {st.get('steps')} steps in {st.get('seconds')} s, modulated decoder stages "
+              f"{other['generator'].get('stages', 'all')}, final losses "
+              + ", ".join(f"{k} {v:.3f}" for k, v in st.get("final_losses", {}).items()))
     try:
         from nnunet_causal.intervention.commands import parse_command  # noqa: F401
         use_parser = True
@@ -242,7 +266,11 @@ def main(argv=None) -> int:
 
     from PIL import Image
     raw = work / "raw" / f"Dataset{args.dataset_id}_TCIBench"
-    session = InterventionSession(model, "0")
+    sessions = {"main": InterventionSession(model, "0")}
+    variants = dict(VARIANTS)
+    for label, path in compare.items():
+        sessions[label] = InterventionSession(model, "0", tci_weights=path)
+        variants.update(compare_variants(label))
     rng = np.random.default_rng(args.seed + 1)
     rows = []
     tmp = work / "cases"
@@ -269,34 +297,37 @@ def main(argv=None) -> int:
                     path = tmp / f"{case}_{t_name}_{error.replace(' ', '_')}_0000.png"
                     Image.fromarray(changed).save(path)
                     files = [str(path)]
-                session.load_case(files, case=case)
-                t1 = time.perf_counter()
-                base = session.predict()
-                t_full = session.timings["preprocess_seconds"] + time.perf_counter() - t1
                 action, text = COMMANDS[error]
                 command = text.format(t=PROMPTS[t_name][0], loc=loc)
-                bm = session.structure_masks(base)
-                d_base = dice(bm[t_name], truth[t_name])
-                shows = d_base < 0.97 if error in ("missing part", "spurious island") else True
-                for variant, (keep, mirrored) in VARIANTS.items():
-                    session.keep_others, session.edit_mirroring = keep, mirrored
-                    if use_parser:
-                        edit = session.apply_command(command)
-                    else:
-                        edit = session.apply([{"action": action, "target": [t_name], "strength": "moderate",
-                                               "location": loc}], command=command)
-                    am = session.structure_masks(session.segmentation())
-                    d_edit = dice(am[t_name], truth[t_name])
-                    others = [dice(bm[n], truth[n]) - dice(am[n], truth[n]) for n in STRUCTURES if n != t_name]
-                    rows.append({"variant": variant, "case": case, "target": t_name, "error": error,
-                                 "command": command, "actions": edit.actions, "dice_base": d_base,
-                                 "dice_edit": d_edit, "shows": shows, "other_loss_points": 100 * max(others),
-                                 "encoder_calls": edit.encoder_calls, "edit_seconds": edit.seconds,
-                                 "full_seconds": t_full, "network_seconds": session.timings["predict_seconds"]})
-                    session.undo()
+                for name, session in sessions.items():
+                    session.load_case(files, case=case)
+                    t1 = time.perf_counter()
+                    base = session.predict()
+                    t_full = session.timings["preprocess_seconds"] + time.perf_counter() - t1
+                    bm = session.structure_masks(base)
+                    d_base = dice(bm[t_name], truth[t_name])
+                    shows = d_base < 0.97 if error in ("missing part", "spurious island") else True
+                    for variant, (sname, keep, mirrored, replay) in variants.items():
+                        if sname != name:
+                            continue
+                        session.keep_others, session.edit_mirroring, session.replay = keep, mirrored, replay
+                        if use_parser:
+                            edit = session.apply_command(command)
+                        else:
+                            edit = session.apply([{"action": action, "target": [t_name], "strength": "moderate",
+                                                   "location": loc}], command=command)
+                        am = session.structure_masks(session.segmentation())
+                        d_edit = dice(am[t_name], truth[t_name])
+                        others = [dice(bm[n], truth[n]) - dice(am[n], truth[n]) for n in STRUCTURES if n != t_name]
+                        rows.append({"variant": variant, "case": case, "target": t_name, "error": error,
+                                     "command": command, "actions": edit.actions, "dice_base": d_base,
+                                     "dice_edit": d_edit, "shows": shows, "other_loss_points": 100 * max(others),
+                                     "encoder_calls": edit.encoder_calls, "edit_seconds": edit.seconds,
+                                     "full_seconds": t_full, "network_seconds": session.timings["predict_seconds"]})
+                        session.undo()
     (work / "intervention_rows.json").write_text(json.dumps(rows, indent=1, default=str))
 
-    for variant in VARIANTS:
+    for variant in variants:
         report(variant, [r for r in rows if r["variant"] == variant])
     print("targets: improved >= 80%, other structures lose <= 1 point, edit <= 0.25x a full prediction")
     return 0

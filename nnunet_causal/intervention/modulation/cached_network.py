@@ -12,6 +12,10 @@ place of the network:
   head run, under the FiLM hooks of an edit and/or with a bottleneck recomputed by a do-operation
   (``bottleneck_override``).
 
+With ``record_stage = s`` the record pass also keeps the (unmodulated) output of ``decoder.stages[s]`` per
+call (``stage_cache``): an edit whose FiLM starts at stage ``s`` resumes the decoder there
+(:mod:`~nnunet_causal.intervention.modulation.tail_window`) instead of replaying it through nnU-Net's loop.
+
 The cache lives on the device the network runs on; its size is that of every encoder feature map of every
 tile and mirror (2D slices: small; large 3D volumes with mirroring: several GB -- predict without mirroring
 or with a coarser step size there).
@@ -43,7 +47,11 @@ def decode(network: nn.Module, skips: Sequence[torch.Tensor]) -> torch.Tensor:
     """Decoder + text head at the highest resolution: logits (B, K + add_background, *spatial) of the trained
     prompts (channel 0 the constant background logit where the model has one)."""
     feats = network.backbone.decoder(list(skips))
-    f = feats[0] if isinstance(feats, (list, tuple)) else feats
+    return head_logits(network, feats[0] if isinstance(feats, (list, tuple)) else feats)
+
+
+def head_logits(network: nn.Module, f: torch.Tensor) -> torch.Tensor:
+    """The text head on the highest-resolution voxel embeddings ``f`` (B, E, *spatial) (see :func:`decode`)."""
     queries, bias = network.connector(network.prompt_embeddings, f)
     logits = prompt_logits(f, queries[:, :, 0], bias[:, :, 0])
     if network.add_background:
@@ -69,9 +77,12 @@ class CachingNetwork(nn.Module):
         #: replay only: take every ``stride``-th recorded call (the unmirrored one of each tile when the record
         #: pass mirrored ``stride - 1`` times and the replay does not mirror)
         self.stride = 1
+        #: record only: keep the output of ``decoder.stages[record_stage]`` per call (``None``: keep nothing)
+        self.record_stage: Optional[int] = None
+        self.stage_cache: List[torch.Tensor] = []
 
     def start_record(self) -> None:
-        self.mode, self.cache, self._cursor = "record", [], 0
+        self.mode, self.cache, self.stage_cache, self._cursor = "record", [], [], 0
 
     def start_replay(self, stride: int = 1) -> None:
         if not self.cache:
@@ -86,6 +97,14 @@ class CachingNetwork(nn.Module):
             deepest = skips[-1]
             skips = apply_bottleneck(net, skips)
             self.cache.append((skips, deepest))
+            if self.record_stage is not None:
+                stage = net.decoder.stages[self.record_stage]
+                handle = stage.register_forward_hook(lambda m, i, o: self.stage_cache.append(o))
+                try:
+                    self.decoder_calls += 1
+                    return decode(net, skips)
+                finally:
+                    handle.remove()
         else:
             index = self._cursor * self.stride
             if index >= len(self.cache):

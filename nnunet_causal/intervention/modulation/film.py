@@ -16,11 +16,19 @@ for slight / moderate / strong. The last layer starts at zero, so an untrained g
 The modulation is applied with forward hooks on ``decoder.stages[s]`` (:func:`film_hooks`), which every
 backbone used here has (dynamic-network-architectures' ``UNetDecoder`` for PlainConvUNet / ResEnc, and
 :class:`~nnunet_causal.networks.stunet.STUNetDecoder`), so no decoder code is copied or changed.
+
+Which stages. The seed says "the decoder's features" without naming stages. A generator may modulate only
+the last ``n`` stages (``stages``, decoder order; all by default and for weights saved before the option
+existed). Our choice for new weights (``train-tci --film-stages``, default 2): the last two. Everything
+above the first modulated stage -- that stage's own unmodulated output included -- does not depend on the
+command, so an edit starts from it (:mod:`~nnunet_causal.intervention.modulation.decoder_tail`) and costs
+the last stage(s) only; the benchmark (``benchmarks/RESULTS_intervention_cpu.md``, session 6) measures what
+that costs in accuracy.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -57,20 +65,28 @@ def condition_vectors(queries: torch.Tensor, targets: torch.Tensor, actions: tor
 
 
 class FiLMGenerator(nn.Module):
-    """``cond (B, D) -> [(gamma_s, beta_s)]_s``, each (B, C_s); ``channels`` lists ``C_s`` in decoder order."""
+    """``cond (B, D) -> [(gamma_s, beta_s)]_s``, each (B, C_s), one pair per modulated stage.
 
-    def __init__(self, condition_dim: int, channels: Sequence[int], hidden_dim: int = 128):
+    ``channels`` lists ``C_s`` of every decoder stage in decoder order; ``stages`` the indices of the
+    modulated ones (ascending; ``None``: all)."""
+
+    def __init__(self, condition_dim: int, channels: Sequence[int], hidden_dim: int = 128,
+                 stages: Optional[Sequence[int]] = None):
         super().__init__()
         self.condition_dim, self.channels, self.hidden_dim = int(condition_dim), [int(c) for c in channels], hidden_dim
+        self.stages = list(range(len(self.channels))) if stages is None else sorted(int(s) for s in stages)
+        if not self.stages or not all(0 <= s < len(self.channels) for s in self.stages):
+            raise ValueError(f"modulated stages {stages} are not among the decoder's {len(self.channels)} stages")
+        width = 2 * sum(self.channels[s] for s in self.stages)
         self.net = nn.Sequential(nn.Linear(condition_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
-                                 nn.GELU(), nn.Linear(hidden_dim, 2 * sum(self.channels)))
+                                 nn.GELU(), nn.Linear(hidden_dim, width))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, cond: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         out = self.net(cond)
         params, start = [], 0
-        for c in self.channels:
+        for c in (self.channels[s] for s in self.stages):
             gamma = 1.0 + out[:, start:start + c]
             beta = out[:, start + c:start + 2 * c]
             params.append((gamma, beta))
@@ -78,26 +94,43 @@ class FiLMGenerator(nn.Module):
         return params
 
     def config(self) -> Dict:
-        return {"condition_dim": self.condition_dim, "channels": self.channels, "hidden_dim": self.hidden_dim}
+        return {"condition_dim": self.condition_dim, "channels": self.channels, "hidden_dim": self.hidden_dim,
+                "stages": self.stages}
+
+
+def last_stages(num_stages: int, n: Optional[int]) -> List[int]:
+    """Indices of the last ``n`` of ``num_stages`` decoder stages (all for ``None`` or ``n >= num_stages``)."""
+    if n is not None and n < 1:
+        raise ValueError(f"the number of modulated decoder stages must be at least 1, got {n}")
+    return list(range(num_stages))[-(n or num_stages):]
+
+
+def modulate(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``gamma * h + beta`` with ``gamma, beta`` (B or 1, C) broadcast over the spatial axes of ``h``."""
+    shape = (gamma.shape[0], gamma.shape[1]) + (1,) * (h.ndim - 2)
+    return h * gamma.view(shape).to(h.dtype) + beta.view(shape).to(h.dtype)
 
 
 @contextmanager
-def film_hooks(network: nn.Module, params: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
-    """Within the block every ``decoder.stages[s]`` output is ``gamma_s * h + beta_s``.
+def film_hooks(network: nn.Module, params: Sequence[Tuple[torch.Tensor, torch.Tensor]],
+               stages: Optional[Sequence[int]] = None) -> Iterator[None]:
+    """Within the block the output of every modulated ``decoder.stages[s]`` is ``gamma_s * h + beta_s``.
 
-    ``params[s] = (gamma (B, C_s), beta (B, C_s))``; a batch of 1 broadcasts over any batch (mirrored tiles).
+    ``params[i] = (gamma (B, C_s), beta (B, C_s))`` for ``s = stages[i]`` (``None``: every stage); a batch of 1
+    broadcasts over any batch (mirrored tiles).
     """
-    stages = decoder_stages(network)
-    if len(params) != len(stages):
-        raise ValueError(f"FiLM parameters for {len(params)} decoder stages, the decoder has {len(stages)}")
+    modules = decoder_stages(network)
+    stages = list(range(len(modules))) if stages is None else list(stages)
+    if len(params) != len(stages) or not all(0 <= s < len(modules) for s in stages):
+        raise ValueError(f"FiLM parameters for {len(params)} decoder stages {stages}, the decoder has "
+                         f"{len(modules)}")
 
     def make_hook(gamma, beta):
         def hook(module, inputs, output):
-            shape = (gamma.shape[0], gamma.shape[1]) + (1,) * (output.ndim - 2)
-            return output * gamma.view(shape).to(output.dtype) + beta.view(shape).to(output.dtype)
+            return modulate(output, gamma, beta)
         return hook
 
-    handles = [stage.register_forward_hook(make_hook(g, b)) for stage, (g, b) in zip(stages, params)]
+    handles = [modules[s].register_forward_hook(make_hook(g, b)) for s, (g, b) in zip(stages, params)]
     try:
         yield
     finally:

@@ -17,11 +17,16 @@ channel instead, which shows what the generator's keep-loss learned. Location wo
 of the array (:func:`~nnunet_causal.intervention.modulation.corrections.location_region`); ``remove`` with a
 location removes the connected components of the target whose centre lies there.
 
-Mirroring. The base prediction uses nnU-Net's test-time mirroring (``use_mirroring``). An edit's change is
-by default estimated on the unmirrored tiles only (``edit_mirroring=False``): ``delta = l'_k - l_k`` with
-both terms from the cached unmirrored features, which costs one decoder pass per tile instead of 4 (2D) or
-8 (3D); ``edit_mirroring=True`` replays every mirrored pass (exactly nnU-Net's TTA for the edit too). The
-unmirrored base ``l_k`` is computed once per case, on the first edit.
+Mirroring and cost. The base prediction uses nnU-Net's test-time mirroring (``use_mirroring``). An edit
+replays every mirrored pass by default (``edit_mirroring=True``: nnU-Net's TTA for the edit too, so the
+target's edited logits are the mirror-averaged modulated prediction itself, ``delta = l'_k - l_k`` with both
+terms TTA logits); ``edit_mirroring=False`` estimates the change on the unmirrored tiles only, against an
+unmirrored base computed once per case on the first edit (cheaper, less accurate: the benchmark's session 5).
+The replay resumes the decoder at the generator's first modulated stage from its output cached in the base
+prediction and aggregates all tiles and mirrors in batches
+(:class:`~nnunet_causal.intervention.modulation.tail_window.TailWindow`); the FiLM generator runs once per
+(target, action). ``replay="nnunet"`` replays the whole decoder through nnU-Net's own sliding-window loop
+instead (same result within float tolerance, tested; ``ignore_confounder``'s bottleneck do() always does).
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ from nnunet_causal.intervention.modulation.corrections import dilate, location_r
 from nnunet_causal.intervention.modulation.film import (FILM_ACTIONS, STRENGTH_VALUES, condition_vectors, film_hooks,
                                                         target_queries)
 from nnunet_causal.intervention.modulation.frozen_model import load_frozen_predictor, parse_fold
+from nnunet_causal.intervention.modulation.tail_window import TailWindow
 from nnunet_causal.intervention.modulation.weights import load_tci
 from nnunet_causal.networks.text_plans import foreground_label_names, get_text_settings
 
@@ -67,13 +73,17 @@ class Edit:
 
 
 class InterventionSession:
-    """See the module docstring. ``require_tci=False`` allows sessions that only ignore confounders."""
+    """See the module docstring. ``require_tci=False`` allows sessions that only ignore confounders;
+    ``tci_weights`` reads the generator from that file instead of ``fold_X/tci_weights.pth``."""
 
     def __init__(self, model_folder, fold="0", checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
                  use_mirroring: bool = True, step_size: float = 0.5, require_tci: bool = True,
-                 keep_others: str = "exact", edit_mirroring: bool = False):
+                 keep_others: str = "exact", edit_mirroring: bool = True, replay: str = "tail",
+                 tci_weights: Optional[str] = None, tail_batch: int = 16):
         if keep_others not in ("exact", "learned"):
             raise ValueError(f"keep_others must be 'exact' or 'learned', got '{keep_others}'")
+        if replay not in ("tail", "nnunet"):
+            raise ValueError(f"replay must be 'tail' or 'nnunet', got '{replay}'")
         self.model_folder, self.fold = Path(model_folder), parse_fold(fold)
         self.device = torch.device(device)
         self.predictor = load_frozen_predictor(self.model_folder, self.fold, checkpoint, self.device,
@@ -81,12 +91,17 @@ class InterventionSession:
         self.network = self.predictor.network
         self.cached = CachingNetwork(self.network)
         self.keep_others = keep_others
-        self.edit_mirroring = edit_mirroring
+        self.edit_mirroring, self.replay = edit_mirroring, replay
         self.settings = get_text_settings(self.predictor.plans_manager.plans, "the model's plans.json")
         self.structures = foreground_label_names(self.predictor.dataset_json)
         self.offset = int(self.network.add_background)
-        self.generator, self.tci_settings = (load_tci(self.model_folder, self.fold, self.device) if require_tci
-                                             else (None, {}))
+        self.generator, self.tci_settings = (load_tci(self.model_folder, self.fold, self.device, tci_weights)
+                                             if require_tci else (None, {}))
+        #: tile x mirror calls per decoder-tail batch (a batch rounds differently from single calls: ~1 ulp)
+        self.tail_batch = tail_batch
+        #: the decoder stage an edit resumes at (the generator's first modulated one); its output is cached
+        self.cached.record_stage = self.generator.stages[0] if self.generator is not None else None
+        self._window: Optional[TailWindow] = None
         self._vocabulary = None
         self.history: List[Edit] = []     # undo stack: applied edits, oldest first
         self.log: List[dict] = []         # every command, refused and undone ones included
@@ -146,7 +161,7 @@ class InterventionSession:
         self.style_description = style_description or (p.dataset_json.get("domains") or {}).get(self.case, {}).get("style")
         self.cached.start_record()
         self.base_logits, self.history, self.log = None, [], []
-        self._replay_base, self._seg = None, None
+        self._replay_base, self._tail_base, self._seg, self._window = None, None, None, None
 
     def _sliding_window(self) -> torch.Tensor:
         self.predictor.network = self.cached
@@ -163,7 +178,7 @@ class InterventionSession:
         self.cached.start_record()
         self.base_logits = self._sliding_window()
         self.timings["predict_seconds"] = time.perf_counter() - t0
-        self.history, self._replay_base = [], None
+        self.history, self._replay_base, self._tail_base, self._window = [], None, None, None
         self._seg = self._base_seg = self.segmentation()
         return self._seg
 
@@ -173,8 +188,9 @@ class InterventionSession:
             return 1
         return 2 ** len(p.allowed_mirroring_axes)
 
-    def _replay(self, params=None, override=None) -> torch.Tensor:
-        """Decoder-only sliding window on the cached features (unmirrored tiles unless ``edit_mirroring``)."""
+    def _replay(self, params=None, override=None, stages=None) -> torch.Tensor:
+        """Decoder-only sliding window through nnU-Net's loop on the cached features (unmirrored tiles unless
+        ``edit_mirroring``); ``params`` are FiLM pairs of ``stages`` (``None``: every stage)."""
         p = self.predictor
         stride = 1 if self.edit_mirroring else self._mirror_count()
         self.cached.start_replay(stride)
@@ -184,7 +200,7 @@ class InterventionSession:
         try:
             if params is None:
                 return self._sliding_window()
-            with film_hooks(self.network, params):
+            with film_hooks(self.network, params, stages):
                 return self._sliding_window()
         finally:
             self.cached.bottleneck_override = None
@@ -197,6 +213,30 @@ class InterventionSession:
         if self._replay_base is None:
             self._replay_base = self._replay()
         return self._replay_base
+
+    def _tail(self, channels: List[int], params=None) -> torch.Tensor:
+        """Aggregated logits of ``channels`` from the decoder resumed at the cached stage (the generator's first)."""
+        start = self.cached.record_stage
+        if start is None or start > self.generator.stages[0]:
+            raise ModelError(f"the generator modulates decoder stage {self.generator.stages[0]} but the prediction "
+                             f"cached stage {start}: call predict() again after changing the generator")
+        if self._window is None:
+            self._window = TailWindow(self.predictor, self.data, self.cached, start, self.tail_batch)
+        return self._window.logits(self.network, channels, params, self.generator.stages,
+                                   mirrored=self.edit_mirroring).float()
+
+    def _modulated(self, channels: List[int], params) -> torch.Tensor:
+        if self.replay == "nnunet":
+            return self._replay(params, stages=self.generator.stages).float()[channels]
+        return self._tail(channels, params)
+
+    def _reference(self, channels: List[int]) -> torch.Tensor:
+        """The unmodulated counterpart of :meth:`_modulated` (the base itself when edits mirror)."""
+        if self.replay == "nnunet" or self.edit_mirroring or self._mirror_count() == 1:
+            return self.replay_base()[channels].float()
+        if self._tail_base is None:
+            self._tail_base = self._tail(list(range(self.base_logits.shape[0])))
+        return self._tail_base[channels]
 
     def current_logits(self) -> torch.Tensor:
         """Base logits plus every applied delta (C, *spatial) on the CPU."""
@@ -294,7 +334,7 @@ class InterventionSession:
                              f"-m {self.model_folder} -f {self.fold}")
         indices = self.structure_indices(targets)
         record["structures"] = [self.structures[i] for i in indices]
-        current = self.current_logits()
+        current = self.current_logits() if action.get("location") else None
         deltas = []
         q = target_queries(self.network).detach()
         for k in indices:
@@ -302,12 +342,11 @@ class InterventionSession:
                 cond = condition_vectors(q, torch.tensor([k], device=q.device),
                                          torch.tensor([FILM_ACTIONS.index(kind)], device=q.device),
                                          torch.tensor([STRENGTH_VALUES[strength]], device=q.device))
-                params = self.generator(cond)
-            modulated = self._replay(params).float()
+                params = self.generator(cond)  # once per (target, action), broadcast over tiles and mirrors
             ch = k + self.offset
-            gate = self._gate(kind, action.get("location"), current[ch], record)
-            channels = [ch] if self.keep_others == "exact" else list(range(modulated.shape[0]))
-            delta = modulated[channels] - self.replay_base()[channels].float()
+            gate = None if current is None else self._gate(kind, action.get("location"), current[ch], record)
+            channels = [ch] if self.keep_others == "exact" else list(range(self.base_logits.shape[0]))
+            delta = self._modulated(channels, params) - self._reference(channels)
             deltas.append((channels, delta if gate is None else delta * gate))
         return record, deltas
 

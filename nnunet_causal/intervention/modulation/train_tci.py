@@ -16,6 +16,11 @@ model's own prediction (:mod:`~nnunet_causal.intervention.modulation.corrections
 
 where ``l'`` are the modulated logits, ``l`` the unmodulated ones and ``W`` the wanted mask of target ``k``:
 the command moves the target the right way and other structures stay as the model had them.
+
+``film_stages = n`` (``--film-stages``, default :data:`DEFAULT_FILM_STAGES`) lets the generator modulate the
+last ``n`` decoder stages only (``0``: all, the behaviour of weights written before the option); the
+modulated pass then resumes the decoder at the first of them from the unmodulated pass's output
+(:func:`~nnunet_causal.intervention.modulation.decoder_tail.decode_tail`), as an edit does.
 """
 from __future__ import annotations
 
@@ -33,15 +38,18 @@ from tqdm import tqdm
 
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.intervention.modulation.cached_network import apply_bottleneck, decode, encode
+from nnunet_causal.intervention.modulation.decoder_tail import decode_tail
 from nnunet_causal.intervention.modulation.corrections import DEFAULT_RADII, axis_radii, fade_part, wanted_mask
 from nnunet_causal.intervention.modulation.film import (FILM_ACTIONS, STRENGTH_VALUES, FiLMGenerator,
-                                                        condition_vectors, decoder_stage_channels, film_hooks,
+                                                        condition_vectors, decoder_stage_channels, last_stages,
                                                         target_queries)
 from nnunet_causal.intervention.modulation.frozen_model import load_frozen_predictor, parse_fold
 from nnunet_causal.intervention.modulation.weights import save_tci
 
 logger = logging.getLogger(__name__)
 STRENGTH_WORDS = tuple(STRENGTH_VALUES)
+#: decoder stages a new generator modulates, counted from the last (0: all)
+DEFAULT_FILM_STAGES = 2
 
 
 def preprocessed_folder(predictor, override: Optional[str] = None) -> Path:
@@ -106,7 +114,8 @@ class TCITrainer:
 
     def __init__(self, model_folder, fold="0", checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
                  preprocessed: Optional[str] = None, batch_size: Optional[int] = None, lr: float = 1e-3,
-                 keep_weight: float = 1.0, radii: Optional[dict] = None, seed: int = 0, hidden_dim: int = 128):
+                 keep_weight: float = 1.0, radii: Optional[dict] = None, seed: int = 0, hidden_dim: int = 128,
+                 film_stages: int = DEFAULT_FILM_STAGES):
         from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
@@ -137,7 +146,11 @@ class TCITrainer:
             channels = decoder_stage_channels(self.net, apply_bottleneck(self.net, encode(self.net, probe)))
             self.queries = target_queries(self.net).detach()
         cond_dim = self.queries.shape[1] + len(FILM_ACTIONS) + 1
-        self.generator = FiLMGenerator(cond_dim, channels, hidden_dim).to(self.device)
+        if film_stages < 0:
+            raise DatasetError(f"--film-stages must be 0 (all) or a positive number, got {film_stages}")
+        self.film_stages = int(film_stages)
+        stages = last_stages(len(channels), film_stages or None)
+        self.generator = FiLMGenerator(cond_dim, channels, hidden_dim, stages).to(self.device)
         self.optimizer = torch.optim.AdamW(self.generator.parameters(), lr=lr, weight_decay=1e-4)
         self.num_cases = len(ids)
 
@@ -168,9 +181,15 @@ class TCITrainer:
         for i, (t, a) in enumerate(zip(targets, actions)):
             if FILM_ACTIONS[a] == "add":
                 x[i], _ = fade_part(x[i], gt[i, t], self.generator_rng)
-        with torch.no_grad():
-            skips = apply_bottleneck(self.net, encode(self.net, x))
-            base = decode(self.net, skips)[:, self.offset:].float()
+        start = self.generator.stages[0]
+        kept = []
+        handle = self.net.decoder.stages[start].register_forward_hook(lambda m, i, o: kept.append(o))
+        try:
+            with torch.no_grad():
+                skips = apply_bottleneck(self.net, encode(self.net, x))
+                base = decode(self.net, skips)[:, self.offset:].float()
+        finally:
+            handle.remove()
         nd = x.ndim - 2
         wanted = []
         for i, (t, a, s) in enumerate(zip(targets, actions, strengths)):
@@ -181,8 +200,7 @@ class TCITrainer:
         a_idx = torch.as_tensor(actions, device=self.device)
         s_val = torch.as_tensor([STRENGTH_VALUES[s] for s in strengths], device=self.device)
         params = self.generator(condition_vectors(self.queries, t_idx, a_idx, s_val))
-        with film_hooks(self.net, params):
-            mod = decode(self.net, skips)[:, self.offset:].float()
+        mod = decode_tail(self.net, start, kept[0], skips, params, self.generator.stages)[:, self.offset:].float()
         rows = torch.arange(x.shape[0], device=self.device)
         lt = mod[rows, t_idx]
         bce = (F.binary_cross_entropy_with_logits(lt, wanted, reduction="none") * valid).sum() / valid.sum().clamp_min(1)
@@ -218,7 +236,7 @@ class TCITrainer:
             "trained_against": self.checkpoint, "checkpoint_mtime": os.path.getmtime(ckpt),
             "steps": steps, "batch_size": self.batch_size, "lr": self.lr, "keep_weight": self.keep_weight,
             "radii": self.radii, "seed": self.seed, "patch_size": self.patch_size, "training_cases": self.num_cases,
-            "actions": list(FILM_ACTIONS), "strengths": STRENGTH_VALUES,
+            "actions": list(FILM_ACTIONS), "strengths": STRENGTH_VALUES, "film_stages": self.film_stages,
             "final_losses": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]},
             "seconds": round(time.time() - t0, 1),
         }
@@ -230,16 +248,17 @@ class TCITrainer:
 
 def run_train_tci(model_folder, fold="0", steps: int = 1000, checkpoint: str = "checkpoint_final.pth",
                   device: str = "cpu", preprocessed: Optional[str] = None, batch_size: Optional[int] = None,
-                  lr: float = 1e-3, keep_weight: float = 1.0, seed: int = 0, progress: bool = True) -> dict:
+                  lr: float = 1e-3, keep_weight: float = 1.0, seed: int = 0, progress: bool = True,
+                  film_stages: int = DEFAULT_FILM_STAGES) -> dict:
     """The whole command as a plain function."""
     trainer = TCITrainer(model_folder, fold, checkpoint, device, preprocessed, batch_size, lr, keep_weight,
-                         seed=seed)
+                         seed=seed, film_stages=film_stages)
     return trainer.run(steps, progress)
 
 
 def _run(args) -> int:
     result = run_train_tci(args.m, args.f, args.steps, args.chk, args.device, args.preprocessed, args.batch_size,
-                           args.lr, args.keep_weight, args.seed)
+                           args.lr, args.keep_weight, args.seed, film_stages=args.film_stages)
     print(f"wrote {result['weights']} ({result['steps']} steps on {result['training_cases']} case(s), final loss "
           f"{result['final_losses']['loss']:.3f}, {result['seconds']} s)")
     return 0
@@ -266,4 +285,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--keep-weight", type=float, default=1.0,
                    help="weight of the loss that keeps other structures unchanged (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--film-stages", type=int, default=DEFAULT_FILM_STAGES,
+                   help=f"modulate the last N decoder stages only: an edit then recomputes those alone (default "
+                        f"{DEFAULT_FILM_STAGES}; 0: all stages)")
     p.set_defaults(func=_run)

@@ -37,10 +37,10 @@ def save_tci(model_folder, fold, generator: FiLMGenerator, settings: dict) -> Pa
     return path
 
 
-def load_tci(model_folder, fold, device: torch.device) -> Tuple[FiLMGenerator, dict]:
-    """The trained generator of ``fold`` (eval mode) and its settings; a :class:`ModelError` that says how to
-    train it when the fold has none."""
-    path = fold_folder(model_folder, fold) / WEIGHTS_NAME
+def load_tci(model_folder, fold, device: torch.device, path=None) -> Tuple[FiLMGenerator, dict]:
+    """The trained generator of ``fold`` (eval mode; from ``path`` if given) and its settings; a
+    :class:`ModelError` that says how to train it when the fold has none."""
+    path = Path(path) if path is not None else fold_folder(model_folder, fold) / WEIGHTS_NAME
     if not path.is_file():
         raise ModelError(f"{path} does not exist: this model has no test-time intervention weights for fold "
                          f"{fold}; run nnunet_causal train-tci -m {model_folder} -f {fold}")
