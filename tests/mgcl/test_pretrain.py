@@ -39,6 +39,9 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
     assert [h["epoch"] for h in meta["history"]] == [0, 1] and meta["history"][0] == first[0]
     assert meta["corpus"]["report_cases"] == 6 and meta["corpus"]["captions"] >= 12
     assert (out / "loss_curve.png").stat().st_size > 0 and not checkpoint.parent.exists()
+    assert meta["position_dims"] == 3 and meta["laterality_negatives"] is True
+    from nnunet_causal.mgcl.encoder_folder import load_image_head
+    assert load_image_head(out)[0].position is not None                       # the organ-position term was saved
 
     from nnunet_causal.text.encoders import create_text_encoder, encoder_id
     enc = create_text_encoder(f"mgcl:{out}")
