@@ -7,21 +7,26 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
    (``nnunet_causal.synthetic.reports.REPORT_NAMES``);
 2. ``nnUNetv2_plan_and_preprocess -c 2d`` and a short ``nnUNetv2_train`` of ``nnUNetTrainerText`` (stage 1:
    the segmentation encoder);
-3. ``pretrain_text`` twice on the same frozen encoder, same epochs, same seed:
-   * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection;
-   * **default**: MiniLM frozen (``--tune none``), only the image projection learns -- the default encoder
-     given the same chance to map organ features into its space;
+3. ``pretrain_text`` on the same frozen encoder, same epochs, same seed:
+   * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection with the organ-position term and
+     laterality-mirrored hard negatives (the defaults of ``pretrain-text``);
+   * **MGCL, no laterality terms** (ablation, ``--no-ablation`` skips it): the same without both;
+   * **default**: MiniLM frozen (``--tune none``), only the image projection learns (with the position
+     term) -- the default encoder given the same chance to map organ features into its space;
 4. evaluation on the *test* phantoms (imagesTs, never seen by either stage; preprocessed with nnU-Net's
    ``DefaultPreprocessor``), every slice with >= 2 structures: organ retrieval top-1 = for a text query,
    is the organ feature it scores highest among the organs of that slice its own organ? Queries: the
    held-out synonyms and paraphrases of ``HELD_OUT_NAMES`` (never in a report), alone and in an unseen
-   sentence, and, for reference, the training names. Plus the laterality cosines and seconds per epoch.
-5. ``--dice``: stage 3 (``nnUNetTrainerText_FrozenEncoders`` on the MGCL encoder, same schedule as stage 1)
-   and Dice of stock ``nnUNetv2_predict`` with every structure reworded by a held-out synonym
-   (``nnUNet_causal_prompt_file``), against the stage-1 model (default encoder) reworded the same way.
+   sentence, and, for reference, the training names; left vs right kidney with held-out side queries
+   ("kidney on the left side", "right nephros", ...). Plus the laterality cosines and seconds per epoch.
+5. open-vocabulary Dice (``--no-dice`` skips it): the stage-1 model predicts the test volumes with every
+   structure reworded -- training names, and two sets of held-out synonyms -- each prompt embedded by each
+   column's text encoder (stock prediction's ``nnUNet_causal_prompt_file`` path, in process; see
+   :func:`open_vocabulary_dice`). ``--stage3`` also trains ``nnUNetTrainerText_FrozenEncoders`` (same
+   schedule as stage 1) on the MGCL and on the default folder and measures them the same way.
 
     python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_bench    # defaults sized for a shared 2-core CPU
-    python benchmarks/mgcl_benchmark.py --size 12 48 48 --seg-epochs 20 --seg-iterations 25 --mgcl-epochs 20 --dice
+    python benchmarks/mgcl_benchmark.py --size 12 48 48 --seg-epochs 50 --seg-iterations 50 --mgcl-epochs 30
 """
 from __future__ import annotations
 
@@ -55,9 +60,16 @@ class nnUNetTrainerText_Bench(_Bench, nnUNetTrainerText):
     text_embed_dim = 16
 
 
-class nnUNetTrainerText_FrozenEncoders_Bench(_Bench, nnUNetTrainerText_FrozenEncoders):
+class nnUNetTrainerText_FrozenEncoders_BenchMGCL(_Bench, nnUNetTrainerText_FrozenEncoders):
+    text_embed_dim = 16
+
+
+class nnUNetTrainerText_FrozenEncoders_BenchDefault(_Bench, nnUNetTrainerText_FrozenEncoders):
+    """The same stage 3 on the default encoder's folder (MiniLM unchanged): only the text space differs."""
     text_embed_dim = 16
 '''
+#: default budget: the run of RESULTS_mgcl.md (2026-12-01 session 6; 65 min at nice 19 on a 2-core CPU at load ~12)
+SEG_EPOCHS, SEG_ITERATIONS, MGCL_EPOCHS, MGCL_ITERATIONS = 6, 10, 6, 2
 UNSEEN_SENTENCE = "an image in which the {} can be seen"
 
 
@@ -91,7 +103,8 @@ def environment(work: Path, args) -> dict:
 
 
 def test_slices(raw: Path, info: dict, structures: dict, min_voxels: int):
-    """Preprocessed test volumes (nnU-Net's DefaultPreprocessor) -> 2D slices with >= 2 structures."""
+    """Preprocessed test volumes (nnU-Net's DefaultPreprocessor) -> 2D slices with >= 2 structures, and each
+    slice's place in its case (corner (z, 0, 0), case shape) for the organ-position term."""
     import torch
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -99,7 +112,7 @@ def test_slices(raw: Path, info: dict, structures: dict, min_voxels: int):
     pm = PlansManager(info["plans"])
     cm = pm.get_configuration(info["configuration"])
     pre = DefaultPreprocessor(verbose=False)
-    xs, segs = [], []
+    xs, segs, zs, shapes = [], [], [], []
     for img in sorted((raw / "imagesTs").glob("*_0000.nii.gz")):
         case = img.name[:-len("_0000.nii.gz")]
         data, seg, _ = pre.run_case([str(img)], str(raw / "labelsTs" / f"{case}.nii.gz"), pm, cm,
@@ -109,21 +122,26 @@ def test_slices(raw: Path, info: dict, structures: dict, min_voxels: int):
             if sum(int((s == v).sum()) >= min_voxels for v in structures.values()) >= 2:
                 xs.append(data[:, z])
                 segs.append(s[None])
+                zs.append(z)
+                shapes.append(data.shape[1:])
     patch = cm.patch_size
     def fit(a):
         out = np.zeros((a.shape[0], *patch), a.dtype)
         h, w = min(a.shape[1], patch[0]), min(a.shape[2], patch[1])
         out[:, :h, :w] = a[:, :h, :w]
         return out
+    from nnunet_causal.mgcl.organ_position import slice_positions
     return (torch.from_numpy(np.stack([fit(x) for x in xs])).float(),
-            torch.from_numpy(np.stack([fit(s) for s in segs]).astype(np.int64)))
+            torch.from_numpy(np.stack([fit(s) for s in segs]).astype(np.int64)), slice_positions(zs, shapes))
 
 
-def evaluate(folder: Path, info: dict, x, seg, structures: dict, min_voxels: int) -> dict:
-    """Retrieval top-1 per query set and the laterality cosines for one encoder folder."""
+def evaluate(folder: Path, info: dict, x, seg, boxes, structures: dict, min_voxels: int) -> dict:
+    """Retrieval top-1 per query set and the laterality cosines for one encoder folder (organ features with
+    the position term when the folder's head has one)."""
     import torch
     from nnunet_causal.mgcl.encoder_folder import load_image_head
     from nnunet_causal.mgcl.image_features import build_frozen_encoder, pool_features
+    from nnunet_causal.mgcl.organ_position import organ_positions
     from nnunet_causal.synthetic.reports import HELD_OUT_NAMES, REPORT_NAMES
     from nnunet_causal.text.encoders import create_text_encoder
 
@@ -135,7 +153,10 @@ def evaluate(folder: Path, info: dict, x, seg, structures: dict, min_voxels: int
         organ, present = [], []
         for i in range(0, len(x), 16):
             o, p, _ = pool_features(encoder(x[i:i + 16]), seg[i:i + 16], values, min_voxels)
-            organ.append(projection(o))
+            pos = None
+            if projection.position is not None:
+                pos = organ_positions(seg[i:i + 16], values, boxes[0][i:i + 16], boxes[1][i:i + 16])
+            organ.append(projection(o, pos))
             present.append(p)
         organ, present = torch.cat(organ), torch.cat(present)
     sets = {"held-out synonyms": lambda n: HELD_OUT_NAMES[n],
@@ -154,32 +175,160 @@ def evaluate(folder: Path, info: dict, x, seg, structures: dict, min_voxels: int
                 total += len(queries)
                 chance += len(queries) / len(cand)
         out[name] = (hits / max(total, 1), chance / max(total, 1), total)
+    if {"kidney_left", "kidney_right"} <= set(labels):  # laterality of the organ features themselves
+        kl, kr = labels.index("kidney_left"), labels.index("kidney_right")
+        both = torch.nonzero(present[:, kl] & present[:, kr]).flatten()
+        q = text.encode(["kidney on the left side", "kidney on the right side", "left nephros", "right nephros"])
+        hits = 0
+        for s in both.tolist():
+            scores = q @ organ[s, [kl, kr]].t()                          # (4, 2): left / right organ
+            hits += int(scores[0, 0] > scores[0, 1]) + int(scores[1, 1] > scores[1, 0])
+            hits += int(scores[2, 0] > scores[2, 1]) + int(scores[3, 1] > scores[3, 0])
+        out["left vs right kidney, held-out side queries"] = (hits / max(4 * len(both), 1), 0.5, 4 * len(both))
     e = text.encode(["left kidney", "right kidney", "kidney on the left side"])
     out["cos(left kidney, right kidney)"] = float(e[0] @ e[1])
     out["cos(left kidney, kidney on the left side)"] = float(e[0] @ e[2])
+    out["laterality target met (first < second)"] = "yes" if e[0] @ e[1] < e[0] @ e[2] else "no"
     return out
 
 
-def dice_heldout(env, work: Path, model_trainer: str, extra_env: dict, structures: dict, tag: str) -> float:
-    """Mean Dice over structures and test volumes of stock prediction with held-out synonym wording."""
-    import SimpleITK as sitk
-    from nnunet_causal.synthetic.reports import HELD_OUT_NAMES
+def prompt_sets(structures: dict) -> dict:
+    """Prompt files for Dice: one line per trained structure, label order. The held-out sets take the first
+    / the second held-out synonym of each structure (the first again where there is only one)."""
+    from nnunet_causal.synthetic.reports import HELD_OUT_NAMES, REPORT_NAMES
 
-    prompts = work / "heldout_prompts.txt"
-    prompts.write_text("".join(f"{HELD_OUT_NAMES[n][0]}\n" for n in structures))
-    out = work / f"pred_{tag}"
-    run(["nnUNetv2_predict", "-i", str(work / "raw" / DATASET / "imagesTs"), "-o", str(out), "-d", str(DATASET_ID),
-         "-c", "2d", "-f", "0", "-tr", model_trainer, "-device", env.get("BENCH_DEVICE", "cpu"), "-npp", "1", "-nps", "1"],
-        dict(env, nnUNet_causal_prompt_file=str(prompts), **extra_env))
-    scores = []
-    for pred in sorted(out.glob("*.nii.gz")):
-        p = sitk.GetArrayFromImage(sitk.ReadImage(str(pred)))
-        g = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "raw" / DATASET / "labelsTs" / pred.name)))
-        for v in structures.values():
-            a, b = p == v, g == v
-            if b.any() or a.any():
-                scores.append(2 * (a & b).sum() / (a.sum() + b.sum()))
-    return float(np.mean(scores)) if scores else float("nan")
+    return {"training names": [REPORT_NAMES[n][0] for n in structures],
+            "held-out synonyms #1": [HELD_OUT_NAMES[n][0] for n in structures],
+            "held-out synonyms #2": [HELD_OUT_NAMES[n][-1] for n in structures]}
+
+
+def open_vocabulary_dice(model: Path, encoders: dict, structures: dict, raw: Path, work: Path) -> dict:
+    """``{column: {prompt set: {structure: Dice}}}``: one trained text model predicts the test volumes with
+    every structure reworded by a prompt set, the prompts embedded by each column's text encoder.
+
+    The path is stock ``nnUNetv2_predict`` with ``nnUNet_causal_prompt_file`` -- nnU-Net's own
+    ``nnUNetPredictor`` and the package's :func:`reword_trained_prompts` (each line embedded by the given
+    encoder: the open-vocabulary path) -- run in this process, so the model is loaded once (the shared CPU
+    cannot afford a new interpreter per prediction); mirroring TTA off for the same reason.
+    ``nnUNetv2_predict_text`` is not used: its resolver grounds a known synonym such as "hepar" back to the
+    trained prompt's embedding, which would measure the resolver, not the text encoder."""
+    import SimpleITK as sitk
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunet_causal.inference.stock_prompts import reword_trained_prompts
+    from nnunet_causal.networks.text_plans import get_text_settings
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
+                                verbose_preprocessing=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model), (0,), "checkpoint_final.pth")
+    reader = predictor.plans_manager.image_reader_writer_class()
+    cases = []
+    for img in sorted((raw / "imagesTs").glob("*_0000.nii.gz")):
+        case = img.name[:-len("_0000.nii.gz")]
+        data, props = reader.read_images([str(img)])
+        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTs" / f"{case}.nii.gz")))
+        cases.append((data, props, gt))
+    base = get_text_settings(predictor.plans_manager.plans, str(model / "plans.json"))
+    out = {}
+    for column, spec in encoders.items():
+        settings = dict(base, text_encoder=spec)
+        out[column] = {}
+        for name, prompts in prompt_sets(structures).items():
+            prompt_file = work / "prompts" / f"{name.replace(' ', '_').replace('#', '')}.txt"
+            prompt_file.parent.mkdir(exist_ok=True)
+            prompt_file.write_text("".join(f"{p}\n" for p in prompts))
+            reword_trained_prompts(predictor.network, settings, str(prompt_file))
+            scores = {n: [] for n in structures}
+            for data, props, gt in cases:
+                pred = np.asarray(predictor.predict_single_npy_array(data, props, None, None, False))
+                for n, v in structures.items():
+                    a, b = pred == v, gt == v
+                    if b.any() or a.any():
+                        scores[n].append(2 * (a & b).sum() / (a.sum() + b.sum()))
+            out[column][name] = {n: float(np.mean(v)) for n, v in scores.items() if v}
+    return out
+
+
+def summarise_dice(per_structure: dict) -> tuple:
+    """(mean over structures, mean over the two kidneys)."""
+    kidneys = [per_structure[n] for n in ("kidney_left", "kidney_right") if n in per_structure]
+    return (float(np.mean(list(per_structure.values()))) if per_structure else float("nan"),
+            float(np.mean(kidneys)) if kidneys else float("nan"))
+
+
+def stage1_dice(model: Path) -> float:
+    """Foreground mean Dice of nnU-Net's final validation of the stage-1 model (fold 0)."""
+    summary = model / "fold_0" / "validation" / "summary.json"
+    if not summary.is_file():
+        return float("nan")
+    return float(json.loads(summary.read_text())["foreground_mean"]["Dice"])
+
+
+def pretrain_variants(args, model: Path, work: Path) -> dict:
+    """``{column: encoder folder}``: MGCL (with the laterality terms), optionally MGCL without them (the
+    ablation), and the default encoder (MiniLM frozen, same head and loss)."""
+    from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
+
+    variants = [("MGCL", args.tune, True)]
+    if args.ablation:
+        variants.append(("MGCL, no laterality terms", args.tune, False))
+    variants.append(("default (MiniLM)", "none", True))
+    folders = {}
+    for tag, tune, laterality in variants:
+        out = work / f"encoder_{tune}{'' if laterality else '_nolat'}"
+        if not (out / "mgcl.json").is_file():
+            t0 = time.time()
+            pretrain_text(PretrainSettings(dataset=str(DATASET_ID), model_folder=str(model), output=str(out),
+                                           epochs=args.mgcl_epochs, tune=tune, iterations=args.iterations,
+                                           batch_size=args.batch_size, device=args.device, seed=0, overwrite=True,
+                                           position=laterality, laterality_negatives=laterality))
+            print(f"  {time.time() - t0:6.1f} s  pretrain-text --tune {tune}"
+                  f"{'' if laterality else ' --no-position --no-laterality-negatives'}", flush=True)
+        folders[tag] = out
+    return folders
+
+
+def add_dice_rows(results: dict, dice: dict, model_name: str) -> None:
+    for column, sets in dice.items():
+        for name, per in sets.items():
+            mean, kidneys = summarise_dice(per)
+            results[column][f"Dice, {model_name}, {name} (mean over structures)"] = mean
+            results[column][f"Dice, {model_name}, {name} (the two kidneys)"] = kidneys
+
+
+def stage3_dice(args, env, work: Path, folders: dict, structures: dict, raw: Path, results: dict) -> None:
+    """Stage 3 (frozen encoders, decoder + connector trained, same schedule as stage 1) on the MGCL folder and
+    on the default encoder's folder (only the text space differs), then Dice with each prompt set."""
+    for tag, trainer in (("MGCL", "nnUNetTrainerText_FrozenEncoders_BenchMGCL"),
+                         ("default (MiniLM)", "nnUNetTrainerText_FrozenEncoders_BenchDefault")):
+        folder = work / "results" / DATASET / f"{trainer}__nnUNetPlans__2d"
+        spec = f"mgcl:{folders[tag]}"
+        if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+            run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", args.device],
+                dict(env, nnUNet_n_proc_DA="0", nnUNet_causal_text_encoder=spec))
+        add_dice_rows(results, open_vocabulary_dice(folder, {tag: spec}, structures, raw, work), "stage 3")
+
+
+def print_table(results: dict, header: str) -> None:
+    tags = list(results)
+    metrics = list(dict.fromkeys(m for t in tags for m in results[t]))
+    print(f"\n## {header}\n")
+    print("| metric | " + " | ".join(tags) + " |")
+    print("|---|" + "---|" * len(tags))
+    for metric in metrics:
+        cells, is_retrieval = [], False
+        for t in tags:
+            v = results[t].get(metric)
+            if isinstance(v, tuple):
+                is_retrieval = True
+                cells.append(f"{v[0]:.3f} (chance {v[1]:.3f}, n={v[2]})")
+            elif isinstance(v, float):
+                cells.append(f"{v:.3f}")
+            else:
+                cells.append("–" if v is None else str(v))
+        label = f"organ retrieval top-1, {metric}" if is_retrieval else metric
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main(argv=None) -> int:
@@ -187,14 +336,19 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/mgcl_bench")
     ap.add_argument("--cases", type=int, default=6, help="cases per scanner (3 scanners; 20%% go to imagesTs)")
     ap.add_argument("--size", type=int, nargs=3, default=(8, 32, 32))
-    ap.add_argument("--seg-epochs", type=int, default=2)
-    ap.add_argument("--seg-iterations", type=int, default=10)
-    ap.add_argument("--mgcl-epochs", type=int, default=5)
-    ap.add_argument("--iterations", type=int, default=2, help="pretraining steps per epoch")
+    ap.add_argument("--seg-epochs", type=int, default=SEG_EPOCHS)
+    ap.add_argument("--seg-iterations", type=int, default=SEG_ITERATIONS)
+    ap.add_argument("--mgcl-epochs", type=int, default=MGCL_EPOCHS)
+    ap.add_argument("--iterations", type=int, default=MGCL_ITERATIONS, help="pretraining steps per epoch")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--tune", default="full", choices=("full", "last-k", "lora"))
     ap.add_argument("--min-voxels", type=int, default=5, help="voxels for a structure to count in a test slice")
-    ap.add_argument("--dice", action="store_true", help="also stage 3 + held-out-synonym Dice (slower)")
+    ap.add_argument("--no-dice", dest="dice", action="store_false",
+                    help="skip the held-out-synonym Dice of the stage-1 model with each encoder (on by default)")
+    ap.add_argument("--stage3", action="store_true",
+                    help="also train stage 3 on the MGCL and on the default folder and measure their Dice (slow)")
+    ap.add_argument("--no-ablation", dest="ablation", action="store_false",
+                    help="skip the MGCL run without the laterality terms (on by default)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -204,7 +358,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from nnunet_causal.mgcl.data import structures_of
     from nnunet_causal.mgcl.image_features import read_model_folder
-    from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
     from nnunet_causal.synthetic.ct3d import make_ct_dataset
 
     t_start = time.time()
@@ -219,55 +372,30 @@ def main(argv=None) -> int:
     if not (model / "fold_0" / "checkpoint_final.pth").is_file():
         run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerText_Bench", "-device", args.device],
             dict(env, nnUNet_n_proc_DA="0"))
+    print(f"  stage-1 validation Dice (fold 0, foreground mean): {stage1_dice(model):.3f}", flush=True)
     print("stage 2: MGCL pretraining vs the default encoder (projection only)", flush=True)
-    folders = {}
-    for tag, tune in (("MGCL", args.tune), ("default (MiniLM)", "none")):
-        out = work / f"encoder_{tune}"
-        if not (out / "mgcl.json").is_file():
-            t0 = time.time()
-            pretrain_text(PretrainSettings(dataset=str(DATASET_ID), model_folder=str(model), output=str(out),
-                                           epochs=args.mgcl_epochs, tune=tune, iterations=args.iterations,
-                                           batch_size=args.batch_size, device=args.device, seed=0, overwrite=True))
-            print(f"  {time.time() - t0:6.1f} s  pretrain-text --tune {tune}", flush=True)
-        folders[tag] = out
+    folders = pretrain_variants(args, model, work)
     info = read_model_folder(model)
     structures = structures_of(info["dataset_json"], "dataset.json")
-    x, seg = test_slices(raw, info, structures, min_voxels=args.min_voxels)
-    results = {tag: evaluate(f, info, x, seg, structures, args.min_voxels) for tag, f in folders.items()}
+    x, seg, boxes = test_slices(raw, info, structures, min_voxels=args.min_voxels)
+    results = {tag: evaluate(f, info, x, seg, boxes, structures, args.min_voxels) for tag, f in folders.items()}
     for tag, f in folders.items():
         hist = json.loads((f / "mgcl.json").read_text())["history"]
         results[tag]["seconds per pretraining epoch"] = float(np.mean([h["seconds"] for h in hist]))
         results[tag]["final loss (clip / mgcl)"] = f"{hist[-1]['clip']:.3f} / {hist[-1]['mgcl']:.3f}"
     if args.dice:
-        print("stage 3: frozen encoders + held-out-synonym Dice", flush=True)
-        mgcl_env = {"nnUNet_causal_text_encoder": f"mgcl:{folders['MGCL']}"}
-        stage3 = work / "results" / DATASET / "nnUNetTrainerText_FrozenEncoders_Bench__nnUNetPlans__2d"
-        if not (stage3 / "fold_0" / "checkpoint_final.pth").is_file():
-            run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerText_FrozenEncoders_Bench",
-                 "-device", args.device], dict(env, nnUNet_n_proc_DA="0", **mgcl_env))
-        results["MGCL"]["Dice, held-out synonym prompts"] = dice_heldout(
-            env, work, "nnUNetTrainerText_FrozenEncoders_Bench", {}, structures, "mgcl")
-        results["default (MiniLM)"]["Dice, held-out synonym prompts"] = dice_heldout(
-            env, work, "nnUNetTrainerText_Bench", {}, structures, "default")
-
-    tags = list(results)
-    print(f"\n## MGCL vs default text encoder ({len(x)} test slices of {len(list((raw / 'imagesTs').glob('*')))} "
-          f"held-out volumes; {args.mgcl_epochs} pretraining epochs x {args.iterations} steps; "
-          f"{time.time() - t_start:.0f} s in all)\n")
-    print("| metric | " + " | ".join(tags) + " |")
-    print("|---|" + "---|" * len(tags))
-    for metric in results[tags[0]]:
-        cells = []
-        for t in tags:
-            v = results[t].get(metric)
-            if isinstance(v, tuple):
-                cells.append(f"{v[0]:.3f} (chance {v[1]:.3f}, n={v[2]})")
-            elif isinstance(v, float):
-                cells.append(f"{v:.3f}")
-            else:
-                cells.append(str(v))
-        label = f"organ retrieval top-1, {metric}" if isinstance(results[tags[0]][metric], tuple) else metric
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        print("Dice with held-out synonym prompts: the stage-1 model, its text encoder swapped", flush=True)
+        t0 = time.time()
+        add_dice_rows(results, open_vocabulary_dice(model, {t: f"mgcl:{f}" for t, f in folders.items()}, structures,
+                                                    raw, work), "stage-1 model")
+        print(f"  {time.time() - t0:6.1f} s  Dice of {len(folders)} encoders x 3 prompt sets", flush=True)
+    if args.stage3:
+        print("stage 3: frozen encoders + Dice with held-out synonym prompts", flush=True)
+        stage3_dice(args, env, work, folders, structures, raw, results)
+    print_table(results, f"MGCL vs default text encoder ({len(x)} test slices of "
+                         f"{len(list((raw / 'imagesTs').glob('*')))} held-out volumes; stage 1 {args.seg_epochs} x "
+                         f"{args.seg_iterations} steps, validation Dice {stage1_dice(model):.3f}; {args.mgcl_epochs} "
+                         f"pretraining epochs x {args.iterations} steps; {time.time() - t_start:.0f} s in all)")
     return 0
 
 

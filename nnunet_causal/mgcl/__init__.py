@@ -6,6 +6,8 @@ encoder folder it writes (``mgcl:FOLDER``).
 * :mod:`.captions`, :mod:`.llm`, :mod:`.label_captions`, :mod:`.corpus` -- organ-level captions (rules,
   LLM, labels) and their cache;
 * :mod:`.image_features` -- the frozen encoder of a trained model and mask pooling;
+* :mod:`.organ_position` -- where an organ lies in its case (the organ feature's position term, unmirrored
+  patches); :mod:`.laterality` -- left/right-mirrored captions as hard negatives;
 * :mod:`.losses` -- CLIP + MGCL; :mod:`.text_model` -- full / last-k / LoRA tuning;
 * :mod:`.data`, :mod:`.pretrain`, :mod:`.encoder_folder`, :mod:`.pretrain_cli` -- ``nnunet_causal pretrain-text``.
 """

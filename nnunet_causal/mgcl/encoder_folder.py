@@ -5,7 +5,8 @@ Layout (format 1)::
     OUT/
       modules.json, config.json, model.safetensors, tokenizer files, ...   # a sentence-transformers model
       mgcl.json          # metadata: fingerprint, base encoder, tune mode, image model, dataset, loss history
-      image_head.pth     # {"projection": state_dict, "clip_scale", "mgcl_scale", "image_dim", "text_dim"}
+      image_head.pth     # {"projection": state_dict, "clip_scale", "mgcl_scale", "image_dim", "text_dim",
+                         #  "position_dims" (0 or 3: the organ-position term; absent in older folders = 0)}
       image_encoder.pth  # {"encoder_weights": the frozen encoder's state_dict, "plans_name", "configuration",
                          #  "source_checkpoint"} -- the third stage (nnUNetTrainerText_FrozenEncoders) loads it
       loss_curve.png
@@ -58,7 +59,8 @@ def write_encoder_folder(run) -> Path:
     try:
         run.text.save(tmp)
         torch.save({"projection": run.projection.state_dict(), "clip_scale": run.clip_scale.state_dict(),
-                    "mgcl_scale": run.mgcl_scale.state_dict(), "image_dim": run.image_dim, "text_dim": run.text.dim},
+                    "mgcl_scale": run.mgcl_scale.state_dict(), "image_dim": run.image_dim, "text_dim": run.text.dim,
+                    "position_dims": run.position_dims},
                    tmp / IMAGE_HEAD)
         torch.save({"encoder_weights": {k: v.cpu() for k, v in run.encoder.state_dict().items()},
                     "plans_name": run.info["plans"].get("plans_name"), "configuration": run.info["configuration"],
@@ -71,7 +73,8 @@ def write_encoder_folder(run) -> Path:
                 "dataset": run.folders.name, "reports": str(run.report_path) if run.report_path else None,
                 "extractor": run.s.extractor, "captions_per_organ": run.s.captions_per_organ,
                 "corpus": run.counts, "epochs": run.s.epochs, "history": run.history,
-                "image_dim": run.image_dim, "text_dim": run.text.dim}
+                "image_dim": run.image_dim, "text_dim": run.text.dim, "position_dims": run.position_dims,
+                "laterality_negatives": run.s.laterality_negatives}
         write_json_atomic(tmp / MGCL_METADATA, meta)
         if out.exists():
             shutil.rmtree(out)
@@ -104,7 +107,8 @@ def load_image_head(folder, device: str = "cpu"):
     from nnunet_causal.mgcl.losses import LogitScale
 
     state = torch.load(Path(folder) / IMAGE_HEAD, map_location=device, weights_only=False)
-    projection = ImageProjection(int(state["image_dim"]), int(state["text_dim"]))
+    projection = ImageProjection(int(state["image_dim"]), int(state["text_dim"]),
+                                 position_dims=int(state.get("position_dims", 0)))  # 0: folders before the term
     projection.load_state_dict(state["projection"])
     scales = []
     for key in ("clip_scale", "mgcl_scale"):

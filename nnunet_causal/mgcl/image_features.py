@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -119,11 +119,26 @@ def pool_features(skips: List[torch.Tensor], seg: torch.Tensor, values: List[int
 class ImageProjection(nn.Module):
     """Trainable map from pooled image features ``(..., D_img)`` to the text space ``(..., D_text)``
     (two layers, GELU), unit-norm output. The image encoder stays frozen; this head is what CLIP models call
-    the image projection."""
+    the image projection.
 
-    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256):
+    With ``position_dims > 0`` the organ feature also says where the organ lies: ``forward(x, position)``
+    adds a learnable linear map of the mask centroid (``(..., position_dims)`` in ``[-1, 1]``, the case frame
+    of :func:`~nnunet_causal.mgcl.organ_position.organ_positions`) to the first layer's pre-activation --
+    the same as concatenating the position to the pooled feature, kept as its own weight so that old heads
+    (``position_dims = 0``) load unchanged. It is what lets MGCL tell mirror-image organs (left / right
+    kidney) apart; see :mod:`nnunet_causal.mgcl.organ_position`. Global features are projected without it.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256, position_dims: int = 0):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(image_dim, hidden), nn.GELU(), nn.Linear(hidden, text_dim))
+        self.position_dims = int(position_dims)
+        self.position = nn.Linear(self.position_dims, hidden, bias=False) if self.position_dims else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(x), dim=-1)
+    def forward(self, x: torch.Tensor, position: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = self.net[0](x)
+        if position is not None:
+            if self.position is None:
+                raise ModelError("this image projection was built without a position term (position_dims = 0)")
+            h = h + self.position(position.to(h.dtype))
+        return F.normalize(self.net[2](self.net[1](h)), dim=-1)

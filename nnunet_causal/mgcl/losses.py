@@ -13,6 +13,11 @@
   denominator); the terms are averaged. So the other organs of the same case and all organs of other cases
   are negatives.
 
+Hard negatives (optional, ``hard``): extra caption embeddings that are negatives of one organ only
+(``hard_owner``) in the organ -> caption direction, e.g. the laterality-mirrored captions of
+:mod:`nnunet_causal.mgcl.laterality`. They have no organ of their own, so they take no part in caption ->
+organ, and a hard negative whose text equals one of its organ's own captions is masked.
+
 False negatives: a caption whose text is *identical* to one of another organ's captions (one sentence that
 names two organs, or the same sentence in two cases) is no negative for that organ -- the pair is masked.
 Captions with different wording of the same structure in another case stay negatives (chosen on purpose:
@@ -55,10 +60,12 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def mgcl_loss(organ: torch.Tensor, captions: torch.Tensor, texts: Sequence[Sequence[str]], scale: torch.Tensor
-              ) -> torch.Tensor:
+def mgcl_loss(organ: torch.Tensor, captions: torch.Tensor, texts: Sequence[Sequence[str]], scale: torch.Tensor,
+              hard: Optional[torch.Tensor] = None, hard_owner: Optional[Sequence[int]] = None,
+              hard_texts: Optional[Sequence[str]] = None) -> torch.Tensor:
     """MGCL of ``organ (M, D)`` unit vectors and ``captions (M, K, D)`` unit vectors; ``texts[m][k]`` is the
-    text of ``captions[m, k]`` (for the identical-text mask). See the module docstring."""
+    text of ``captions[m, k]`` (for the identical-text mask); ``hard (H, D)`` optional hard negatives, row h
+    a negative of organ ``hard_owner[h]`` only (text ``hard_texts[h]``). See the module docstring."""
     m, k, d = captions.shape
     flat = captions.reshape(m * k, d)
     owner = torch.arange(m, device=organ.device).repeat_interleave(k)           # (M*K,)
@@ -77,6 +84,14 @@ def mgcl_loss(organ: torch.Tensor, captions: torch.Tensor, texts: Sequence[Seque
     keep = owner.unsqueeze(0) != owner.unsqueeze(1)                              # other organs' captions
     keep &= ~same[:, rows].t()                  # [c, c'] : c' repeats a text of c's organ -> no negative
     keep |= torch.eye(m * k, dtype=torch.bool, device=organ.device)              # the positive itself
-    organ_to_caption = F.cross_entropy(base.masked_fill(~keep, neg_inf),
-                                       torch.arange(m * k, device=organ.device))
+    base = base.masked_fill(~keep, neg_inf)
+    if hard is not None and hard.shape[0]:
+        h_owner = torch.as_tensor(list(hard_owner), device=organ.device)
+        h_texts = list(hard_texts) if hard_texts is not None else [None] * hard.shape[0]
+        own_text = torch.tensor([[t is not None and t in text_sets[j] for t in h_texts] for j in range(m)],
+                                dtype=torch.bool, device=organ.device)          # (M, H)
+        h_keep = (h_owner.unsqueeze(0) == owner.unsqueeze(1)) & ~own_text[owner]  # (M*K, H)
+        h_logits = (scale * organ @ hard.t())[rows]                               # (M*K, H)
+        base = torch.cat([base, h_logits.masked_fill(~h_keep, neg_inf)], 1)
+    organ_to_caption = F.cross_entropy(base, torch.arange(m * k, device=organ.device))
     return 0.5 * (caption_to_organ + organ_to_caption)

@@ -8,6 +8,12 @@ captions sampled from that organ's captions (:mod:`nnunet_causal.mgcl.corpus`). 
 (:mod:`nnunet_causal.mgcl.losses`), AdamW on the text encoder's tuned weights, the projection and the two
 temperatures.
 
+Laterality (additions to the seed, both on by default): the organ feature's projection also sees where the
+mask lies in its case (``position``; :mod:`nnunet_causal.mgcl.organ_position` -- patches are never mirrored,
+positions are in the case's frame), and captions of lateral structures get their left/right-mirrored
+sentence as a hard negative (``laterality_negatives``; :mod:`nnunet_causal.mgcl.laterality`). Without them
+mirror-image organs give the text encoder nothing to learn "left" from.
+
 Resumable: after every epoch ``<OUT parent>/.<OUT name>.partial/checkpoint_latest.pth`` is written
 atomically; ``continue_training`` (``--c``) resumes from it (a checkpoint written with other settings is an
 error). At the end the encoder folder is assembled in a temporary folder and renamed to ``OUT``
@@ -33,6 +39,7 @@ from nnunet_causal.errors import DatasetError, ModelError
 from nnunet_causal.mgcl import data as mdata
 from nnunet_causal.mgcl.corpus import RuleExtractor, build_corpus
 from nnunet_causal.mgcl.encoder_folder import write_encoder_folder
+from nnunet_causal.mgcl.laterality import mirror_negatives
 from nnunet_causal.mgcl.image_features import ImageProjection, build_frozen_encoder, pool_features, read_model_folder
 from nnunet_causal.mgcl.losses import LogitScale, clip_loss, mgcl_loss
 from nnunet_causal.mgcl.reports import load_reports
@@ -70,11 +77,14 @@ class PretrainSettings:
     device: str = "auto"
     continue_training: bool = False
     overwrite: bool = False
+    position: bool = True
+    laterality_negatives: bool = True
 
     def resume_key(self) -> dict:
         """Settings a resumed run must share with the checkpoint it continues."""
         keys = ("dataset", "model_folder", "encoder", "tune", "last_k", "lora_rank", "fold", "checkpoint",
-                "captions_per_organ", "extractor")
+                "captions_per_organ", "extractor",
+                "position", "laterality_negatives")
         return {k: str(getattr(self, k)) for k in keys}
 
 
@@ -103,9 +113,9 @@ class _Run:
     """The state of one pretraining run (built once, then :meth:`train`)."""
 
     def __init__(self, s: PretrainSettings):
-        from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+        from nnunet_causal.mgcl.organ_position import POSITION_DIMS, CaseFramePatchLoader
         from nnunet_causal.text.label_text import prompts_for_labels
         from nnunet_causal.text.vocabulary import vocabulary_from_labels
 
@@ -161,7 +171,7 @@ class _Run:
         batch = int(s.batch_size or max(2, cm.batch_size))
         self.batch_size = max(2, min(batch, len(self.cases)))
         dataset = infer_dataset_class(str(data_folder))(str(data_folder), self.cases)
-        self.loader = nnUNetDataLoader(dataset, self.batch_size, cm.patch_size, cm.patch_size,
+        self.loader = CaseFramePatchLoader(dataset, self.batch_size, cm.patch_size, cm.patch_size,
                                        pm.get_label_manager(folders.dataset_json), oversample_foreground_percent=0.5)
         self.iterations = int(s.iterations or max(1, math.ceil(len(self.cases) / self.batch_size)))
         # -------- heads
@@ -170,7 +180,8 @@ class _Run:
             image_dim = pool_features(self.encoder(probe), torch.zeros(1, 1, *cm.patch_size, device=self.device),
                                       list(self.structures.values()))[0].shape[-1]
         self.image_dim = int(image_dim)
-        self.projection = ImageProjection(self.image_dim, self.text.dim).to(self.device)
+        self.position_dims = POSITION_DIMS if s.position else 0
+        self.projection = ImageProjection(self.image_dim, self.text.dim, position_dims=self.position_dims).to(self.device)
         self.clip_scale, self.mgcl_scale = LogitScale().to(self.device), LogitScale().to(self.device)
         text_lr = DEFAULT_TEXT_LR[s.tune] if s.text_lr is None else s.text_lr
         groups = [{"params": [*self.projection.parameters(), *self.clip_scale.parameters(),
@@ -230,15 +241,19 @@ class _Run:
         batch = self.loader.generate_train_batch()
         keys = list(batch["keys"])
         first = sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values())  # one patch per case
-        return batch["data"][first], batch["target"][first], [keys[i] for i in first]
+        return (batch["data"][first], batch["target"][first], [keys[i] for i in first], batch["bbox_lbs"][first],
+                batch["case_shapes"][first])
 
     def step(self) -> Optional[Dict[str, float]]:
-        data, seg, keys = self._batch()
+        from nnunet_causal.mgcl.organ_position import organ_positions
+
+        data, seg, keys, bbox_lbs, case_shapes = self._batch()
         data, seg = data.to(self.device, non_blocking=True), seg.to(self.device, non_blocking=True)
         autocast = torch.autocast(self.device.type, enabled=self.device.type == "cuda")
         labels, values = list(self.structures), list(self.structures.values())
         with torch.no_grad(), autocast:
             organ, present, glob = pool_features(self.encoder(data), seg, values)
+            positions = organ_positions(seg, values, bbox_lbs, case_shapes) if self.position_dims else None
         k = self.s.captions_per_organ
         rows, caption_texts = [], []
         for b, case in enumerate(keys):
@@ -247,8 +262,14 @@ class _Run:
                 if bool(present[b, j]) and pool.get(label):
                     rows.append((b, j))
                     caption_texts.append([str(t) for t in self.rng.choice(pool[label], k, replace=len(pool[label]) < k)])
+        hard_texts, hard_owner = [], []
+        if self.s.laterality_negatives:
+            for m, ((b, j), texts) in enumerate(zip(rows, caption_texts)):
+                mirrored = mirror_negatives(labels[j], texts)
+                hard_texts += mirrored
+                hard_owner += [m] * len(mirrored)
         reports = [self.corpus[c].report for c in keys]
-        unique = list(dict.fromkeys(reports + [t for row in caption_texts for t in row]))
+        unique = list(dict.fromkeys(reports + [t for row in caption_texts for t in row] + hard_texts))
         index = {t: i for i, t in enumerate(unique)}
         with autocast:
             emb = self.text(unique).float()
@@ -257,9 +278,12 @@ class _Run:
             if len(keys) >= 2:
                 losses["clip"] = clip_loss(glob_p, emb[[index[t] for t in reports]], self.clip_scale(), reports)
             if len(rows) >= 2:
-                organ_p = self.projection(torch.stack([organ[b, j] for b, j in rows]).float())
+                pos = torch.stack([positions[b, j] for b, j in rows]) if positions is not None else None
+                organ_p = self.projection(torch.stack([organ[b, j] for b, j in rows]).float(), pos)
                 caps = emb[[index[t] for row in caption_texts for t in row]].view(len(rows), k, -1)
-                losses["mgcl"] = mgcl_loss(organ_p, caps, caption_texts, self.mgcl_scale())
+                hard = emb[[index[t] for t in hard_texts]] if hard_texts else None
+                losses["mgcl"] = mgcl_loss(organ_p, caps, caption_texts, self.mgcl_scale(), hard, hard_owner,
+                                           hard_texts)
         if not losses:
             return None
         loss = sum(losses.values())
@@ -271,7 +295,8 @@ class _Run:
         else:
             loss.backward()
             self.optimizer.step()
-        return {"loss": float(loss.detach()), **{n: float(v.detach()) for n, v in losses.items()}, "organs": len(rows)}
+        return {"loss": float(loss.detach()), **{n: float(v.detach()) for n, v in losses.items()}, "organs": len(rows),
+                "hard_negatives": len(hard_texts)}
 
     # ------------------------------------------------------------------ loop
     def train(self) -> Path:
@@ -294,6 +319,7 @@ class _Run:
             for name in ("loss", "clip", "mgcl"):
                 vals = [r[name] for r in steps if name in r]
                 record[name] = float(np.mean(vals)) if vals else float("nan")
+            record["hard_negatives_per_step"] = float(np.mean([r["hard_negatives"] for r in steps])) if steps else 0.0
             self.history.append(record)
             logger.info("epoch %d: loss %.4f (clip %.4f, mgcl %.4f), %.1f s", epoch, record["loss"], record["clip"],
                         record["mgcl"], record["seconds"])

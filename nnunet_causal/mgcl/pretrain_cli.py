@@ -13,7 +13,8 @@ def run_pretrain_text(args) -> int:
         checkpoint=args.chk, reports=args.reports, extractor=args.extractor, llm_url=args.llm_url,
         llm_model=args.llm_model, llm_folder=args.llm_folder, llm_timeout=args.llm_timeout,
         iterations=args.iterations, batch_size=args.batch_size, captions_per_organ=args.k, text_lr=args.text_lr,
-        seed=args.seed, device=args.device, continue_training=args.c, overwrite=args.overwrite)
+        seed=args.seed, device=args.device, continue_training=args.c, overwrite=args.overwrite,
+        position=not args.no_position, laterality_negatives=not args.no_laterality_negatives)
     out = pretrain_text(settings)
     print(f"wrote {out}; use it with nnUNet_causal_text_encoder=mgcl:{out} (e.g. nnUNetv2_train ... -tr "
           f"nnUNetTrainerText_FrozenEncoders)")
@@ -63,6 +64,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--llm-folder", default=None, help="local transformers causal-LM folder instead of an endpoint")
     p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per LLM request (default 60)")
     p.add_argument("-device", dest="device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-position", action="store_true",
+                   help="organ features without the position term (mask centroid in the case frame; on by default "
+                        "so that left/right organs that look alike can be told apart)")
+    p.add_argument("--no-laterality-negatives", action="store_true",
+                   help="no left/right-mirrored captions as hard negatives of lateral structures (on by default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--c", action="store_true", help="continue from the last epoch's checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

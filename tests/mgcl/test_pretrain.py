@@ -39,6 +39,9 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
     assert [h["epoch"] for h in meta["history"]] == [0, 1] and meta["history"][0] == first[0]
     assert meta["corpus"]["report_cases"] == 6 and meta["corpus"]["captions"] >= 12
     assert (out / "loss_curve.png").stat().st_size > 0 and not checkpoint.parent.exists()
+    assert meta["position_dims"] == 3 and meta["laterality_negatives"] is True
+    from nnunet_causal.mgcl.encoder_folder import load_image_head
+    assert load_image_head(out)[0].position is not None                       # the organ-position term was saved
 
     from nnunet_causal.text.encoders import create_text_encoder, encoder_id
     enc = create_text_encoder(f"mgcl:{out}")
@@ -52,8 +55,18 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
 def test_without_reports_captions_come_from_the_labels_and_lora_merges_into_a_plain_folder(tmp_path, monkeypatch,
                                                                                            tiny_st):
     model = setup_tiny(tmp_path, monkeypatch)
-    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora", reports=None))
+    import argparse
+    from nnunet_causal.mgcl.pretrain_cli import add_parser
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    flags = sub.choices["pretrain-text"].parse_args(["-d", "1", "-m", "M", "--no-position", "--no-laterality-negatives"])
+    assert flags.no_position and flags.no_laterality_negatives
+    out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora", reports=None, position=False,
+                                 laterality_negatives=False))
     meta = json.loads((out / "mgcl.json").read_text())
+    assert meta["position_dims"] == 0 and meta["laterality_negatives"] is False
+    from nnunet_causal.mgcl.encoder_folder import load_image_head
+    assert load_image_head(out)[0].position is None
     assert meta["corpus"]["label_cases"] == 6 and meta["corpus"]["report_cases"] == 0 and meta["reports"] is None
     cache = next((tmp_path / "preprocessed" / "Dataset001_Tiny2D" / "mgcl_captions").iterdir())
     texts = [c["text"] for c in json.loads((cache / "tiny_000.json").read_text())["captions"]]
