@@ -6,14 +6,15 @@ frame with probability 0.6 in training, so the training set itself has absent st
 test frames are drawn the same way with each structure removed with probability 0.5. Prompts: the two
 trained structures plus structures the dataset never holds ("brain", "liver", "heart", through
 ``--open_vocabulary``). Pipeline: stock ``nnUNetv2_plan_and_preprocess``, stock ``nnUNetv2_train`` with
-``nnUNetTrainerTextPresence_CPUDemo`` (300 steps; nnU-Net's validation, then the presence calibration on the
+``nnUNetTrainerTextPresence_CPULong`` (1000 steps, about 15 minutes on 2 idle cores; ``--trainer
+nnUNetTrainerTextPresence_CPUDemo`` for 300; nnU-Net's validation, then the presence calibration on the
 validation fold), ``nnUNetv2_predict_text`` twice (with presence filtering, and ``--keep_absent_masks`` for
 the raw masks).
 
 Reported per prompt kind: masks for absent (case, prompt) pairs (target <= 5%), present structures kept
 (target >= 98%), raw-mask rates for comparison.
 
-Usage: python benchmarks/presence_benchmark.py --work /tmp/presence_bench [--train 60] [--test 40]
+Usage: python benchmarks/presence_benchmark.py --work /tmp/presence_bench [--train 60] [--test 100]
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-TRAINER = "nnUNetTrainerTextPresence_CPUDemo"
+TRAINER = "nnUNetTrainerTextPresence_CPULong"
 NEVER_HELD = ("brain", "liver", "heart")
 
 
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
     ap.add_argument("--train", type=int, default=60)
-    ap.add_argument("--test", type=int, default=40)
+    ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--trainer", default=TRAINER)
     args = ap.parse_args(argv)
     work = Path(args.work)
