@@ -6,7 +6,7 @@ frame with probability 0.6 in training, so the training set itself has absent st
 test frames are drawn the same way with each structure removed with probability 0.5. Prompts: the two
 trained structures plus structures the dataset never holds ("brain", "liver", "heart", through
 ``--open_vocabulary``). Pipeline: stock ``nnUNetv2_plan_and_preprocess``, stock ``nnUNetv2_train`` with
-``nnUNetTrainerTextPresence_CPULong`` (1000 steps, about 15 minutes on 2 idle cores; ``--trainer
+``nnUNetTrainerTextPresence_CPULong`` (1000 steps; 75 minutes for training on the heavily shared CPU of session 6; ``--trainer
 nnUNetTrainerTextPresence_CPUDemo`` for 300; nnU-Net's validation, then the presence calibration on the
 validation fold), ``nnUNetv2_predict_text`` twice (with presence filtering, and ``--keep_absent_masks`` for
 the raw masks).
