@@ -8,6 +8,7 @@ from nnunet_causal.mgcl.image_features import ImageProjection, pool_features
 from nnunet_causal.mgcl.laterality import is_lateral_label, mirror_caption, mirror_negatives
 from nnunet_causal.mgcl.losses import LogitScale, mgcl_loss
 from nnunet_causal.mgcl.organ_position import organ_positions, slice_positions
+from tests.mgcl.embedding_pairs import organs_and_captions
 
 
 def _kidneys(width=32):
@@ -77,10 +78,7 @@ def test_mirror_captions_only_for_lateral_structures_naming_one_side():
 
 
 def test_hard_negatives_raise_the_loss_of_a_side_blind_text_space_and_correct_pairing_stays_lower():
-    torch.manual_seed(1)
-    organ = F.normalize(torch.randn(4, 16), dim=-1)
-    captions = F.normalize(organ[:, None] + 0.2 * torch.randn(4, 3, 16), dim=-1)
-    texts = [[f"organ {i} caption {j}" for j in range(3)] for i in range(4)]
+    organ, captions, texts = organs_and_captions(4, seed=1)
     scale = LogitScale()()
     plain = mgcl_loss(organ, captions, texts, scale)
     # a mirror caption embedded like organ 0's own captions (the encoder ignores the side word): much harder

@@ -3,13 +3,11 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_causal.mgcl.losses import LogitScale, clip_loss, mgcl_loss
+from tests.mgcl.embedding_pairs import organs_and_captions
 
 
 def test_correct_pairing_has_lower_loss():
-    torch.manual_seed(0)
-    organ = F.normalize(torch.randn(5, 16), dim=-1)
-    captions = F.normalize(organ[:, None] + 0.2 * torch.randn(5, 3, 16), dim=-1)
-    texts = [[f"organ {i} caption {j}" for j in range(3)] for i in range(5)]
+    organ, captions, texts = organs_and_captions(5, seed=0)
     scale = LogitScale()()
     right = mgcl_loss(organ, captions, texts, scale)
     wrong = mgcl_loss(organ, captions[torch.tensor([1, 2, 3, 4, 0])], texts, scale)
