@@ -43,8 +43,8 @@ _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerTex
           "nnUNetTrainerCausalText_NoCounterfactual": "causal (no counterfactual)",
           "nnUNetTrainerCounterfactual": "counterfactual", "nnUNetTrainerCausalText": "causal + counterfactual (default)",
           "nnUNetTrainerCausalText_CueBreaking": "causal, cue-breaking views"}
-SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items() for s in (STEPS, "CPULong")}
-STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong")
+SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items() for s in (STEPS, "CPULong", "CPU4000steps")}
+STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps")
 TASKS = {
     "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
              "cue_entries": ("a frame where the lesion has the mucosa's colour and reflections fall anywhere",

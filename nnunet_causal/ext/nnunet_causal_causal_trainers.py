@@ -11,7 +11,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_NoCounterfactual, nnUNetTrainerCausalText_CPULong,
     nnUNetTrainerCausalText_NoCounterfactual_CPULong, nnUNetTrainerCausalText_CueBreaking,
     nnUNetTrainerCausalText_CueBreaking_CPULong, nnUNetTrainerCausalText_CPU2000steps,
-    nnUNetTrainerCausalText_CueBreaking_CPU2000steps,
+    nnUNetTrainerCausalText_CueBreaking_CPU2000steps, nnUNetTrainerCausalText_CueBreaking_CPU4000steps,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401
@@ -22,5 +22,5 @@ from nnunet_causal.training.gin.variants import (  # noqa: F401
     nnUNetTrainerGINIPA_100epochs, nnUNetTrainerGINIPA_250epochs, nnUNetTrainerGINIPA_500epochs,
     nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainer_CPULong, nnUNetTrainerGIN_CPULong,
     nnUNetTrainerGINIPA_CPULong, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_AlwaysIntervene,
-    nnUNetTrainerGINIPA_AlwaysIntervene, nnUNetTrainer_CPU2000steps,
+    nnUNetTrainerGINIPA_AlwaysIntervene, nnUNetTrainer_CPU2000steps, nnUNetTrainer_CPU4000steps,
 )

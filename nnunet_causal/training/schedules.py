@@ -36,3 +36,10 @@ class CPU2000StepsSchedule(_FixedSchedule):
     from 1000 to 2000 steps; ``benchmarks/RESULTS_cpu.md``); the benchmark's default for every trainer."""
 
     epochs, iterations, val_iterations = 80, 25, 5
+
+
+class CPU4000StepsSchedule(_FixedSchedule):
+    """160 epochs of 25 iterations (4000 steps), 5 validation iterations: twice the robustness benchmark's
+    budget, to measure whether the every-sample-counterfactual trainers were still learning shape at 2000."""
+
+    epochs, iterations, val_iterations = 160, 25, 5

@@ -9,7 +9,8 @@ from nnunet_causal.networks.pretrained import load_stunet_pretrained
 from nnunet_causal.networks.text_plans import PLANS_KEY, get_text_settings
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule,
+                                              CPULongSchedule)
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
 
 
@@ -228,4 +229,8 @@ class nnUNetTrainerCausalText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCa
 
 
 class nnUNetTrainerCausalText_CueBreaking_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreaking_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
     pass

@@ -4,7 +4,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule, CPULongSchedule
 
 
 class nnUNetTrainerGIN_1epoch(nnUNetTrainerGIN):
@@ -171,3 +171,7 @@ class nnUNetTrainerGINIPA_AlwaysIntervene(nnUNetTrainerGINIPA):
 
 class nnUNetTrainer_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainer):
     pass
+
+
+class nnUNetTrainer_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainer):
+    """Stock nnU-Net for 4000 steps: the reference for the 4000-step counterfactual trainers."""
