@@ -42,7 +42,8 @@ TRAINERS = tuple(f"{t}_{STEPS}" for t in (
 _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerText": "text",
           "nnUNetTrainerCausalText_NoCounterfactual": "causal (no counterfactual)",
           "nnUNetTrainerCounterfactual": "counterfactual", "nnUNetTrainerCausalText": "causal + counterfactual (default)",
-          "nnUNetTrainerCausalText_CueBreaking": "causal, cue-breaking views"}
+          "nnUNetTrainerCausalText_CueBreaking": "causal, cue-breaking views",
+          "nnUNetTrainerCausalText_CueBreakingPaired": "causal, cue-breaking views paired with factual (consistency)"}
 SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items() for s in (STEPS, "CPULong", "CPU4000steps")}
 STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps")
 TASKS = {

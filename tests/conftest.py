@@ -43,6 +43,13 @@ class nnUNetTrainerCausalText_Tiny(_TinySchedule, nnUNetTrainerCausalText):
     warmup_fraction = 0.5  # epoch 0 warm-up, epoch 1 intervention on
 
 
+class nnUNetTrainerCausalText_Paired_Tiny(_TinySchedule, nnUNetTrainerCausalText):
+    text_embed_dim = 8
+    counterfactual_probability = 1.0
+    counterfactual_consistency_weight = 1.0
+    image_intervention = "none"  # the halves differ only by the counterfactual: consistency > 0 shows it acted
+
+
 class nnUNetTrainerCausalText_FrozenEncoder_Tiny(_TinySchedule, nnUNetTrainerCausalText_FrozenEncoder):
     text_embed_dim = 8
 

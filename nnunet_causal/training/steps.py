@@ -47,3 +47,18 @@ def split_batch(output: Union[torch.Tensor, List[torch.Tensor]], n: int):
 
 def highest_resolution(output):
     return output[0] if isinstance(output, (list, tuple)) else output
+
+
+def paired_halves(batch: dict) -> dict:
+    """The first half of ``batch`` twice (data, every target level, keys): rows ``[:n]`` and ``[n:]`` are the
+    same samples, for two views of each inside nnU-Net's planned batch size (as the GIN/IPA pairing)."""
+    data = batch["data"]
+    n = max(1, data.shape[0] // 2)
+    target = batch["target"]
+    twice = (lambda t: torch.cat([t[:n], t[:n]]))
+    out = {**batch, "data": twice(data),
+           "target": [twice(t) for t in target] if isinstance(target, list) else twice(target)}
+    if batch.get("keys") is not None:
+        keys = list(batch["keys"])[:n]
+        out["keys"] = keys + keys
+    return out

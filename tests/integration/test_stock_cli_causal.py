@@ -45,6 +45,16 @@ def test_causal_gin_and_frozen_encoder_trainers(nnunet_env, tmp_path):
     assert validated and all(int(n[len("tiny_"):-len(".png")]) % 2 == 1 for n in validated)  # site1's cases only
     assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
 
+    # paired factual / counterfactual views: the consistency term is logged beside the causal terms
+    run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_Paired_Tiny", "-device", "cpu"], env_tr)
+    paired = results / "nnUNetTrainerCausalText_Paired_Tiny__nnUNetPlans__2d" / "fold_1"
+    paired_log = next(paired.glob("training_log_*.txt")).read_text()
+    consistency = [float(v) for v in re.findall(r"l_consistency ([\d.]+)", paired_log)]
+    assert len(consistency) == 2 and all(0 < v < 10 for v in consistency)
+    assert "l_consistency" not in log  # off by default
+    paired_ckpt = torch.load(paired / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert len(paired_ckpt["logging"]["l_consistency"]) == 2
+
     run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerGINIPA_Tiny", "-device", "cpu"], env_tr)
     run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCounterfactual_Tiny", "-device", "cpu"], env_tr)
     cf_log = "\n".join(f.read_text() for f in (results / "nnUNetTrainerCounterfactual_Tiny__nnUNetPlans__2d" /

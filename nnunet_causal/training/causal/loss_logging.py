@@ -1,7 +1,7 @@
 """Per-epoch logging of the causal terms (L_causal, L_contrast, L_LAD) and the gate.
 
 nnU-Net logs only the total training loss. This mixin averages the extra values that ``train_step``
-returns (keys ``l_causal``, ``l_contrast``, ``l_lad``, ``seg_loss``) over the epoch, prints them to the
+returns (keys ``l_causal``, ``l_contrast``, ``l_lad``, ``l_consistency``, ``seg_loss``) over the epoch, prints them to the
 training log, stores them in nnU-Net's logger (saved in every checkpoint, so ``--c`` keeps the history) and
 draws ``progress_causal.png`` beside ``progress.png``, so a run shows whether the terms did anything.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-LOGGED = ("seg_loss", "l_causal", "l_contrast", "l_lad", "gate")
+LOGGED = ("seg_loss", "l_causal", "l_contrast", "l_lad", "l_consistency", "gate")
 
 
 class CausalLossLogging:

@@ -13,7 +13,12 @@ What it adds to :class:`~nnunet_causal.training.text.nnUNetTrainerText.nnUNetTra
   (:mod:`nnunet_causal.confounders.counterfactual`, label-aware ones included), so the segmentation sees
   each named confounder with and without the anatomy it co-occurred with;
 * GIN + IPA image interventions on a random half of the samples (device side, without IPA's paired
-  consistency term, which would double the batch; see :mod:`nnunet_causal.training.gin.nnUNetTrainerGIN`).
+  consistency term, which would double the batch; see :mod:`nnunet_causal.training.gin.nnUNetTrainerGIN`);
+* optionally (``counterfactual_consistency_weight > 0``) paired views: half of the planned batch, each sample
+  once factual and once as its counterfactual do(z) view, both with the segmentation loss, plus
+  ``w * symmetric KL`` between the two predictions (IPA's consistency term, Ouyang et al. TMI 2022, applied to
+  the dictionary's interventions). It penalises what the causal audit measures, a prediction that moves
+  under do(z), while the factual half keeps the sources' own frames in training.
 
 Style descriptions for LAD describe the view the network actually sees: each case's domain record (site,
 scanner, modality, its ``style`` text), the descriptions of the confounders drawn for its counterfactual
@@ -34,7 +39,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original
+from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original, symmetric_kl
 from nnunet_causal.training.causal.loss_logging import CausalLossLogging
 from nnunet_causal.training.causal.style_words import (MEASURED_WORDS, measured_word_index,
                                                        patch_style_words)
@@ -46,7 +51,8 @@ from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
 from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
 from nnunet_causal.training.causal_losses import (CausalLossWeights, class_fractions, label_fractions,
                                                   progressive_gate, total_causal_loss)
-from nnunet_causal.training.steps import device_context, optimizer_step, to_device
+from nnunet_causal.training.steps import (device_context, highest_resolution, optimizer_step, paired_halves,
+                                         split_batch, to_device)
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
 
 
@@ -62,6 +68,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
     counterfactual_views = True     # dictionary do(z) views (CounterfactualMixin settings)
     image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
     intervention_probability = 0.5  # fraction of samples that get a GIN/IPA view (see GINMixin)
+    counterfactual_consistency_weight = 0.0  # > 0: paired factual / counterfactual views + w * symmetric KL
     # ---- LAD style descriptions
     style_captioner: Optional[Callable[[np.ndarray], str]] = None
 
@@ -181,7 +188,12 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
                 views = torch.cat([gin(data[:n]), ipa(data[n:])]) if n else gin(data)
             return mix_with_original(views, data, self.intervention_probability)
 
+    def paired_views(self) -> bool:
+        return self.counterfactual_views and self.counterfactual_consistency_weight > 0
+
     def train_step(self, batch: dict) -> dict:
+        if self.paired_views():
+            batch = paired_halves(batch)
         with self.masked_prompts(batch):
             return self._causal_train_step(batch)
 
@@ -193,10 +205,12 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         known = None
         if self.counterfactual_views:
             t0 = target[0] if isinstance(target, list) else target
+            n = data.shape[0] // 2 if self.paired_views() else 0   # paired: rows [:n] stay factual
             with torch.no_grad():
-                cf = self.counterfactual_sampler()(data, label_map_for_simulators(t0, self.label_manager))
+                cf = self.counterfactual_sampler()(data[n:], label_map_for_simulators(t0[n:], self.label_manager))
             self.last_counterfactual = cf
-            data, known = cf.data, cf.descriptions
+            data = torch.cat([data[:n], cf.data]) if n else cf.data
+            known = [[] for _ in range(n)] + list(cf.descriptions)
         data = self._image_intervention(data)
         styles = None
         if self.loss_weights.lad > 0 or known is not None:  # describes the view the network sees
@@ -217,9 +231,16 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
                                       getattr(self, "_gate", 1.0), aux["grid"],
                                       known_styles=styles if known is not None else None, fractions=fractions)
             loss = seg + parts["total"]
+            if self.paired_views():
+                # per-prompt sigmoid outputs (PromptDiceBCELoss); channel 0 is the constant background logit
+                logits = highest_resolution(output)
+                logits = logits if self.label_manager.has_regions else logits[:, 1:]
+                factual, counterfactual = split_batch(logits, data.shape[0] // 2)
+                parts["consistency"] = symmetric_kl(factual.float(), counterfactual.float(), sigmoid=True)
+                loss = loss + self.counterfactual_consistency_weight * parts["consistency"]
         optimizer_step(self, loss)
         out = {"loss": loss.detach().cpu().numpy(), "seg_loss": seg.detach().cpu().numpy()}
-        for name in ("causal", "contrast", "lad"):
+        for name in ("causal", "contrast", "lad", "consistency"):
             if name in parts:
                 out[f"l_{name}"] = parts[name].detach().cpu().numpy()
         return out

@@ -234,3 +234,16 @@ class nnUNetTrainerCausalText_CueBreaking_CPU2000steps(CPU2000StepsSchedule, nnU
 
 class nnUNetTrainerCausalText_CueBreaking_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
     pass
+
+
+class nnUNetTrainerCausalText_CueBreakingPaired(nnUNetTrainerCausalText_CueBreaking):
+    """The cue-breaking views paired with their factual samples: half of each batch, every sample once as it
+    is and once as do(z), both segmented, plus the symmetric KL between the two predictions (weight 1, as
+    IPA's). The factual half is the sources' own frames; the consistency term asks the prediction not to
+    move under do(z), which is what the causal audit measures."""
+    counterfactual_consistency_weight = 1.0
+
+
+class nnUNetTrainerCausalText_CueBreakingPaired_CPU2000steps(CPU2000StepsSchedule,
+                                                             nnUNetTrainerCausalText_CueBreakingPaired):
+    pass
