@@ -29,6 +29,9 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
 
     python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_bench    # defaults sized for a shared 2-core CPU
     python benchmarks/mgcl_benchmark.py --size 12 48 48 --seg-epochs 50 --seg-iterations 50 --mgcl-epochs 30
+    # Dice of a longer stage 1 with the encoders of the first run (only the text encoders are swapped in):
+    python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_dice --seg-epochs 5 --seg-iterations 25 \
+        --encoders-from /tmp/mgcl_bench
 """
 from __future__ import annotations
 
@@ -230,9 +233,10 @@ ABLATIONS = {"text": ("MGCL, no text term", "_notext", True, True, 0.0, " --no-t
                             " --no-position --no-laterality-negatives --no-text-contrast")}
 
 
-def pretrain_variants(args, model: Path, work: Path) -> dict:
+def pretrain_variants(args, model: Path, work: Path, train: bool = True) -> dict:
     """``{column: encoder folder}``: MGCL (all terms: position, mirrored negatives, text-side contrast), the
-    ablations asked for (``--ablations``), and the default encoder (MiniLM frozen, same head and loss)."""
+    ablations asked for (``--ablations``), and the default encoder (MiniLM frozen, same head and loss);
+    ``train=False``: the folders must exist already."""
     from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
 
     variants = [("MGCL", args.tune, "", True, True, 1.0, "")]
@@ -242,6 +246,8 @@ def pretrain_variants(args, model: Path, work: Path) -> dict:
     for tag, tune, suffix, position, negatives, text_weight, flags in variants:
         out = work / f"encoder_{tune}{suffix}"
         if not (out / "mgcl.json").is_file():
+            if not train:
+                sys.exit(f"{out} is missing: run the benchmark with --work {work} first")
             t0 = time.time()
             pretrain_text(PretrainSettings(dataset=str(DATASET_ID), model_folder=str(model), output=str(out),
                                            epochs=args.mgcl_epochs, tune=tune, iterations=args.iterations,
@@ -308,6 +314,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ablations", nargs="*", choices=tuple(ABLATIONS), default=["text"],
                     help="MGCL columns with terms off: text (no text-side contrast; default), laterality (no "
                          "position, mirrored negatives or text term: the seed's method); no value: none")
+    ap.add_argument("--encoders-from", default=None, metavar="WORK",
+                    help="Dice rows only, with the encoder folders of another --work (aligned to that run's stage-1 "
+                         "model, so retrieval is not measured here): a longer stage 1 than pretraining can follow")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -333,11 +342,16 @@ def main(argv=None) -> int:
             dict(env, nnUNet_n_proc_DA="0"))
     print(f"  stage-1 validation Dice (fold 0, foreground mean): {stage1_dice(model):.3f}", flush=True)
     print("stage 2: MGCL pretraining vs the default encoder (projection only)", flush=True)
-    folders = pretrain_variants(args, model, work)
     info = read_model_folder(model)
     structures = structures_of(info["dataset_json"], "dataset.json")
-    x, seg, boxes = test_slices(raw, info, structures, min_voxels=args.min_voxels)
-    results = {tag: evaluate(f, info, x, seg, boxes, structures, args.min_voxels) for tag, f in folders.items()}
+    if args.encoders_from:  # their image heads belong to the other run's stage-1 model: no retrieval rows
+        folders = pretrain_variants(args, model, Path(args.encoders_from), train=False)
+        results, n_slices = {tag: {"encoder folder (other stage-1 model)": str(f)} for tag, f in folders.items()}, 0
+    else:
+        folders = pretrain_variants(args, model, work)
+        x, seg, boxes = test_slices(raw, info, structures, min_voxels=args.min_voxels)
+        results = {tag: evaluate(f, info, x, seg, boxes, structures, args.min_voxels) for tag, f in folders.items()}
+        n_slices = len(x)
     for tag, f in folders.items():
         hist = json.loads((f / "mgcl.json").read_text())["history"]
         results[tag]["seconds per pretraining epoch"] = float(np.mean([h["seconds"] for h in hist]))
@@ -352,7 +366,7 @@ def main(argv=None) -> int:
     if args.stage3:
         print("stage 3: frozen encoders + Dice with held-out synonym prompts", flush=True)
         stage3_dice(args, env, work, folders, structures, raw, results)
-    print_table(results, f"MGCL vs default text encoder ({len(x)} test slices of "
+    print_table(results, f"MGCL vs default text encoder ({n_slices} test slices of "
                          f"{len(list((raw / 'imagesTs').glob('*')))} held-out volumes; stage 1 {args.seg_epochs} x "
                          f"{args.seg_iterations} steps, validation Dice {stage1_dice(model):.3f}; {args.mgcl_epochs} "
                          f"pretraining epochs x {args.iterations} steps; {time.time() - t_start:.0f} s in all)")
