@@ -9,7 +9,8 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
    the segmentation encoder);
 3. ``pretrain_text`` on the same frozen encoder, same epochs, same seed:
    * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection with the organ-position term,
-     laterality-mirrored hard negatives and the text-side caption contrast (the defaults of ``pretrain-text``);
+     laterality-mirrored hard negatives (``pretrain-text``'s defaults) and the text-side caption contrast at
+     ``--text-contrast-weight`` (default 1 here, to measure it; ``pretrain-text`` leaves it off);
    * ablations (``--ablations``): **MGCL, no text term** (default; ``--no-text-contrast``) and **MGCL, no
      laterality terms** (the seed's method: no position, mirrored negatives or text term);
    * **default**: MiniLM frozen (``--tune none``), only the image projection learns (with the position
@@ -239,7 +240,9 @@ def pretrain_variants(args, model: Path, work: Path, train: bool = True) -> dict
     ``train=False``: the folders must exist already."""
     from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
 
-    variants = [("MGCL", args.tune, "", True, True, 1.0, "")]
+    w = args.text_contrast_weight
+    variants = [("MGCL" if w == 1 else f"MGCL, text weight {w:g}", args.tune, "" if w == 1 else f"_text{w:g}", True,
+                 True, w, "" if w == 1 else f" --text-contrast-weight {w:g}")]
     variants += [(ABLATIONS[a][0], args.tune, *ABLATIONS[a][1:]) for a in args.ablations]
     variants.append(("default (MiniLM)", "none", "", True, True, 0.0, ""))
     folders = {}
@@ -314,6 +317,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ablations", nargs="*", choices=tuple(ABLATIONS), default=["text"],
                     help="MGCL columns with terms off: text (no text-side contrast; default), laterality (no "
                          "position, mirrored negatives or text term: the seed's method); no value: none")
+    ap.add_argument("--text-contrast-weight", type=float, default=1.0,
+                    help="weight of the text-side term in the MGCL column (default 1; pretrain-text's: 0)")
     ap.add_argument("--encoders-from", default=None, metavar="WORK",
                     help="Dice rows only, with the encoder folders of another --work (aligned to that run's stage-1 "
                          "model, so retrieval is not measured here): a longer stage 1 than pretraining can follow")

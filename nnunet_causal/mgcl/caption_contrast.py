@@ -24,6 +24,13 @@ anchor). Identical texts are one row (a sentence naming two structures belongs t
 of either). Temperature fixed at 0.07 (CLIP's and SupCon's start value): a learnable one could lower the
 loss by sharpening alone. The held-out phrases of the benchmark are never among the captions; the term
 generalises to them only through the side words it teaches the encoder to weigh.
+
+Measured (benchmarks/RESULTS_cpu.md, session 7, one seed): weight 1 meets cos("left kidney", "right kidney")
+< cos("left kidney", "kidney on the left side") (0.859 < 0.878) but no other held-out side pair, and
+held-out-synonym retrieval is lower (0.732, weight 0.1: 0.750, against 0.804 for a fresh run without it and
+0.911 for session 6's identical run -- so the run-to-run spread is as large as the drop). A likely reason:
+the term pulls the *training* wordings into tight per-structure clusters that unseen synonyms do not join.
+No benefit shown, so ``pretrain-text`` leaves it off by default.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from tests.mgcl.fixtures import TINY_DIM, setup_tiny
 
 def settings(root, model, tiny_st, **kw):
     base = dict(dataset="1", model_folder=str(model), encoder=f"st:{tiny_st}", output=str(root / "enc"), epochs=2,
-                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3, iterations=1)
+                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3, iterations=1,
+                batch_size=4, text_contrast_weight=1.0)  # >= 2 cases per step: the text term has positives
     base.update(kw)
     return PretrainSettings(**base)
 
@@ -66,6 +67,7 @@ def test_without_reports_captions_come_from_the_labels_and_lora_merges_into_a_pl
     flags = parse(["-d", "1", "-m", "M", "--no-position", "--no-laterality-negatives", "--no-text-contrast"])
     assert flags.no_position and flags.no_laterality_negatives and flags.no_text_contrast
     assert parse(["-d", "1", "-m", "M", "--text-contrast-weight", "0.5"]).text_contrast_weight == 0.5
+    assert parse(["-d", "1", "-m", "M"]).text_contrast_weight == 0.0                   # off by default
     seen = {}
     monkeypatch.setattr("nnunet_causal.mgcl.pretrain_cli.pretrain_text", lambda s: seen.setdefault("s", s) and "X")
     flags.func(flags)
