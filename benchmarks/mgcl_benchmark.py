@@ -8,9 +8,11 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
 2. ``nnUNetv2_plan_and_preprocess -c 2d`` and a short ``nnUNetv2_train`` of ``nnUNetTrainerText`` (stage 1:
    the segmentation encoder);
 3. ``pretrain_text`` on the same frozen encoder, same epochs, same seed:
-   * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection with the organ-position term and
-     laterality-mirrored hard negatives (the defaults of ``pretrain-text``);
-   * **MGCL, no laterality terms** (ablation, ``--no-ablation`` skips it): the same without both;
+   * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection with the organ-position term,
+     laterality-mirrored hard negatives (``pretrain-text``'s defaults) and the text-side caption contrast at
+     ``--text-contrast-weight`` (default 1 here, to measure it; ``pretrain-text`` leaves it off);
+   * ablations (``--ablations``): **MGCL, no text term** (default; ``--no-text-contrast``) and **MGCL, no
+     laterality terms** (the seed's method: no position, mirrored negatives or text term);
    * **default**: MiniLM frozen (``--tune none``), only the image projection learns (with the position
      term) -- the default encoder given the same chance to map organ features into its space;
 4. evaluation on the *test* phantoms (imagesTs, never seen by either stage; preprocessed with nnU-Net's
@@ -18,7 +20,8 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
    is the organ feature it scores highest among the organs of that slice its own organ? Queries: the
    held-out synonyms and paraphrases of ``HELD_OUT_NAMES`` (never in a report), alone and in an unseen
    sentence, and, for reference, the training names; left vs right kidney with held-out side queries
-   ("kidney on the left side", "right nephros", ...). Plus the laterality cosines and seconds per epoch.
+   ("kidney on the left side", "right nephros", ...). Plus the side cosines of ``SIDE_PAIRS`` (bare phrases,
+   no image: is a phrase closer to a held-out phrase of its side than to its mirror?) and seconds per epoch.
 5. open-vocabulary Dice (``--no-dice`` skips it): the stage-1 model predicts the test volumes with every
    structure reworded -- training names, and two sets of held-out synonyms -- each prompt embedded by each
    column's text encoder (stock prediction's ``nnUNet_causal_prompt_file`` path, in process; see
@@ -27,6 +30,9 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
 
     python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_bench    # defaults sized for a shared 2-core CPU
     python benchmarks/mgcl_benchmark.py --size 12 48 48 --seg-epochs 50 --seg-iterations 50 --mgcl-epochs 30
+    # Dice of a longer stage 1 with the encoders of the first run (only the text encoders are swapped in):
+    python benchmarks/mgcl_benchmark.py --work /tmp/mgcl_dice --seg-epochs 5 --seg-iterations 25 \
+        --encoders-from /tmp/mgcl_bench
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from mgcl_open_vocab_dice import add_dice_rows, open_vocabulary_dice  # noqa: E402
 DATASET_ID, DATASET = 991, "Dataset991_SynthCT"
 TRAINER_MODULE = '''
 import torch
@@ -51,6 +59,7 @@ from nnunet_causal.mgcl.frozen_encoders_trainer import nnUNetTrainerText_FrozenE
 class _Bench:
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        torch.set_num_threads(1)  # nnU-Net sets one per core; on a loaded shared CPU the second thread spins
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 2
@@ -71,6 +80,15 @@ class nnUNetTrainerText_FrozenEncoders_BenchDefault(_Bench, nnUNetTrainerText_Fr
 #: default budget: the run of RESULTS_mgcl.md (2026-12-01 session 6; 65 min at nice 19 on a 2-core CPU at load ~12)
 SEG_EPOCHS, SEG_ITERATIONS, MGCL_EPOCHS, MGCL_ITERATIONS = 6, 10, 6, 2
 UNSEEN_SENTENCE = "an image in which the {} can be seen"
+#: (anchor, its mirror, a held-out phrase of the anchor's side): met when cos(anchor, mirror) < cos(anchor,
+#: held-out). The first is the issue's target; the held-out phrases are never in a training caption.
+SIDE_PAIRS = [("left kidney", "right kidney", "kidney on the left side"), ("left kidney", "right kidney", "left nephros"),
+              ("right kidney", "left kidney", "kidney on the right side"),
+              ("right kidney", "left kidney", "right nephros"),
+              ("left nephros", "right nephros", "kidney on the left side"),
+              ("right nephros", "left nephros", "kidney on the right side"),
+              ("kidney on the left side", "kidney on the right side", "left nephros"),
+              ("kidney on the right side", "kidney on the left side", "right nephros")]
 
 
 def run(cmd, env):
@@ -185,76 +203,21 @@ def evaluate(folder: Path, info: dict, x, seg, boxes, structures: dict, min_voxe
             hits += int(scores[0, 0] > scores[0, 1]) + int(scores[1, 1] > scores[1, 0])
             hits += int(scores[2, 0] > scores[2, 1]) + int(scores[3, 1] > scores[3, 0])
         out["left vs right kidney, held-out side queries"] = (hits / max(4 * len(both), 1), 0.5, 4 * len(both))
-    e = text.encode(["left kidney", "right kidney", "kidney on the left side"])
-    out["cos(left kidney, right kidney)"] = float(e[0] @ e[1])
-    out["cos(left kidney, kidney on the left side)"] = float(e[0] @ e[2])
-    out["laterality target met (first < second)"] = "yes" if e[0] @ e[1] < e[0] @ e[2] else "no"
+    met = 0
+    for anchor, mirror, held_out in SIDE_PAIRS:
+        e = text.encode([anchor, mirror, held_out])
+        ok = bool(e[0] @ e[1] < e[0] @ e[2])
+        met += ok
+        out[f"cos({anchor}, {mirror}) / cos({anchor}, {held_out})"] = \
+            f"{float(e[0] @ e[1]):.3f} / {float(e[0] @ e[2]):.3f} {'met' if ok else 'missed'}"
+    out["side pairs met (mirror < same-side held-out phrase)"] = f"{met} / {len(SIDE_PAIRS)}"
     return out
 
 
-def prompt_sets(structures: dict) -> dict:
-    """Prompt files for Dice: one line per trained structure, label order. The held-out sets take the first
-    / the second held-out synonym of each structure (the first again where there is only one)."""
-    from nnunet_causal.synthetic.reports import HELD_OUT_NAMES, REPORT_NAMES
-
-    return {"training names": [REPORT_NAMES[n][0] for n in structures],
-            "held-out synonyms #1": [HELD_OUT_NAMES[n][0] for n in structures],
-            "held-out synonyms #2": [HELD_OUT_NAMES[n][-1] for n in structures]}
 
 
-def open_vocabulary_dice(model: Path, encoders: dict, structures: dict, raw: Path, work: Path) -> dict:
-    """``{column: {prompt set: {structure: Dice}}}``: one trained text model predicts the test volumes with
-    every structure reworded by a prompt set, the prompts embedded by each column's text encoder.
-
-    The path is stock ``nnUNetv2_predict`` with ``nnUNet_causal_prompt_file`` -- nnU-Net's own
-    ``nnUNetPredictor`` and the package's :func:`reword_trained_prompts` (each line embedded by the given
-    encoder: the open-vocabulary path) -- run in this process, so the model is loaded once (the shared CPU
-    cannot afford a new interpreter per prediction); mirroring TTA off for the same reason.
-    ``nnUNetv2_predict_text`` is not used: its resolver grounds a known synonym such as "hepar" back to the
-    trained prompt's embedding, which would measure the resolver, not the text encoder."""
-    import SimpleITK as sitk
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunet_causal.inference.stock_prompts import reword_trained_prompts
-    from nnunet_causal.networks.text_plans import get_text_settings
-
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
-                                verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model), (0,), "checkpoint_final.pth")
-    reader = predictor.plans_manager.image_reader_writer_class()
-    cases = []
-    for img in sorted((raw / "imagesTs").glob("*_0000.nii.gz")):
-        case = img.name[:-len("_0000.nii.gz")]
-        data, props = reader.read_images([str(img)])
-        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTs" / f"{case}.nii.gz")))
-        cases.append((data, props, gt))
-    base = get_text_settings(predictor.plans_manager.plans, str(model / "plans.json"))
-    out = {}
-    for column, spec in encoders.items():
-        settings = dict(base, text_encoder=spec)
-        out[column] = {}
-        for name, prompts in prompt_sets(structures).items():
-            prompt_file = work / "prompts" / f"{name.replace(' ', '_').replace('#', '')}.txt"
-            prompt_file.parent.mkdir(exist_ok=True)
-            prompt_file.write_text("".join(f"{p}\n" for p in prompts))
-            reword_trained_prompts(predictor.network, settings, str(prompt_file))
-            scores = {n: [] for n in structures}
-            for data, props, gt in cases:
-                pred = np.asarray(predictor.predict_single_npy_array(data, props, None, None, False))
-                for n, v in structures.items():
-                    a, b = pred == v, gt == v
-                    if b.any() or a.any():
-                        scores[n].append(2 * (a & b).sum() / (a.sum() + b.sum()))
-            out[column][name] = {n: float(np.mean(v)) for n, v in scores.items() if v}
-    return out
 
 
-def summarise_dice(per_structure: dict) -> tuple:
-    """(mean over structures, mean over the two kidneys)."""
-    kidneys = [per_structure[n] for n in ("kidney_left", "kidney_right") if n in per_structure]
-    return (float(np.mean(list(per_structure.values()))) if per_structure else float("nan"),
-            float(np.mean(kidneys)) if kidneys else float("nan"))
 
 
 def stage1_dice(model: Path) -> float:
@@ -265,36 +228,40 @@ def stage1_dice(model: Path) -> float:
     return float(json.loads(summary.read_text())["foreground_mean"]["Dice"])
 
 
-def pretrain_variants(args, model: Path, work: Path) -> dict:
-    """``{column: encoder folder}``: MGCL (with the laterality terms), optionally MGCL without them (the
-    ablation), and the default encoder (MiniLM frozen, same head and loss)."""
+#: ablation columns: name -> (column, folder suffix, position, laterality negatives, text-contrast weight, flags)
+ABLATIONS = {"text": ("MGCL, no text term", "_notext", True, True, 0.0, " --no-text-contrast"),
+             "laterality": ("MGCL, no laterality terms", "_nolat", False, False, 0.0,
+                            " --no-position --no-laterality-negatives --no-text-contrast")}
+
+
+def pretrain_variants(args, model: Path, work: Path, train: bool = True) -> dict:
+    """``{column: encoder folder}``: MGCL (all terms: position, mirrored negatives, text-side contrast), the
+    ablations asked for (``--ablations``), and the default encoder (MiniLM frozen, same head and loss);
+    ``train=False``: the folders must exist already."""
     from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
 
-    variants = [("MGCL", args.tune, True)]
-    if args.ablation:
-        variants.append(("MGCL, no laterality terms", args.tune, False))
-    variants.append(("default (MiniLM)", "none", True))
+    w = args.text_contrast_weight
+    variants = [("MGCL" if w == 1 else f"MGCL, text weight {w:g}", args.tune, "" if w == 1 else f"_text{w:g}", True,
+                 True, w, "" if w == 1 else f" --text-contrast-weight {w:g}")]
+    variants += [(ABLATIONS[a][0], args.tune, *ABLATIONS[a][1:]) for a in args.ablations]
+    variants.append(("default (MiniLM)", "none", "", True, True, 0.0, ""))
     folders = {}
-    for tag, tune, laterality in variants:
-        out = work / f"encoder_{tune}{'' if laterality else '_nolat'}"
+    for tag, tune, suffix, position, negatives, text_weight, flags in variants:
+        out = work / f"encoder_{tune}{suffix}"
         if not (out / "mgcl.json").is_file():
+            if not train:
+                sys.exit(f"{out} is missing: run the benchmark with --work {work} first")
             t0 = time.time()
             pretrain_text(PretrainSettings(dataset=str(DATASET_ID), model_folder=str(model), output=str(out),
                                            epochs=args.mgcl_epochs, tune=tune, iterations=args.iterations,
                                            batch_size=args.batch_size, device=args.device, seed=0, overwrite=True,
-                                           position=laterality, laterality_negatives=laterality))
-            print(f"  {time.time() - t0:6.1f} s  pretrain-text --tune {tune}"
-                  f"{'' if laterality else ' --no-position --no-laterality-negatives'}", flush=True)
+                                           position=position, laterality_negatives=negatives,
+                                           text_contrast_weight=text_weight))
+            print(f"  {time.time() - t0:6.1f} s  pretrain-text --tune {tune}{flags}", flush=True)
         folders[tag] = out
     return folders
 
 
-def add_dice_rows(results: dict, dice: dict, model_name: str) -> None:
-    for column, sets in dice.items():
-        for name, per in sets.items():
-            mean, kidneys = summarise_dice(per)
-            results[column][f"Dice, {model_name}, {name} (mean over structures)"] = mean
-            results[column][f"Dice, {model_name}, {name} (the two kidneys)"] = kidneys
 
 
 def stage3_dice(args, env, work: Path, folders: dict, structures: dict, raw: Path, results: dict) -> None:
@@ -347,8 +314,14 @@ def main(argv=None) -> int:
                     help="skip the held-out-synonym Dice of the stage-1 model with each encoder (on by default)")
     ap.add_argument("--stage3", action="store_true",
                     help="also train stage 3 on the MGCL and on the default folder and measure their Dice (slow)")
-    ap.add_argument("--no-ablation", dest="ablation", action="store_false",
-                    help="skip the MGCL run without the laterality terms (on by default)")
+    ap.add_argument("--ablations", nargs="*", choices=tuple(ABLATIONS), default=["text"],
+                    help="MGCL columns with terms off: text (no text-side contrast; default), laterality (no "
+                         "position, mirrored negatives or text term: the seed's method); no value: none")
+    ap.add_argument("--text-contrast-weight", type=float, default=1.0,
+                    help="weight of the text-side term in the MGCL column (default 1; pretrain-text's: 0)")
+    ap.add_argument("--encoders-from", default=None, metavar="WORK",
+                    help="Dice rows only, with the encoder folders of another --work (aligned to that run's stage-1 "
+                         "model, so retrieval is not measured here): a longer stage 1 than pretraining can follow")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -374,15 +347,21 @@ def main(argv=None) -> int:
             dict(env, nnUNet_n_proc_DA="0"))
     print(f"  stage-1 validation Dice (fold 0, foreground mean): {stage1_dice(model):.3f}", flush=True)
     print("stage 2: MGCL pretraining vs the default encoder (projection only)", flush=True)
-    folders = pretrain_variants(args, model, work)
     info = read_model_folder(model)
     structures = structures_of(info["dataset_json"], "dataset.json")
-    x, seg, boxes = test_slices(raw, info, structures, min_voxels=args.min_voxels)
-    results = {tag: evaluate(f, info, x, seg, boxes, structures, args.min_voxels) for tag, f in folders.items()}
+    if args.encoders_from:  # their image heads belong to the other run's stage-1 model: no retrieval rows
+        folders = pretrain_variants(args, model, Path(args.encoders_from), train=False)
+        results, n_slices = {tag: {"encoder folder (other stage-1 model)": str(f)} for tag, f in folders.items()}, 0
+    else:
+        folders = pretrain_variants(args, model, work)
+        x, seg, boxes = test_slices(raw, info, structures, min_voxels=args.min_voxels)
+        results = {tag: evaluate(f, info, x, seg, boxes, structures, args.min_voxels) for tag, f in folders.items()}
+        n_slices = len(x)
     for tag, f in folders.items():
         hist = json.loads((f / "mgcl.json").read_text())["history"]
         results[tag]["seconds per pretraining epoch"] = float(np.mean([h["seconds"] for h in hist]))
-        results[tag]["final loss (clip / mgcl)"] = f"{hist[-1]['clip']:.3f} / {hist[-1]['mgcl']:.3f}"
+        results[tag]["final loss (clip / mgcl / text)"] = (f"{hist[-1]['clip']:.3f} / {hist[-1]['mgcl']:.3f} / "
+                                                            + (f"{hist[-1]['text']:.3f}" if "text" in hist[-1] else "–"))
     if args.dice:
         print("Dice with held-out synonym prompts: the stage-1 model, its text encoder swapped", flush=True)
         t0 = time.time()
@@ -392,7 +371,7 @@ def main(argv=None) -> int:
     if args.stage3:
         print("stage 3: frozen encoders + Dice with held-out synonym prompts", flush=True)
         stage3_dice(args, env, work, folders, structures, raw, results)
-    print_table(results, f"MGCL vs default text encoder ({len(x)} test slices of "
+    print_table(results, f"MGCL vs default text encoder ({n_slices} test slices of "
                          f"{len(list((raw / 'imagesTs').glob('*')))} held-out volumes; stage 1 {args.seg_epochs} x "
                          f"{args.seg_iterations} steps, validation Dice {stage1_dice(model):.3f}; {args.mgcl_epochs} "
                          f"pretraining epochs x {args.iterations} steps; {time.time() - t_start:.0f} s in all)")

@@ -33,15 +33,17 @@ IMAGE_HEAD, IMAGE_ENCODER, LOSS_CURVE = "image_head.pth", "image_encoder.pth", "
 
 
 def plot_loss_curve(history, path: Path) -> None:
-    """Total, CLIP and MGCL loss per epoch."""
+    """Total, CLIP, MGCL and (where used) caption-contrast loss per epoch."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] + 1 for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in ("loss", "clip", "mgcl"):
-        ax.plot(epochs, [h[name] for h in history], marker="o", label={"loss": "total"}.get(name, name))
+    for name in ("loss", "clip", "mgcl", "text"):
+        if any(name in h for h in history):  # "text": runs with the caption-contrast term
+            ax.plot(epochs, [h.get(name, float("nan")) for h in history], marker="o",
+                    label={"loss": "total"}.get(name, name))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("MGCL text-encoder pretraining")
@@ -74,7 +76,8 @@ def write_encoder_folder(run) -> Path:
                 "extractor": run.s.extractor, "captions_per_organ": run.s.captions_per_organ,
                 "corpus": run.counts, "epochs": run.s.epochs, "history": run.history,
                 "image_dim": run.image_dim, "text_dim": run.text.dim, "position_dims": run.position_dims,
-                "laterality_negatives": run.s.laterality_negatives}
+                "laterality_negatives": run.s.laterality_negatives,
+                "text_contrast_weight": run.s.text_contrast_weight}
         write_json_atomic(tmp / MGCL_METADATA, meta)
         if out.exists():
             shutil.rmtree(out)

@@ -12,7 +12,11 @@ Laterality (additions to the seed, both on by default): the organ feature's proj
 mask lies in its case (``position``; :mod:`nnunet_causal.mgcl.organ_position` -- patches are never mirrored,
 positions are in the case's frame), and captions of lateral structures get their left/right-mirrored
 sentence as a hard negative (``laterality_negatives``; :mod:`nnunet_causal.mgcl.laterality`). Without them
-mirror-image organs give the text encoder nothing to learn "left" from.
+mirror-image organs give the text encoder nothing to learn "left" from. A third, text-side term, *off* by
+default (``text_contrast_weight``; :mod:`nnunet_causal.mgcl.caption_contrast`): supervised contrast among the
+step's caption embeddings -- one structure's captions (side included) together, other structures' and the
+mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. Off because in the benchmark (session 7)
+it met the bare-phrase side cosine but held-out-synonym retrieval was lower (weights 1 and 0.1).
 
 Resumable: after every epoch ``<OUT parent>/.<OUT name>.partial/checkpoint_latest.pth`` is written
 atomically; ``continue_training`` (``--c``) resumes from it (a checkpoint written with other settings is an
@@ -37,6 +41,7 @@ from tqdm import tqdm
 from nnunet_causal.data.raw_dataset import atomic_path
 from nnunet_causal.errors import DatasetError, ModelError
 from nnunet_causal.mgcl import data as mdata
+from nnunet_causal.mgcl.caption_contrast import caption_contrast_loss, caption_groups
 from nnunet_causal.mgcl.corpus import RuleExtractor, build_corpus
 from nnunet_causal.mgcl.encoder_folder import write_encoder_folder
 from nnunet_causal.mgcl.laterality import mirror_negatives
@@ -79,12 +84,13 @@ class PretrainSettings:
     overwrite: bool = False
     position: bool = True
     laterality_negatives: bool = True
+    text_contrast_weight: float = 0.0
 
     def resume_key(self) -> dict:
         """Settings a resumed run must share with the checkpoint it continues."""
         keys = ("dataset", "model_folder", "encoder", "tune", "last_k", "lora_rank", "fold", "checkpoint",
                 "captions_per_organ", "extractor",
-                "position", "laterality_negatives")
+                "position", "laterality_negatives", "text_contrast_weight")
         return {k: str(getattr(self, k)) for k in keys}
 
 
@@ -122,6 +128,8 @@ class _Run:
         self.s = s
         if s.epochs < 1:
             raise DatasetError(f"--epochs must be at least 1, got {s.epochs}")
+        if not s.text_contrast_weight >= 0:
+            raise DatasetError(f"--text-contrast-weight must be >= 0, got {s.text_contrast_weight}")
         if s.captions_per_organ < 1:
             raise DatasetError(f"captions per organ must be at least 1, got {s.captions_per_organ}")
         self.out = Path(s.output) if s.output else default_output(s.model_folder)
@@ -269,6 +277,7 @@ class _Run:
                 hard_texts += mirrored
                 hard_owner += [m] * len(mirrored)
         reports = [self.corpus[c].report for c in keys]
+        hard_labels = [labels[rows[m][1]] for m in hard_owner]
         unique = list(dict.fromkeys(reports + [t for row in caption_texts for t in row] + hard_texts))
         index = {t: i for i, t in enumerate(unique)}
         with autocast:
@@ -284,6 +293,12 @@ class _Run:
                 hard = emb[[index[t] for t in hard_texts]] if hard_texts else None
                 losses["mgcl"] = mgcl_loss(organ_p, caps, caption_texts, self.mgcl_scale(), hard, hard_owner,
                                            hard_texts)
+            if self.s.text_contrast_weight > 0 and self.s.tune != "none":
+                texts, groups, mirrored_of = caption_groups(caption_texts, [labels[j] for _, j in rows], hard_texts,
+                                                            hard_labels)
+                text_loss = caption_contrast_loss(emb[[index[t] for t in texts]], groups, mirrored_of)
+                if text_loss is not None:
+                    losses["text"] = self.s.text_contrast_weight * text_loss
         if not losses:
             return None
         loss = sum(losses.values())
@@ -316,13 +331,14 @@ class _Run:
                     steps.append(result)
                     bar.set_postfix(loss=f"{result['loss']:.3f}")
             record = {"epoch": epoch, "seconds": time.perf_counter() - t0, "steps": len(steps)}
-            for name in ("loss", "clip", "mgcl"):
+            for name in ("loss", "clip", "mgcl", "text"):
                 vals = [r[name] for r in steps if name in r]
-                record[name] = float(np.mean(vals)) if vals else float("nan")
+                if vals or name != "text":  # "text" only where the caption-contrast term ran
+                    record[name] = float(np.mean(vals)) if vals else float("nan")
             record["hard_negatives_per_step"] = float(np.mean([r["hard_negatives"] for r in steps])) if steps else 0.0
             self.history.append(record)
-            logger.info("epoch %d: loss %.4f (clip %.4f, mgcl %.4f), %.1f s", epoch, record["loss"], record["clip"],
-                        record["mgcl"], record["seconds"])
+            logger.info("epoch %d: loss %.4f (clip %.4f, mgcl %.4f, text %.4f), %.1f s", epoch, record["loss"],
+                        record["clip"], record["mgcl"], record.get("text", float("nan")), record["seconds"])
             self.save_checkpoint(epoch)
         path = write_encoder_folder(self)
         shutil.rmtree(self.work, ignore_errors=True)

@@ -12,7 +12,8 @@ from tests.mgcl.fixtures import TINY_DIM, setup_tiny
 
 def settings(root, model, tiny_st, **kw):
     base = dict(dataset="1", model_folder=str(model), encoder=f"st:{tiny_st}", output=str(root / "enc"), epochs=2,
-                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3, iterations=1)
+                reports=str(root / "reports.jsonl"), tune="full", text_lr=1e-3, iterations=1,
+                batch_size=4, text_contrast_weight=1.0)  # >= 2 cases per step: the text term has positives
     base.update(kw)
     return PretrainSettings(**base)
 
@@ -33,13 +34,16 @@ def test_writes_a_loadable_encoder_folder_and_resumes_after_an_interruption(tmp_
     assert [h["epoch"] for h in first] == [0]
     with pytest.raises(DatasetError, match="written with other settings"):
         pretrain_text(settings(tmp_path, model, tiny_st, tune="lora", continue_training=True))
+    with pytest.raises(DatasetError, match="text_contrast_weight"):                # the text term is in the key
+        pretrain_text(settings(tmp_path, model, tiny_st, text_contrast_weight=0.0, continue_training=True))
     monkeypatch.setattr("nnunet_causal.mgcl.pretrain.write_encoder_folder", real_write)
     out = pretrain_text(settings(tmp_path, model, tiny_st, continue_training=True))
     meta = json.loads((out / "mgcl.json").read_text())
     assert [h["epoch"] for h in meta["history"]] == [0, 1] and meta["history"][0] == first[0]
     assert meta["corpus"]["report_cases"] == 6 and meta["corpus"]["captions"] >= 12
     assert (out / "loss_curve.png").stat().st_size > 0 and not checkpoint.parent.exists()
-    assert meta["position_dims"] == 3 and meta["laterality_negatives"] is True
+    assert meta["position_dims"] == 3 and meta["laterality_negatives"] is True and meta["text_contrast_weight"] == 1.0
+    assert all(h["text"] > 0 for h in meta["history"])                         # the caption-contrast term ran
     from nnunet_causal.mgcl.encoder_folder import load_image_head
     assert load_image_head(out)[0].position is not None                       # the organ-position term was saved
 
@@ -59,12 +63,20 @@ def test_without_reports_captions_come_from_the_labels_and_lora_merges_into_a_pl
     from nnunet_causal.mgcl.pretrain_cli import add_parser
     sub = argparse.ArgumentParser().add_subparsers()
     add_parser(sub)
-    flags = sub.choices["pretrain-text"].parse_args(["-d", "1", "-m", "M", "--no-position", "--no-laterality-negatives"])
-    assert flags.no_position and flags.no_laterality_negatives
+    parse = sub.choices["pretrain-text"].parse_args
+    flags = parse(["-d", "1", "-m", "M", "--no-position", "--no-laterality-negatives", "--no-text-contrast"])
+    assert flags.no_position and flags.no_laterality_negatives and flags.no_text_contrast
+    assert parse(["-d", "1", "-m", "M", "--text-contrast-weight", "0.5"]).text_contrast_weight == 0.5
+    assert parse(["-d", "1", "-m", "M"]).text_contrast_weight == 0.0                   # off by default
+    seen = {}
+    monkeypatch.setattr("nnunet_causal.mgcl.pretrain_cli.pretrain_text", lambda s: seen.setdefault("s", s) and "X")
+    flags.func(flags)
+    assert seen["s"].text_contrast_weight == 0.0 and "text_contrast_weight" in seen["s"].resume_key()
     out = pretrain_text(settings(tmp_path, model, tiny_st, epochs=1, tune="lora", reports=None, position=False,
-                                 laterality_negatives=False))
+                                 laterality_negatives=False, text_contrast_weight=0.0))
     meta = json.loads((out / "mgcl.json").read_text())
     assert meta["position_dims"] == 0 and meta["laterality_negatives"] is False
+    assert meta["text_contrast_weight"] == 0.0 and "text" not in meta["history"][0]
     from nnunet_causal.mgcl.encoder_folder import load_image_head
     assert load_image_head(out)[0].position is None
     assert meta["corpus"]["label_cases"] == 6 and meta["corpus"]["report_cases"] == 0 and meta["reports"] is None
