@@ -203,9 +203,9 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         if check_now(self):
             check_batch(data, keys)
         known = None
+        n = data.shape[0] // 2 if self.paired_views() else 0   # paired: rows [:n] stay factual, [n:] get do(z)
         if self.counterfactual_views:
             t0 = target[0] if isinstance(target, list) else target
-            n = data.shape[0] // 2 if self.paired_views() else 0   # paired: rows [:n] stay factual
             with torch.no_grad():
                 cf = self.counterfactual_sampler()(data[n:], label_map_for_simulators(t0[n:], self.label_manager))
             self.last_counterfactual = cf
@@ -231,11 +231,11 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
                                       getattr(self, "_gate", 1.0), aux["grid"],
                                       known_styles=styles if known is not None else None, fractions=fractions)
             loss = seg + parts["total"]
-            if self.paired_views():
+            if n:
                 # per-prompt sigmoid outputs (PromptDiceBCELoss); channel 0 is the constant background logit
                 logits = highest_resolution(output)
                 logits = logits if self.label_manager.has_regions else logits[:, 1:]
-                factual, counterfactual = split_batch(logits, data.shape[0] // 2)
+                factual, counterfactual = split_batch(logits, n)
                 parts["consistency"] = symmetric_kl(factual.float(), counterfactual.float(), sigmoid=True)
                 loss = loss + self.counterfactual_consistency_weight * parts["consistency"]
         optimizer_step(self, loss)
