@@ -12,6 +12,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_NoCounterfactual_CPULong, nnUNetTrainerCausalText_CueBreaking,
     nnUNetTrainerCausalText_CueBreaking_CPULong, nnUNetTrainerCausalText_CPU2000steps,
     nnUNetTrainerCausalText_CueBreaking_CPU2000steps, nnUNetTrainerCausalText_CueBreaking_CPU4000steps,
+    nnUNetTrainerCausalText_CueBreaking_CPU5000steps,
     nnUNetTrainerCausalText_CueBreakingPaired, nnUNetTrainerCausalText_CueBreakingPaired_CPU2000steps,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401

@@ -43,3 +43,11 @@ class CPU4000StepsSchedule(_FixedSchedule):
     budget, to measure whether the every-sample-counterfactual trainers were still learning shape at 2000."""
 
     epochs, iterations, val_iterations = 160, 25, 5
+
+
+class CPU5000StepsSchedule(_FixedSchedule):
+    """200 epochs of 25 iterations (5000 steps), 5 validation iterations: the cue-breaking trainer's held-out
+    learning curve was still rising at 4000 steps (``benchmarks/RESULTS_cpu.md``, session 7); this measures
+    where it stops."""
+
+    epochs, iterations, val_iterations = 200, 25, 5

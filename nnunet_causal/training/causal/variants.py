@@ -10,7 +10,7 @@ from nnunet_causal.networks.text_plans import PLANS_KEY, get_text_settings
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
 from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule,
-                                              CPULongSchedule)
+                                              CPU5000StepsSchedule, CPULongSchedule)
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
 
 
@@ -233,6 +233,10 @@ class nnUNetTrainerCausalText_CueBreaking_CPU2000steps(CPU2000StepsSchedule, nnU
 
 
 class nnUNetTrainerCausalText_CueBreaking_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreaking_CPU5000steps(CPU5000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
     pass
 
 
