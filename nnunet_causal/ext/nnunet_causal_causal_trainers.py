@@ -25,4 +25,5 @@ from nnunet_causal.training.gin.variants import (  # noqa: F401
     nnUNetTrainer_CPUDemo, nnUNetTrainerGIN_CPUDemo, nnUNetTrainer_CPULong, nnUNetTrainerGIN_CPULong,
     nnUNetTrainerGINIPA_CPULong, nnUNetTrainerGINIPA_CPUDemo, nnUNetTrainerGIN_AlwaysIntervene,
     nnUNetTrainerGINIPA_AlwaysIntervene, nnUNetTrainer_CPU2000steps, nnUNetTrainer_CPU4000steps,
+    nnUNetTrainer_CPU5000steps,
 )

@@ -4,7 +4,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule,
+                                              CPU5000StepsSchedule, CPULongSchedule)
 
 
 class nnUNetTrainerGIN_1epoch(nnUNetTrainerGIN):
@@ -175,3 +176,7 @@ class nnUNetTrainer_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainer):
 
 class nnUNetTrainer_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainer):
     """Stock nnU-Net for 4000 steps: the reference for the 4000-step counterfactual trainers."""
+
+
+class nnUNetTrainer_CPU5000steps(CPU5000StepsSchedule, nnUNetTrainer):
+    """Stock nnU-Net for 5000 steps: the same-budget reference for the 5000-step cue-breaking trainer."""
