@@ -213,8 +213,8 @@ class nnUNetTrainerCausalText_CueBreaking(nnUNetTrainerCausalText):
     breaks them together and carries the highest ``@weight`` of its kind. Drawing ~ ``weight ** 4`` makes it
     nearly the only one drawn (99.8 % with the shipped endoscopy weights). Such a trainer needs a longer
     schedule than stock to learn shape instead of the cue: on the CPU benchmark (``benchmarks/RESULTS_cpu.md``,
-    ``*_CPU4000steps``) it reaches held-out Dice above 0.5 at 4000 steps and about 0.3 at 2000, where stock
-    stays near 0.1; nnU-Net's own 1000 x 250 steps are far beyond both."""
+    3 seeds) held-out Dice is about 0.3 at 2000 steps, 0.56-0.62 at 4000 and 0.63-0.65 at 5000 (in-domain 1.8
+    points below stock), where stock stays near 0.1; nnU-Net's own 1000 x 250 steps are far beyond all."""
     counterfactual_probability = 1.0
     counterfactual_label_aware_probability = 0.6
     counterfactual_weight_exponent = 4.0
