@@ -10,7 +10,7 @@ Pipeline (every step is the package's or nnU-Net's own command / function):
 3. ``pretrain_text`` on the same frozen encoder, same epochs, same seed:
    * **MGCL**: MiniLM tuned (``--tune full`` by default) + image projection with the organ-position term,
      laterality-mirrored hard negatives (``pretrain-text``'s defaults) and the text-side caption contrast at
-     ``--text-contrast-weight`` (default 1 here, to measure it; ``pretrain-text`` leaves it off);
+     ``--text-contrast-weight`` (default 1, as ``pretrain-text``'s);
    * ablations (``--ablations``): **MGCL, no text term** (default; ``--no-text-contrast``) and **MGCL, no
      laterality terms** (the seed's method: no position, mirrored negatives or text term);
    * **default**: MiniLM frozen (``--tune none``), only the image projection learns (with the position
@@ -318,7 +318,7 @@ def main(argv=None) -> int:
                     help="MGCL columns with terms off: text (no text-side contrast; default), laterality (no "
                          "position, mirrored negatives or text term: the seed's method); no value: none")
     ap.add_argument("--text-contrast-weight", type=float, default=1.0,
-                    help="weight of the text-side term in the MGCL column (default 1; pretrain-text's: 0)")
+                    help="weight of the text-side term in the MGCL column (default 1, as pretrain-text's)")
     ap.add_argument("--encoders-from", default=None, metavar="WORK",
                     help="Dice rows only, with the encoder folders of another --work (aligned to that run's stage-1 "
                          "model, so retrieval is not measured here): a longer stage 1 than pretraining can follow")

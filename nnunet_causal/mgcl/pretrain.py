@@ -12,11 +12,14 @@ Laterality (additions to the seed, both on by default): the organ feature's proj
 mask lies in its case (``position``; :mod:`nnunet_causal.mgcl.organ_position` -- patches are never mirrored,
 positions are in the case's frame), and captions of lateral structures get their left/right-mirrored
 sentence as a hard negative (``laterality_negatives``; :mod:`nnunet_causal.mgcl.laterality`). Without them
-mirror-image organs give the text encoder nothing to learn "left" from. A third, text-side term, *off* by
-default (``text_contrast_weight``; :mod:`nnunet_causal.mgcl.caption_contrast`): supervised contrast among the
-step's caption embeddings -- one structure's captions (side included) together, other structures' and the
-mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. Off because in the benchmark (session 7)
-it met the bare-phrase side cosine but held-out-synonym retrieval was lower (weights 1 and 0.1).
+mirror-image organs give the text encoder nothing to learn "left" from. A third, text-side term, on by
+default (``text_contrast_weight = 1``; :mod:`nnunet_causal.mgcl.caption_contrast`): supervised contrast among
+the step's caption embeddings -- one structure's captions (side included) together, other structures' and the
+mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. In three benchmark runs (sessions 7-8,
+``benchmarks/RESULTS_mgcl.md``) only it puts cos("left kidney", "right kidney") below cos("left kidney",
+"kidney on the left side"), and with a stage-1 model that segments the organs it raised the open-vocabulary
+Dice of held-out synonyms (0.295 -> 0.380); image-side left/right retrieval with held-out side phrases was
+lower with it in all three (0.50-0.67 vs 0.58-1.00). Weight 0 (``--no-text-contrast``) is the seed's loss.
 
 Resumable: after every epoch ``<OUT parent>/.<OUT name>.partial/checkpoint_latest.pth`` is written
 atomically; ``continue_training`` (``--c``) resumes from it (a checkpoint written with other settings is an
@@ -84,7 +87,7 @@ class PretrainSettings:
     overwrite: bool = False
     position: bool = True
     laterality_negatives: bool = True
-    text_contrast_weight: float = 0.0
+    text_contrast_weight: float = 1.0
 
     def resume_key(self) -> dict:
         """Settings a resumed run must share with the checkpoint it continues."""

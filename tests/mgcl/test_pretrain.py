@@ -67,7 +67,7 @@ def test_without_reports_captions_come_from_the_labels_and_lora_merges_into_a_pl
     flags = parse(["-d", "1", "-m", "M", "--no-position", "--no-laterality-negatives", "--no-text-contrast"])
     assert flags.no_position and flags.no_laterality_negatives and flags.no_text_contrast
     assert parse(["-d", "1", "-m", "M", "--text-contrast-weight", "0.5"]).text_contrast_weight == 0.5
-    assert parse(["-d", "1", "-m", "M"]).text_contrast_weight == 0.0                   # off by default
+    assert parse(["-d", "1", "-m", "M"]).text_contrast_weight == 1.0                   # on by default
     seen = {}
     monkeypatch.setattr("nnunet_causal.mgcl.pretrain_cli.pretrain_text", lambda s: seen.setdefault("s", s) and "X")
     flags.func(flags)
