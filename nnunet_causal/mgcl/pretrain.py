@@ -19,7 +19,7 @@ mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. In three bench
 ``benchmarks/RESULTS_mgcl.md``) only it puts cos("left kidney", "right kidney") below cos("left kidney",
 "kidney on the left side"), and with a stage-1 model that segments the organs it raised the open-vocabulary
 Dice of held-out synonyms (0.295 -> 0.380); image-side left/right retrieval with held-out side phrases was
-lower with it in all three (0.50-0.67 vs 0.58-1.00). Weight 0 (``--no-text-contrast``) is the seed's loss.
+lower with it in two of the three. Weight 0 (``--no-text-contrast``) is the seed's loss.
 
 Resumable: after every epoch ``<OUT parent>/.<OUT name>.partial/checkpoint_latest.pth`` is written
 atomically; ``continue_training`` (``--c``) resumes from it (a checkpoint written with other settings is an
