@@ -47,7 +47,8 @@ class CPU4000StepsSchedule(_FixedSchedule):
 
 class CPU5000StepsSchedule(_FixedSchedule):
     """200 epochs of 25 iterations (5000 steps), 5 validation iterations: the cue-breaking trainer's held-out
-    learning curve was still rising at 4000 steps; at 5000 its in-domain Dice is within 2 points of stock's
-    (3 seeds, ``benchmarks/RESULTS_cpu.md``): the robustness benchmark's budget for that trainer."""
+    learning curve was still rising at 4000 steps; at 5000 it is near its plateau, its in-domain Dice 1.8
+    points below stock's at 1000 steps (3 seeds; ``benchmarks/RESULTS_cpu.md``): the robustness benchmark's
+    budget for that trainer."""
 
     epochs, iterations, val_iterations = 200, 25, 5
