@@ -48,7 +48,8 @@ _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerTex
           "nnUNetTrainerCausalText_CueBreakingPaired": "causal, cue-breaking views paired with factual (consistency)"}
 SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items()
          for s in (STEPS, "CPULong", "CPU4000steps", "CPU5000steps")}
-STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps", "nnUNetTrainer_CPU5000steps")
+STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps",
+         "nnUNetTrainer_CPU5000steps")
 TASKS = {
     "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
              "cue_entries": ("a frame where the lesion has the mucosa's colour and reflections fall anywhere",

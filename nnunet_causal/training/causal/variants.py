@@ -214,7 +214,8 @@ class nnUNetTrainerCausalText_CueBreaking(nnUNetTrainerCausalText):
     nearly the only one drawn (99.8 % with the shipped endoscopy weights). Such a trainer needs a longer
     schedule than stock to learn shape instead of the cue: on the CPU benchmark (``benchmarks/RESULTS_cpu.md``,
     3 seeds) held-out Dice is about 0.3 at 2000 steps, 0.56-0.62 at 4000 and 0.63-0.65 at 5000 (in-domain 1.8
-    points below stock at 1000 steps, 4.5 below stock at 5000), where stock stays near 0.1; nnU-Net's own 1000 x 250 steps are far beyond all."""
+    points below stock at 1000 steps, 4.5 below stock at 5000 on one seed), where stock stays near 0.1;
+    nnU-Net's own 1000 x 250 steps are far beyond all."""
     counterfactual_probability = 1.0
     counterfactual_label_aware_probability = 0.6
     counterfactual_weight_exponent = 4.0
