@@ -14,6 +14,9 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_CueBreaking_CPU2000steps, nnUNetTrainerCausalText_CueBreaking_CPU4000steps,
     nnUNetTrainerCausalText_CueBreaking_CPU5000steps,
     nnUNetTrainerCausalText_CueBreakingPaired, nnUNetTrainerCausalText_CueBreakingPaired_CPU2000steps,
+    nnUNetTrainerCausalText_CueBreakingNoGIN, nnUNetTrainerCausalText_CueBreakingFactual,
+    nnUNetTrainerCausalText_CueBreakingNoGIN_CPU2000steps, nnUNetTrainerCausalText_CueBreakingFactual_CPU2000steps,
+    nnUNetTrainerCausalText_CueBreakingNoGIN_CPU5000steps, nnUNetTrainerCausalText_CueBreakingFactual_CPU5000steps,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401

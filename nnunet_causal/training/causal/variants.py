@@ -252,3 +252,38 @@ class nnUNetTrainerCausalText_CueBreakingPaired(nnUNetTrainerCausalText_CueBreak
 class nnUNetTrainerCausalText_CueBreakingPaired_CPU2000steps(CPU2000StepsSchedule,
                                                              nnUNetTrainerCausalText_CueBreakingPaired):
     pass
+
+
+class nnUNetTrainerCausalText_CueBreakingNoGIN(nnUNetTrainerCausalText_CueBreaking):
+    """The cue-breaking views without GIN/IPA on top: the dictionary's colour, NBI and exposure entries
+    already change the appearance, and a GIN view of a counterfactual view leaves the network almost no
+    frame that looks like a real one."""
+    image_intervention = "none"
+
+
+class nnUNetTrainerCausalText_CueBreakingFactual(nnUNetTrainerCausalText_CueBreaking):
+    """A fifth of the samples stay factual while the share of views that break the structure's cue stays at
+    60 % (0.8 x 0.75): the cue is no more available than in :class:`nnUNetTrainerCausalText_CueBreaking`,
+    whose remaining 40 % keep it under whole-image changes only, but the network also sees clean frames."""
+    counterfactual_probability = 0.8
+    counterfactual_label_aware_probability = 0.75
+
+
+class nnUNetTrainerCausalText_CueBreakingNoGIN_CPU2000steps(CPU2000StepsSchedule,
+                                                            nnUNetTrainerCausalText_CueBreakingNoGIN):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreakingFactual_CPU2000steps(CPU2000StepsSchedule,
+                                                              nnUNetTrainerCausalText_CueBreakingFactual):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreakingNoGIN_CPU5000steps(CPU5000StepsSchedule,
+                                                            nnUNetTrainerCausalText_CueBreakingNoGIN):
+    pass
+
+
+class nnUNetTrainerCausalText_CueBreakingFactual_CPU5000steps(CPU5000StepsSchedule,
+                                                              nnUNetTrainerCausalText_CueBreakingFactual):
+    pass
