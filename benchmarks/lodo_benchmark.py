@@ -47,7 +47,8 @@ _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerTex
           "nnUNetTrainerCausalText_CueBreaking": "causal, cue-breaking views",
           "nnUNetTrainerCausalText_CueBreakingPaired": "causal, cue-breaking views paired with factual (consistency)",
           "nnUNetTrainerCausalText_CueBreakingNoGIN": "causal, cue-breaking views, no GIN/IPA",
-          "nnUNetTrainerCausalText_CueBreakingFactual": "causal, cue-breaking views, 20 % factual"}
+          "nnUNetTrainerCausalText_CueBreakingFactual": "causal, cue-breaking views, 20 % factual",
+          "nnUNetTrainerCausalText_CueBreakingFactual40": "causal, cue-breaking views, 40 % factual"}
 SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items()
          for s in (STEPS, "CPULong", "CPU4000steps", "CPU5000steps")}
 STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps",

@@ -287,3 +287,18 @@ class nnUNetTrainerCausalText_CueBreakingNoGIN_CPU5000steps(CPU5000StepsSchedule
 class nnUNetTrainerCausalText_CueBreakingFactual_CPU5000steps(CPU5000StepsSchedule,
                                                               nnUNetTrainerCausalText_CueBreakingFactual):
     pass
+
+
+class nnUNetTrainerCausalText_CueBreakingFactual40(nnUNetTrainerCausalText_CueBreaking):
+    """Two fifths of the samples stay factual and every counterfactual view breaks the structure's cue (60 %,
+    as in :class:`nnUNetTrainerCausalText_CueBreaking`); whole-image changes then come with those views and
+    with GIN/IPA only. Probe of the in-domain gap: with a fifth factual the network's outlines regress
+    towards the mean lesion size (small lesions dilated, large ones eroded) where stock follows the colour
+    edge."""
+    counterfactual_probability = 0.6
+    counterfactual_label_aware_probability = 1.0
+
+
+class nnUNetTrainerCausalText_CueBreakingFactual40_CPU5000steps(CPU5000StepsSchedule,
+                                                                nnUNetTrainerCausalText_CueBreakingFactual40):
+    pass
