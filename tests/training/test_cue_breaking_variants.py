@@ -17,7 +17,8 @@ def _shares(trainer_class, n=4000):
     t = trainer_class
     s = CounterfactualSampler(entries, IntensityFrame([ChannelFrame("unit")] * 3), 2, 3,
                               t.counterfactual_probability, t.counterfactual_group_probability,
-                              t.counterfactual_max_entries, label_aware_probability=t.counterfactual_label_aware_probability,
+                              t.counterfactual_max_entries,
+                              label_aware_probability=t.counterfactual_label_aware_probability,
                               weight_exponent=t.counterfactual_weight_exponent)
     drawn = s.draw(n, torch.Generator().manual_seed(0))
     joint = [i for i, e in enumerate(entries) if e.description == JOINT]

@@ -214,7 +214,7 @@ class nnUNetTrainerCausalText_CueBreaking(nnUNetTrainerCausalText):
     nearly the only one drawn (99.8 % with the shipped endoscopy weights). Such a trainer needs a longer
     schedule than stock to learn shape instead of the cue: on the CPU benchmark (``benchmarks/RESULTS_cpu.md``,
     3 seeds) held-out Dice is about 0.3 at 2000 steps, 0.56-0.62 at 4000 and 0.63-0.65 at 5000 (in-domain 1.8
-    points below stock at 1000 steps, 4.5 below stock at 5000 over two seeds), where stock stays near 0.1;
+    points below stock at 1000 steps, 5.2 below stock at 5000), where stock stays near 0.1;
     nnU-Net's own 1000 x 250 steps are far beyond all. :class:`nnUNetTrainerCausalText_CueBreakingFactual40`
     (two fifths of the samples factual) closes most of the in-domain gap."""
     counterfactual_probability = 1.0
@@ -296,7 +296,7 @@ class nnUNetTrainerCausalText_CueBreakingFactual40(nnUNetTrainerCausalText_CueBr
     with GIN/IPA only. With fewer factual frames the outlines regress towards the mean lesion size (small
     lesions dilated, large ones eroded) where stock follows the colour edge; with two fifths, on the CPU
     benchmark at 5000 steps (3 seeds, ``benchmarks/RESULTS_cpu.md``): held-out Dice 0.67 / 0.59 (stock at
-    the same budget 0.07 / 0.06), in-domain 1.6 points below that stock (1.9 on 180 new source frames). The
+    the same budget 0.08 / 0.06), in-domain 2.1 points below that stock (2.1 on 180 new source frames). The
     audit's price: more weight on the highlights the sources put on lesions ("a frame without specular
     reflections" 0.42 against 0.19 with no factual frames)."""
     counterfactual_probability = 0.6
