@@ -50,7 +50,8 @@ _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerTex
           "nnUNetTrainerCausalText_CueBreakingPaired": "causal, cue-breaking views paired with factual (consistency)",
           "nnUNetTrainerCausalText_CueBreakingNoGIN": "causal, cue-breaking views, no GIN/IPA",
           "nnUNetTrainerCausalText_CueBreakingFactual": "causal, cue-breaking views, 20 % factual",
-          "nnUNetTrainerCausalText_CueBreakingFactual40": "causal, cue-breaking views, 40 % factual"}
+          "nnUNetTrainerCausalText_CueBreakingFactual40": "causal, cue-breaking views, 40 % factual",
+          "nnUNetTrainerCausalText_CueBreakingFactual50": "causal, cue-breaking views, 50 % factual"}
 SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items()
          for s in (STEPS, "CPULong", "CPU4000steps", "CPU5000steps")}
 STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps",

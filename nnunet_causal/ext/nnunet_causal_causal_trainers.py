@@ -18,6 +18,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_CueBreakingNoGIN_CPU2000steps, nnUNetTrainerCausalText_CueBreakingFactual_CPU2000steps,
     nnUNetTrainerCausalText_CueBreakingNoGIN_CPU5000steps, nnUNetTrainerCausalText_CueBreakingFactual_CPU5000steps,
     nnUNetTrainerCausalText_CueBreakingFactual40, nnUNetTrainerCausalText_CueBreakingFactual40_CPU5000steps,
+    nnUNetTrainerCausalText_CueBreakingFactual50, nnUNetTrainerCausalText_CueBreakingFactual50_CPU5000steps,
 )
 from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA  # noqa: F401
 from nnunet_causal.training.gin.variants import (  # noqa: F401

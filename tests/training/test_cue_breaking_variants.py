@@ -7,6 +7,7 @@ from nnunet_causal.confounders.frames import ChannelFrame, IntensityFrame
 from nnunet_causal.training.causal.variants import (nnUNetTrainerCausalText_CueBreaking,
                                                     nnUNetTrainerCausalText_CueBreakingFactual,
                                                     nnUNetTrainerCausalText_CueBreakingFactual40,
+                                                    nnUNetTrainerCausalText_CueBreakingFactual50,
                                                     nnUNetTrainerCausalText_CueBreakingNoGIN)
 
 JOINT = "a frame where the lesion has the mucosa's colour and reflections fall anywhere"
@@ -33,6 +34,11 @@ def test_factual_fifth_keeps_the_share_of_cue_breaking_views():
     assert abs(joint_base - 0.6) < 0.04 and abs(joint - joint_base) < 0.04
     factual40, joint40 = _shares(nnUNetTrainerCausalText_CueBreakingFactual40)
     assert abs(factual40 - 0.4) < 0.03 and abs(joint40 - joint_base) < 0.04
+
+
+def test_factual_half_leaves_half_cue_breaking():
+    factual, joint = _shares(nnUNetTrainerCausalText_CueBreakingFactual50)
+    assert abs(factual - 0.5) < 0.03 and abs(joint - 0.5) < 0.04
 
 
 def test_no_gin_variant_changes_only_the_image_intervention():
