@@ -15,7 +15,7 @@ is the planned U-Net), a split that trains on the source sites and validates on 
 (so nnU-Net's per-epoch pseudo Dice in the training log is a held-out learning curve), train every trainer
 with stock ``nnUNetv2_train`` (``*_CPU2000steps``: 80 x 25 = 2000 steps; ``*_CPULong`` = 1000, ``*_CPU4000steps``
 = 4000 and ``*_CPU5000steps`` = 5000 can be passed; the cue-breaking trainer was still learning shape at 2000
-and at 4000 and runs 5000 by default, with two fifths of its samples factual and stock at the same 5000
+and at 4000 and runs 5000 by default, with half of its samples factual and stock and text at the same 5000
 steps beside it, see ``RESULTS_cpu.md``), predict the held-out sites and the
 sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
 ``nnunet_causal audit`` on the sources' test images (reference labels given). Finished steps are skipped,
@@ -42,7 +42,8 @@ STEPS = "CPU2000steps"   # 80 x 25 steps; at 1000 (CPULong) the every-sample-cou
 TRAINERS = tuple(f"{t}_{STEPS}" for t in (
     "nnUNetTrainer", "nnUNetTrainerGIN", "nnUNetTrainerText", "nnUNetTrainerCausalText_NoCounterfactual",
     "nnUNetTrainerCounterfactual", "nnUNetTrainerCausalText")) + (
-    "nnUNetTrainerCausalText_CueBreakingFactual40_CPU5000steps", "nnUNetTrainer_CPU5000steps")  # + stock at its budget
+    "nnUNetTrainerCausalText_CueBreakingFactual50_CPU5000steps", "nnUNetTrainer_CPU5000steps",
+    "nnUNetTrainerText_CPU5000steps")  # + stock and text at its budget
 _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerText": "text",
           "nnUNetTrainerCausalText_NoCounterfactual": "causal (no counterfactual)",
           "nnUNetTrainerCounterfactual": "counterfactual", "nnUNetTrainerCausalText": "causal + counterfactual (default)",

@@ -5,6 +5,7 @@ from nnunet_causal.training.text.variants import (  # noqa: F401
     nnUNetTrainerText_20epochs, nnUNetTrainerText_50epochs, nnUNetTrainerText_100epochs,
     nnUNetTrainerText_250epochs, nnUNetTrainerText_500epochs, nnUNetTrainerText_CrossAttentionConnector,
     nnUNetTrainerText_CPUDemo, nnUNetTrainerText_CPULong, nnUNetTrainerText_CPU2000steps,
+    nnUNetTrainerText_CPU5000steps,
     nnUNetTrainerTextPresence_CPUDemo, nnUNetTrainerTextPresence_CPULong,
 )
 from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence  # noqa: F401

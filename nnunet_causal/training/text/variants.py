@@ -2,7 +2,8 @@
 ``training_length/nnUNetTrainer_Xepochs.py``)."""
 import torch
 
-from nnunet_causal.training.schedules import CPUDemoSchedule, CPU2000StepsSchedule, CPULongSchedule
+from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU5000StepsSchedule,
+                                              CPULongSchedule)
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
 
@@ -86,6 +87,10 @@ class nnUNetTrainerText_CPULong(CPULongSchedule, nnUNetTrainerText):
 
 class nnUNetTrainerText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerText):
     pass
+
+
+class nnUNetTrainerText_CPU5000steps(CPU5000StepsSchedule, nnUNetTrainerText):
+    """The text trainer at the cue-breaking trainers' budget (the robustness benchmark's equal-budget row)."""
 
 
 class nnUNetTrainerTextPresence_CPUDemo(CPUDemoSchedule, nnUNetTrainerTextPresence):
