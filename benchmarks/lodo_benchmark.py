@@ -20,7 +20,10 @@ steps beside it, see ``RESULTS_cpu.md``), predict the held-out sites and the
 sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
 ``nnunet_causal audit`` on the sources' test images (reference labels given). Finished steps are skipped,
 so an interrupted run continues where it stopped; ``results.json`` / ``results.md`` are rewritten after
-every model (partial results are usable).
+every model (partial results are usable). Measured on the 2-core CPU (``train_seconds`` in the results
+files): a 5000-step model trains in 14-19 minutes alone, a 2000-step one in 7-10, plus about 3 for prediction
+and audit each, so one seed of the default set takes about 2 hours (the ~60-minute budget holds for the six
+2000-step trainers alone; the cue-breaking trainer needs the longer schedule). ``--trainers`` runs a subset.
 
 Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--trainers ...]
 """
