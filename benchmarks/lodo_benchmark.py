@@ -22,8 +22,8 @@ sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each
 so an interrupted run continues where it stopped; ``results.json`` / ``results.md`` are rewritten after
 every model (partial results are usable). Measured on the 2-core CPU (``train_seconds`` in the results
 files): a 5000-step model trains in 14-19 minutes alone, a 2000-step one in 7-10, plus about 3 for prediction
-and audit each, so one seed of the default set takes about 2 hours (the ~60-minute budget holds for the six
-2000-step trainers alone; the cue-breaking trainer needs the longer schedule). ``--trainers`` runs a subset.
+and audit each, so one seed of the default set takes about 2 hours (the six 2000-step trainers alone 60-80 minutes, near
+the issue's ~60; the cue-breaking trainer needs the longer schedule). ``--trainers`` runs a subset.
 
 Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--trainers ...]
 """
