@@ -4,7 +4,7 @@ from nnunet_causal.training.causal.variants import (  # noqa: F401
     nnUNetTrainerCausalText_1epoch, nnUNetTrainerCausalText_2epochs, nnUNetTrainerCausalText_5epochs,
     nnUNetTrainerCausalText_10epochs, nnUNetTrainerCausalText_20epochs, nnUNetTrainerCausalText_50epochs,
     nnUNetTrainerCausalText_100epochs, nnUNetTrainerCausalText_250epochs, nnUNetTrainerCausalText_500epochs,
-    nnUNetTrainerCausalText_NoMTRS, nnUNetTrainerCausalText_NoBottleneck, nnUNetTrainerCausalText_NoLAD,
+    nnUNetTrainerCausalText_NoPresence, nnUNetTrainerCausalText_NoMTRS, nnUNetTrainerCausalText_NoBottleneck, nnUNetTrainerCausalText_NoLAD,
     nnUNetTrainerCausalText_NoCausalLoss, nnUNetTrainerCausalText_NoImageIntervention,
     nnUNetTrainerCausalText_GINOnly, nnUNetTrainerCausalText_FrozenEncoder, nnUNetTrainerCausalText_CPUDemo,
     nnUNetTrainerCausalText_NoImageIntervention_CPUDemo, nnUNetTrainerCausalText_AlwaysIntervene,

@@ -78,6 +78,11 @@ class nnUNetTrainerCausalText_500epochs(nnUNetTrainerCausalText):
 
 
 # ---------------------------------------------------------------- ablations: each turns one part off
+class nnUNetTrainerCausalText_NoPresence(nnUNetTrainerCausalText):
+    """The presence ablation: no presence head, no presence loss, no calibration (``present: null``)."""
+    presence_hidden_dim = None
+
+
 class nnUNetTrainerCausalText_NoMTRS(nnUNetTrainerCausalText):
     """Intervene at every bottleneck position (alpha = 1)."""
     mtrs_alpha = 1.0

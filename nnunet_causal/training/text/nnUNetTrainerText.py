@@ -6,9 +6,16 @@ preprocessing, patch sampling, augmentation, the training loop, checkpoints, ``-
 prediction are nnU-Net's own. Prompt texts come from dataset.json ``"prompts"`` (or label names); they are
 embedded once here and stored in the network, so a trained model predicts its structures without the
 text encoder.
+
+Presence ("is this structure in the image at all?") is part of the default: the network gets the presence
+head, the loss its BCE term, and validation ends with the presence calibration written to
+``fold_X/presence_calibration.json`` (:mod:`nnunet_causal.training.text.presence`). Every subclass inherits
+it; ``presence_hidden_dim = None`` (the ``*_NoPresence`` variants) is the ablation. Whether a model has the
+head is read from its plans (``"presence"``), so models trained without one resume and predict unchanged.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Dict, Optional
 
@@ -23,6 +30,8 @@ from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.text_plans import PLANS_KEY, add_text_settings, foreground_label_names, get_text_settings
+from nnunet_causal.training.text.presence import (PresenceLoss, calibrate_presence, embed_presence_negatives,
+                                                  presence_settings, write_calibration)
 from nnunet_causal.training.text.saved_settings import model_folder, saved_text_settings
 from nnunet_causal.training.losses import PromptDiceBCELoss
 
@@ -41,6 +50,13 @@ class nnUNetTrainerText(nnUNetTrainer):
     text_embed_dim = 32
     #: "mlp" (seed 002's choice, generalises to synonyms) or "cross_attention"
     text_connector = "mlp"
+    #: presence head width H; None trains without the head (the ``*_NoPresence`` ablation)
+    presence_hidden_dim: Optional[int] = 64
+    presence_loss_weight = 0.5
+    #: knowledge-base structures the dataset never holds, used as always-absent presence prompts
+    presence_negatives = 32
+    #: the calibrated threshold keeps at least this fraction of the validation fold's present structures
+    presence_min_kept = 0.98
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -52,6 +68,10 @@ class nnUNetTrainerText(nnUNetTrainer):
             plans = {**plans, PLANS_KEY: saved}
         else:
             plans = self._plans_with_text_settings(plans, dataset_json)
+            if self.presence_hidden_dim:
+                plans[PLANS_KEY]["presence"] = presence_settings(
+                    plans[PLANS_KEY]["prompts"], self.presence_hidden_dim, self.presence_loss_weight,
+                    self.presence_negatives)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.text_settings_source = "model folder" if saved is not None else "derived"
 
@@ -98,6 +118,9 @@ class nnUNetTrainerText(nnUNetTrainer):
         net = unwrap_network(self.network)
         net.set_prompt_embeddings(embeddings[first])
         net.set_training_synonyms(embeddings, owners)
+        negatives = embed_presence_negatives(net, settings, encoder)
+        if net.presence is not None:
+            self.print_to_log_file(f"presence head: {len(negatives)} negative prompt(s): {'; '.join(negatives)}")
         self.print_to_log_file(f"text settings {getattr(self, 'text_settings_source', 'derived')}; "
                                f"text encoder {encoder.id} (dim {encoder.dim}); prompts: "
                                + "; ".join(f"{n}: {' | '.join(s)}" for n, s in settings["prompts"].items()))
@@ -164,7 +187,29 @@ class nnUNetTrainerText(nnUNetTrainer):
         with atomic_path(filename, suffix=".pth") as tmp:
             super().save_checkpoint(tmp)
 
+    def has_presence_head(self) -> bool:
+        """Whether this run's plans (derived, or the model folder's) give the network a presence head."""
+        return bool(get_text_settings(self.plans_manager.plans).get("presence"))
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's validation, then the presence calibration of the validation fold (models with the head)."""
+        super().perform_actual_validation(save_probabilities)
+        if self.local_rank == 0 and self.has_presence_head():
+            net = unwrap_network(self.network)
+            cal = calibrate_presence(self, net)
+            path = write_calibration(self.output_folder, cal)
+            self.print_to_log_file(f"presence calibration written to {path}: threshold {cal['threshold']:.4f}, "
+                                   f"kept present {cal.get('kept_present')}, masked absent {cal.get('masked_absent')}")
+
     def _build_loss(self):
+        loss = self._segmentation_loss()
+        if not self.has_presence_head():
+            return loss
+        weight = float(get_text_settings(self.plans_manager.plans)["presence"].get("loss_weight", 0.5))
+        prompt_mask = lambda: getattr(getattr(self, "_prompt_loss", None), "prompt_mask", None)  # noqa: E731
+        return PresenceLoss(loss, lambda: unwrap_network(self.network), weight, prompt_mask)
+
+    def _segmentation_loss(self):
         if self.label_manager.has_regions:
             return super()._build_loss()  # already Dice + BCE per (region) prompt
         loss = PromptDiceBCELoss(len(self.label_manager.foreground_labels), self.label_manager.ignore_label,
@@ -179,3 +224,14 @@ class nnUNetTrainerText(nnUNetTrainer):
             total = sum(weights)
             loss = DeepSupervisionWrapper(loss, [w / total for w in weights])
         return loss
+
+
+class nnUNetTrainerTextPresence(nnUNetTrainerText):
+    """Deprecated name of :class:`nnUNetTrainerText`, which trains the presence head by default; kept so that
+    models trained under this name resume and predict (its model folders keep their name)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        warnings.warn("nnUNetTrainerTextPresence is deprecated: nnUNetTrainerText trains the presence head by "
+                      "default", DeprecationWarning, stacklevel=2)
+        super().__init__(plans, configuration, fold, dataset_json, device)

@@ -1,25 +1,26 @@
-"""Presence training and calibration: ``nnUNetTrainerTextPresence`` = ``nnUNetTrainerText`` + a presence head.
+"""Presence training and calibration, part of every text trainer (``nnUNetTrainerText`` and its subclasses).
 
-One change against the text trainer (as nnU-Net's variants change one thing): the network gets the presence
-head of :mod:`nnunet_causal.networks.presence_head`, and the loss gets one term,
+The network gets the presence head of :mod:`nnunet_causal.networks.presence_head` (plans entry
+``"presence"``, written by :func:`presence_settings`), and the loss gets one term,
 
-    L = L_seg + w * BCE(s_bk, 1[structure k has a voxel in patch b])      (w = ``presence_loss_weight``),
+    L = L_seg + w * BCE(s_bk, 1[structure k has a voxel in patch b])      (w = ``loss_weight``),
 
-over the dataset's prompts (the synonym drawn this step) plus ``presence_negatives`` text embeddings of
-structures the dataset never contains (knowledge-base terms sharing no word with the dataset's structures,
-apart from side words), whose target is always 0 (the two parts are averaged separately and weigh alike, so
-32 always-absent negatives do not teach the head to call everything absent) -- so an open-vocabulary prompt for something not in the
-data ("brain" on abdominal CT) learns to score low. Partial labels (dataset.json ``"partial_labels"``) mask
-the term like the segmentation loss; ignore-label voxels never count as presence.
+over the dataset's prompts (the synonym drawn this step) plus ``negatives`` text embeddings of structures the
+dataset never contains (knowledge-base terms sharing no word with the dataset's structures, apart from side
+words), whose target is always 0 (the two parts are averaged separately and weigh alike, so 32
+always-absent negatives do not teach the head to call everything absent) -- so an open-vocabulary prompt for
+something not in the data ("brain" on abdominal CT) learns to score low. Partial labels (dataset.json
+``"partial_labels"``) mask the term like the segmentation loss; ignore-label voxels never count as presence.
 
 Calibration: after nnU-Net's validation (``perform_actual_validation``), every validation case is predicted
 with the same sliding window as ``nnUNetv2_predict_text`` (mirroring on); positives are the (case, structure)
 pairs whose structure has a voxel in the case, negatives the others plus every negative text. The threshold
-is the highest that keeps ``presence_min_kept`` (98 %) of the validation positives, with a log-odds margin
-(a first version maximised balanced accuracy and dropped a quarter of the present structures on held-out
-cases, ``benchmarks/RESULTS_prediction_at_scale_cpu.md``); ``fold_X/presence_calibration.json`` holds it
-with the rates it gives. The settings go into the plans (``"presence"``), so resuming and prediction rebuild
-the same head.
+is the highest that keeps ``min_kept`` (98 %) of the validation positives, with a log-odds margin (a
+balanced-accuracy threshold drops present structures on held-out cases). The same pass records the
+image-domain statistics of :mod:`nnunet_causal.inference.presence` (pooled per-voxel embeddings of the
+validation cases), so that prediction can tell an image unlike every training image. ``fold_X/
+presence_calibration.json`` holds the threshold, the rates it gives, the domain statistics and the model's
+identity (:func:`nnunet_causal.inference.presence.model_identity`).
 """
 from __future__ import annotations
 
@@ -31,10 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_causal.data.raw_dataset import write_json_atomic
-from nnunet_causal.inference.presence import CALIBRATION_FILE
-from nnunet_causal.networks.text_plans import PLANS_KEY
-from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
 
 SIDE_WORDS = {"left", "right", "upper", "lower", "middle", "inferior", "superior", "anterior", "posterior", "of",
               "the", "and", "gland", "lobe"}
@@ -126,52 +123,42 @@ def choose_threshold(scores: Sequence[float], present: Sequence[bool], min_kept:
             "negatives": int((~y).sum())}
 
 
-class nnUNetTrainerTextPresence(nnUNetTrainerText):
-    """Text trainer with a presence head (see the module docstring)."""
-    presence_hidden_dim = 64
-    presence_loss_weight = 0.5
-    presence_negatives = 32
-    presence_min_kept = 0.98
+def presence_settings(dataset_prompts: dict, hidden_dim: int, loss_weight: float, negatives: int) -> dict:
+    """The plans' ``"presence"`` entry: head width, loss weight and the negative texts (fixed at plan time so
+    that a resumed run and prediction rebuild the same head)."""
+    return {"hidden_dim": int(hidden_dim), "loss_weight": float(loss_weight),
+            "negatives": negative_prompts(dataset_prompts, int(negatives))}
 
-    def _plans_with_text_settings(self, plans: dict, dataset_json: dict) -> dict:
-        plans = super()._plans_with_text_settings(plans, dataset_json)
-        settings = plans[PLANS_KEY]
-        settings["presence"] = {"hidden_dim": self.presence_hidden_dim, "loss_weight": self.presence_loss_weight,
-                                "negatives": negative_prompts(settings["prompts"], self.presence_negatives)}
-        return plans
 
-    def _embed_prompts(self) -> None:
-        super()._embed_prompts()
-        from nnunet_causal.text.embedding_cache import get_text_encoder
+def embed_presence_negatives(network: nn.Module, settings: dict, encoder) -> List[str]:
+    """Give a network with a presence head the text embeddings of the plans' negative texts (training only,
+    not saved); returns the texts (empty without a head)."""
+    texts = (settings.get("presence") or {}).get("negatives") or []
+    if network.presence is None or not texts:
+        return []
+    network.presence_negatives = encoder.encode(texts).to(device=network.prompt_embeddings.device,
+                                                          dtype=network.prompt_embeddings.dtype)
+    return list(texts)
 
-        settings = self.plans_manager.plans[PLANS_KEY]
-        texts = (settings.get("presence") or {}).get("negatives") or []
-        if texts:
-            net = unwrap_network(self.network)
-            net.presence_negatives = get_text_encoder(settings["text_encoder"]).encode(texts).to(
-                device=net.prompt_embeddings.device, dtype=net.prompt_embeddings.dtype)
-        self.print_to_log_file(f"presence head: {len(texts)} negative prompt(s): {'; '.join(texts)}")
 
-    def _build_loss(self):
-        weight = float((self.plans_manager.plans[PLANS_KEY].get("presence") or {}).get("loss_weight", 0.5))
-        prompt_loss = lambda: getattr(getattr(self, "_prompt_loss", None), "prompt_mask", None)  # noqa: E731
-        return PresenceLoss(super()._build_loss(), lambda: unwrap_network(self.network), weight, prompt_loss)
+def write_calibration(output_folder: str, calibration: dict) -> str:
+    """``output_folder/presence_calibration.json`` written atomically; returns its path."""
+    from nnunet_causal.data.raw_dataset import write_json_atomic
+    from nnunet_causal.inference.presence import CALIBRATION_FILE
 
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        super().perform_actual_validation(save_probabilities)
-        if self.local_rank == 0:
-            cal = calibrate_presence(self)
-            write_json_atomic(os.path.join(self.output_folder, CALIBRATION_FILE), cal)
-            self.print_to_log_file(f"presence calibration: {cal}")
+    path = os.path.join(output_folder, CALIBRATION_FILE)
+    write_json_atomic(path, calibration)
+    return path
 
 
 @torch.inference_mode()
-def calibrate_presence(trainer) -> dict:
-    """Case-level presence scores of the validation fold -> threshold (see the module docstring)."""
+def calibrate_presence(trainer, net: nn.Module) -> dict:
+    """Case-level presence scores of the validation fold -> threshold, and the domain statistics of the
+    validation images (see the module docstring). ``net`` is the trainer's network, unwrapped."""
     from nnunet_causal.inference.feature_window import aggregate_case
+    from nnunet_causal.inference.presence import domain_statistics, model_identity, recording_pooled_features
     from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
 
-    net = unwrap_network(trainer.network)
     net.eval()
     predictor = nnUNetTextPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                     perform_everything_on_device=True, device=trainer.device, allow_tqdm=False)
@@ -184,12 +171,14 @@ def calibrate_presence(trainer) -> dict:
     _, val_keys = trainer.do_split()
     dataset = trainer.dataset_class(trainer.preprocessed_dataset_folder, val_keys,
                                     folder_with_segs_from_previous_stage=trainer.folder_with_segs_from_previous_stage)
-    scores, present = [], []
+    scores, present, pooled = [], [], []
     net.set_inference_prompts(rows.detach().clone())
     try:
         for key in val_keys:
             data, seg, _, _ = dataset.load_case(key)
-            agg = aggregate_case(predictor, torch.from_numpy(np.asarray(data[:], dtype=np.float32)))
+            with recording_pooled_features(net) as case_pooled:
+                agg = aggregate_case(predictor, torch.from_numpy(np.asarray(data[:], dtype=np.float32)))
+            pooled.append(torch.cat(case_pooled, 0))
             seg = np.asarray(seg[:])
             s = agg.presence[0].tolist()
             scores += s
@@ -198,4 +187,7 @@ def calibrate_presence(trainer) -> dict:
         net.set_inference_prompts(None)
     cal = choose_threshold(scores, present, getattr(trainer, "presence_min_kept", 0.98))
     cal.update(cases=len(val_keys), prompts=k, negative_texts=len(rows) - k)
+    if pooled:
+        cal["domain"] = domain_statistics(pooled)
+    cal["model"] = model_identity(trainer.plans_manager.plans, trainer.configuration_name, net.state_dict())
     return cal

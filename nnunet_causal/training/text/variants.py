@@ -4,8 +4,7 @@ import torch
 
 from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU5000StepsSchedule,
                                               CPULongSchedule)
-from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
-from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
+from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, nnUNetTrainerTextPresence
 
 
 class nnUNetTrainerText_1epoch(nnUNetTrainerText):
@@ -77,6 +76,11 @@ class nnUNetTrainerText_CrossAttentionConnector(nnUNetTrainerText):
 
 
 
+class nnUNetTrainerText_NoPresence(nnUNetTrainerText):
+    """The presence ablation: no presence head, no presence loss, no calibration (``present: null``)."""
+    presence_hidden_dim = None
+
+
 class nnUNetTrainerText_CPUDemo(CPUDemoSchedule, nnUNetTrainerText):
     """Short CPU schedule (see :class:`~nnunet_causal.training.schedules.CPUDemoSchedule`)."""
 
@@ -94,8 +98,8 @@ class nnUNetTrainerText_CPU5000steps(CPU5000StepsSchedule, nnUNetTrainerText):
 
 
 class nnUNetTrainerTextPresence_CPUDemo(CPUDemoSchedule, nnUNetTrainerTextPresence):
-    """Presence head, short CPU schedule."""
+    """Deprecated name kept for its model folders: ``nnUNetTrainerText_CPUDemo`` (presence is the default)."""
 
 
 class nnUNetTrainerTextPresence_CPULong(CPULongSchedule, nnUNetTrainerTextPresence):
-    """Presence head, the robustness benchmark's CPU schedule."""
+    """Deprecated name kept for its model folders: ``nnUNetTrainerText_CPULong`` (presence is the default)."""
