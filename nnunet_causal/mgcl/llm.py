@@ -11,11 +11,13 @@ Backends:
   client (:mod:`nnunet_causal.text.llm_client`; URL and model from the arguments or
   ``$NNUNET_CAUSAL_LLM_URL`` / ``$NNUNET_CAUSAL_LLM_MODEL``, key ``$NNUNET_CAUSAL_LLM_API_KEY``).
 
-An unreachable endpoint, an HTTP error or an answer that is not JSON of this schema is a
-:class:`~nnunet_causal.errors.TextEncoderError` (one message, nothing written). Single captions that fail
-the checks -- an unknown structure, an empty text, or a text that does not name its structure (the seed's
-substring filter, :func:`~nnunet_causal.mgcl.captions.names_its_structure`) -- are dropped and counted
-(:attr:`LLMExtractor.dropped`).
+An unreachable endpoint, an HTTP error, an answer without text or an answer that is not JSON of this schema
+is a :class:`~nnunet_causal.errors.TextEncoderError` (one message, nothing written). Single captions that
+fail the checks -- an unknown structure, an empty text, an ``absent`` that is not a yes/no, or a text that
+does not name its structure (the seed's substring filter,
+:func:`~nnunet_causal.mgcl.captions.names_its_structure`) -- are dropped and counted
+(:attr:`LLMExtractor.dropped`). ``absent`` is read as JSON ``true`` / ``false`` or, as models often write
+it, the strings ``"true"`` / ``"false"`` / ``"yes"`` / ``"no"`` and the numbers 1 / 0; left out, it is false.
 """
 from __future__ import annotations
 
@@ -56,8 +58,29 @@ def build_messages(report: str, structures: List[str]) -> List[dict]:
     return messages
 
 
+_YES, _NO = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+def read_absent(value) -> Optional[bool]:
+    """An answer's ``absent`` field as a bool: JSON booleans, ``"true"`` / ``"false"`` / ``"yes"`` / ``"no"``
+    (any case), 1 / 0, a missing field (None) = False; anything else is None (unreadable)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _YES:
+            return True
+        if word in _NO:
+            return False
+    return None
+
+
 def parse_answer(text: str, source: str) -> List[dict]:
     """The ``captions`` list of an answer (code fences allowed); anything off-schema raises."""
+    if not isinstance(text, str):
+        raise TextEncoderError(f"{source} answered without text ({type(text).__name__}); expected {SCHEMA_TEXT}")
     body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
     try:
         obj = json.loads(body)
@@ -91,7 +114,7 @@ class LLMExtractor:
 
     @property
     def id(self) -> str:
-        """Names the backend and model; keys the caption cache."""
+        """Names the backend and model; keys the caption cache (holds no URL: see ``HttpChatClient.id``)."""
         return f"llm:{self.client.id}"
 
     # ------------------------------------------------------------------ extraction
@@ -101,13 +124,15 @@ class LLMExtractor:
         out = []
         for item in parse_answer(answer, f"LLM {self.id}"):
             structure, text = item["structure"].strip(), item["caption"].strip()
-            reason = None
+            reason, absent = None, read_absent(item.get("absent"))
             if structure not in self.structures:
                 reason = "unknown structure"
             elif not text:
                 reason = "empty caption"
+            elif absent is None:
+                reason = "'absent' is not true or false"
             else:
-                caption = Caption(structure, text, bool(item.get("absent", False)), "llm")
+                caption = Caption(structure, text, absent, "llm")
                 if not names_its_structure(caption, self.vocabulary):
                     reason = "does not name its structure"
             if reason:

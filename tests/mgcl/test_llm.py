@@ -1,14 +1,16 @@
-"""The LLM extractor against a local OpenAI-compatible stub: schema parsing, the filter, bad endpoints."""
+"""The LLM extractor against a local OpenAI-compatible stub: schema parsing, the filter, yes/no fields, answers
+without text, bad endpoints, and no URL in the cache key."""
 import json
 import socket
 
 import pytest
 
 from nnunet_causal.errors import TextEncoderError
-from nnunet_causal.mgcl.llm import LLMExtractor
+from nnunet_causal.mgcl.llm import LLMExtractor, parse_answer
 from nnunet_causal.synthetic.ct3d import LABELS, PROMPTS
 from nnunet_causal.text.vocabulary import vocabulary_from_labels
 from tests.text.fake_llm import FakeLLM
+from tests.text.http_probe import ProbeServer, chat
 
 VOCAB = vocabulary_from_labels(LABELS, PROMPTS)
 
@@ -54,3 +56,41 @@ def test_off_schema_and_unreachable_endpoints_are_one_clear_error():
         LLMExtractor(VOCAB, url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=2).extract("Liver normal.")
     with pytest.raises(TextEncoderError, match="needs a model name"):
         LLMExtractor(VOCAB, url="http://127.0.0.1:1/v1")
+
+
+def test_absent_written_as_a_string_is_read_as_what_it_says():
+    answer = json.dumps({"captions": [
+        {"structure": "liver", "caption": "The liver is enlarged.", "absent": "false"},
+        {"structure": "spleen", "caption": "The spleen is not seen.", "absent": "true"},
+        {"structure": "pancreas", "caption": "The pancreas is normal.", "absent": "No"},
+        {"structure": "gallbladder", "caption": "The gallbladder has been removed.", "absent": 1},
+        {"structure": "kidney_left", "caption": "The left kidney is small.", "absent": "maybe"}]})
+    url, server, _ = serve(answer)
+    try:
+        ex = LLMExtractor(VOCAB, url=url, model="m", timeout_s=5)
+        caps = ex.extract("Liver enlarged.")
+    finally:
+        server.close()
+    assert [(c.structure, c.negated) for c in caps] == [("liver", False), ("spleen", True), ("pancreas", False),
+                                                       ("gallbladder", True)]
+    assert ex.dropped == {"'absent' is not true or false": 1}
+
+
+@pytest.mark.parametrize("content", [None, 7, [{"type": "text", "text": "{}"}]])
+def test_an_answer_without_text_is_one_clear_error_not_a_traceback(content):
+    probe = ProbeServer()
+    probe.script.append(chat(content))
+    try:
+        with pytest.raises(TextEncoderError, match=r"answered without text: choices\[0\]\.message\.content is"):
+            LLMExtractor(VOCAB, url=probe.url, model="m", timeout_s=5).extract("Liver normal.")
+    finally:
+        probe.close()
+    with pytest.raises(TextEncoderError, match="answered without text"):
+        parse_answer(None, "LLM x")
+
+
+def test_the_extractor_id_that_keys_the_shared_caption_cache_holds_no_url():
+    url = "http://127.0.0.1:9/v1?api_key=SECRET"
+    ex = LLMExtractor(VOCAB, url=url, model="m", timeout_s=5)
+    assert "SECRET" not in ex.id and "127.0.0.1" not in ex.id and ex.id.startswith("llm:endpoint-")
+    assert ex.id != LLMExtractor(VOCAB, url="http://127.0.0.1:9/v2", model="m").id
