@@ -1,0 +1,56 @@
+"""One record per prompt, the plain data the DICOM-SEG and RTSTRUCT writers take.
+
+A :class:`PromptMask` is what a prompt segmented in one case: its label value in the label map (segment
+and ROI numbers follow the label values, 1..K in prompt order), the prompt text, the canonical
+structure name(s) it resolved to, and its binary mask ``(z, y, x)`` on the source series' grid.
+:func:`prompt_masks` builds them from a label map and the per-case sidecar's prompt records
+(``CASE.prompts.json``: ``label_value``, ``prompt``, ``trained_structures`` / ``terms``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence, Tuple
+
+import numpy as np
+
+#: the DICOM LO value representation holds at most 64 characters
+LO_MAX = 64
+
+
+@dataclass(frozen=True)
+class PromptMask:
+    """What one prompt segmented in one case (see the module docstring)."""
+    label_value: int
+    prompt: str
+    structures: Tuple[str, ...]
+    mask: np.ndarray
+
+    @property
+    def name(self) -> str:
+        """Canonical structure name(s) joined by '+', else the prompt text."""
+        return "+".join(self.structures) if self.structures else self.prompt
+
+    @property
+    def voxel_count(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+def dicom_text(text: str, limit: int = LO_MAX) -> str:
+    """``text`` made a valid DICOM LO / ST value: printable ASCII, no backslash, at most ``limit`` chars."""
+    clean = re.sub(r"[^\x20-\x7e]", "?", str(text)).replace("\\", "/").strip()
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def prompt_masks(label_map: np.ndarray, records: Sequence[Mapping]) -> list:
+    """One :class:`PromptMask` per sidecar record: the voxels of ``label_map`` equal to its label value.
+
+    ``records``: dicts with ``label_value`` and ``prompt`` and, optionally, ``trained_structures`` or
+    ``terms`` (the canonical names; the first that is non-empty is used).
+    """
+    out = []
+    for r in records:
+        names = tuple(r.get("trained_structures") or r.get("terms") or ())
+        value = int(r["label_value"])
+        out.append(PromptMask(value, str(r["prompt"]), tuple(str(n) for n in names), label_map == value))
+    return out
