@@ -47,16 +47,22 @@ def _conv(ndim: int):
     return F.conv2d if ndim == 2 else F.conv3d
 
 
+def check_patch(x: torch.Tensor, kernel: int = 3) -> None:
+    """A clear error for patches smaller than the random kernels (shapes only: no host-device sync)."""
+    if min(x.shape[2:]) < kernel:
+        raise DatasetError(f"patch {tuple(x.shape[2:])} is smaller than the random GIN kernels ({kernel}); "
+                           f"use a larger patch size")
+
+
 def check_batch(x: torch.Tensor, keys: Optional[Sequence[str]] = None, kernel: int = 3) -> None:
-    """Clear errors for NaN/inf intensities (naming the cases) and patches smaller than the kernels."""
+    """Clear errors for NaN/inf intensities (naming the cases) and patches smaller than the kernels, at once
+    (this reads the device; trainers use :func:`~nnunet_causal.training.steps.nonfinite_flags` instead)."""
     finite = torch.isfinite(x.flatten(1)).all(1)
     if not bool(finite.all()):
         bad = [str(keys[i]) if keys is not None else f"sample {i}" for i in torch.nonzero(~finite).flatten().tolist()]
         raise DatasetError(f"NaN or infinite intensities in case(s) {', '.join(bad)}: fix or remove them before "
                            f"training")
-    if min(x.shape[2:]) < kernel:
-        raise DatasetError(f"patch {tuple(x.shape[2:])} is smaller than the random GIN kernels ({kernel}); "
-                           f"use a larger patch size")
+    check_patch(x, kernel)
 
 
 def gin(x: torch.Tensor, num_layers: int = 4, hidden: Optional[int] = None, slope: float = 0.2,

@@ -1,12 +1,14 @@
 """Pieces shared by trainers that replace nnU-Net's ``train_step``."""
 from __future__ import annotations
 
-from typing import List, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import autocast
 
 from nnunetv2.utilities.helpers import dummy_context
+
+from nnunet_causal.errors import DatasetError
 
 
 def device_context(device: torch.device):
@@ -62,3 +64,21 @@ def paired_halves(batch: dict) -> dict:
         keys = list(batch["keys"])[:n]
         out["keys"] = keys + keys
     return out
+
+
+def nonfinite_flags(x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool on ``x``'s device: True for each sample holding a NaN or an infinity. Launches one
+    reduction and does not wait for it (no host-device sync); read it with :func:`raise_on_nonfinite`."""
+    return ~torch.isfinite(x.flatten(1)).all(1)
+
+
+def raise_on_nonfinite(flags: torch.Tensor, keys: Optional[Sequence[str]] = None) -> None:
+    """A clear :class:`DatasetError` naming the cases whose ``flags`` (from :func:`nonfinite_flags`) are set.
+
+    Call it after the step's own host sync (the loss read back to the CPU), so reading the flags waits for
+    nothing: every step is checked at the cost of one reduction and a copy of ``B`` booleans. The step that
+    met the bad batch has updated the weights, but training stops before any checkpoint holds them."""
+    if bool(flags.any()):
+        bad = [str(keys[i]) if keys is not None else f"sample {i}" for i in torch.nonzero(flags).flatten().tolist()]
+        raise DatasetError(f"NaN or infinite intensities in case(s) {', '.join(bad)}: fix or remove them before "
+                           f"training")

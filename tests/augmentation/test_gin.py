@@ -131,13 +131,42 @@ def test_gin_ipa_step_keeps_the_planned_batch_size():
     assert seen == [6] and torch.isfinite(torch.as_tensor(out["loss"]))
 
 
-def test_finiteness_is_checked_on_the_first_step_and_every_50th():
+@pytest.mark.parametrize("mixin", ["GINMixin", "GINIPAMixin"])
+def test_nonfinite_intensities_stop_training_on_any_step_naming_the_case(mixin):
     from types import SimpleNamespace
 
-    from nnunet_causal.training.gin.nnUNetTrainerGIN import check_now
+    import nnunet_causal.training.gin.nnUNetTrainerGIN as trainers
 
-    t = SimpleNamespace()
-    assert [i for i in range(120) if check_now(t)] == [0, 50, 100]
+    steps = []
+
+    class Base:
+        def train_step(self, batch):
+            steps.append(batch["data"].shape[0])
+            return {"loss": 0.0}
+
+    class T(getattr(trainers, mixin), Base):
+        gin_location = "device"
+
+    t = T()
+    t.device, t.network = torch.device("cpu"), torch.nn.Conv2d(3, 2, 1)
+    t.optimizer = torch.optim.SGD(t.network.parameters(), 0.1)
+    t.grad_scaler = None
+    t.label_manager = SimpleNamespace(has_regions=False)
+    t.loss = lambda out, target: out.float().pow(2).mean()
+    for step in range(60):
+        data = torch.randn(4, 3, 16, 16)
+        keys = [f"case_{step}_{i}" for i in range(4)]
+        if step == 37:
+            data[1, 2, 5, 5] = float("inf")
+            data[2, 0, 0, 0] = float("nan")
+        batch = {"data": data, "target": torch.zeros(4, 1, 16, 16), "keys": keys}
+        if step < 37:
+            t.train_step(batch)
+            continue
+        with pytest.raises(DatasetError, match=r"NaN or infinite intensities in case\(s\) case_37_1, case_37_2: "):
+            t.train_step(batch)
+        break
+    assert step == 37
 
 
 def test_gin_and_ipa_draw_on_the_input_device_without_a_generator():

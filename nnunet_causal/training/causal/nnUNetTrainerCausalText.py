@@ -39,11 +39,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nnunet_causal.augmentation.gin import check_batch, gin, ipa, mix_with_original, symmetric_kl
+from nnunet_causal.augmentation.gin import check_patch, gin, ipa, mix_with_original, symmetric_kl
 from nnunet_causal.training.causal.loss_logging import CausalLossLogging
 from nnunet_causal.training.causal.style_words import (MEASURED_WORDS, measured_word_index,
                                                        patch_style_words)
-from nnunet_causal.training.gin.nnUNetTrainerGIN import check_now
 from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (CounterfactualMixin,
                                                                                label_map_for_simulators)
 from nnunet_causal.networks.builder import build_text_network
@@ -51,8 +50,8 @@ from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
 from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
 from nnunet_causal.training.causal_losses import (CausalLossWeights, class_fractions, label_fractions,
                                                   progressive_gate, total_causal_loss)
-from nnunet_causal.training.steps import (device_context, highest_resolution, optimizer_step, paired_halves,
-                                         split_batch, to_device)
+from nnunet_causal.training.steps import (device_context, highest_resolution, nonfinite_flags, optimizer_step,
+                                         paired_halves, raise_on_nonfinite, split_batch, to_device)
 from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, unwrap_network
 
 
@@ -200,8 +199,8 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
     def _causal_train_step(self, batch: dict) -> dict:
         data, target = to_device(batch, self.device)
         keys = batch.get("keys", [f"sample {i}" for i in range(data.shape[0])])
-        if check_now(self):
-            check_batch(data, keys)
+        check_patch(data)
+        flags = nonfinite_flags(data)  # read after the step's own sync: every step checked, nothing waits
         known = None
         n = data.shape[0] // 2 if self.paired_views() else 0   # paired: rows [:n] stay factual, [n:] get do(z)
         if self.counterfactual_views:
@@ -243,6 +242,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         for name in ("causal", "contrast", "lad", "consistency"):
             if name in parts:
                 out[f"l_{name}"] = parts[name].detach().cpu().numpy()
+        raise_on_nonfinite(flags, keys)
         return out
 
 

@@ -20,8 +20,9 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_causal.augmentation.gin import GINTransform, check_batch, gin, ipa, mix_with_original, symmetric_kl
-from nnunet_causal.training.steps import device_context, highest_resolution, optimizer_step, split_batch, to_device
+from nnunet_causal.augmentation.gin import GINTransform, check_patch, gin, ipa, mix_with_original, symmetric_kl
+from nnunet_causal.training.steps import (device_context, highest_resolution, nonfinite_flags, optimizer_step,
+                                          raise_on_nonfinite, split_batch, to_device)
 
 
 def gin_insert_position(transforms) -> int:
@@ -32,14 +33,6 @@ def gin_insert_position(transforms) -> int:
         if anchor in names:
             return names.index(anchor)
     return len(transforms)
-
-
-def check_now(trainer, every: int = 50) -> bool:
-    """True on the first step and every ``every``-th one: the finiteness check of :func:`check_batch` syncs the
-    host with the device, so it does not run on every step."""
-    n = getattr(trainer, "_steps_checked", 0)
-    trainer._steps_checked = n + 1
-    return n % every == 0
 
 
 class GINMixin:
@@ -61,17 +54,22 @@ class GINMixin:
         return transforms
 
     def intervene(self, batch: dict) -> dict:
-        """The batch with its images replaced by a GIN (device) view; checks for NaN/inf and tiny patches."""
+        """The batch with its images replaced by a GIN (device) view; a tiny patch is an error."""
         data = batch["data"].to(self.device, non_blocking=True)
-        if check_now(self):
-            check_batch(data, batch.get("keys"))
+        check_patch(data)
         if self.gin_location == "device":
             with torch.no_grad():
                 data = mix_with_original(gin(data, num_layers=self.gin_layers), data, self.intervention_probability)
         return {**batch, "data": data}
 
     def train_step(self, batch: dict) -> dict:
-        return super().train_step(self.intervene(batch))
+        """nnU-Net's step on the intervened batch; NaN/inf intensities stop training (every step, read after
+        the step's own sync: :func:`~nnunet_causal.training.steps.raise_on_nonfinite`)."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        flags = nonfinite_flags(data)
+        out = super().train_step(self.intervene({**batch, "data": data}))
+        raise_on_nonfinite(flags, batch.get("keys"))
+        return out
 
 
 class GINIPAMixin(GINMixin):
@@ -82,8 +80,8 @@ class GINIPAMixin(GINMixin):
         if self.gin_location == "workers":
             return super().train_step(batch)  # workers already produce IPA views; no paired consistency
         data, target = to_device(batch, self.device)
-        if check_now(self):
-            check_batch(data, batch.get("keys"))
+        check_patch(data)
+        flags = nonfinite_flags(data)
         # the GIN and IPA views of a sample are paired inside the planned batch: half of the samples, two views
         # each, so the network sees nnU-Net's VRAM-planned batch size (not twice it)
         half = max(1, data.shape[0] // 2)
@@ -103,7 +101,9 @@ class GINIPAMixin(GINMixin):
                                        sigmoid=self.label_manager.has_regions)
             loss = seg + self.consistency_weight * consistency
         optimizer_step(self, loss)
-        return {"loss": loss.detach().cpu().numpy()}
+        out = {"loss": loss.detach().cpu().numpy()}
+        raise_on_nonfinite(flags, batch.get("keys"))
+        return out
 
 
 class nnUNetTrainerGIN(GINMixin, nnUNetTrainer):
