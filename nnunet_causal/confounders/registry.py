@@ -6,10 +6,11 @@ from typing import Dict, Type
 from nnunet_causal.confounders.base import Simulator
 from nnunet_causal.confounders.ct import CT_SIMULATORS
 from nnunet_causal.confounders.endoscopy import ENDOSCOPY_SIMULATORS
+from nnunet_causal.confounders.modality import MODALITY_SIMULATORS
 from nnunet_causal.confounders.mri import MRI_SIMULATORS
 
 SIMULATORS: Dict[str, Type[Simulator]] = {cls.name: cls for cls in (*ENDOSCOPY_SIMULATORS, *CT_SIMULATORS,
-                                                                      *MRI_SIMULATORS)}
+                                                                      *MRI_SIMULATORS, *MODALITY_SIMULATORS)}
 
 
 def get_simulator(name: str, **ranges) -> Simulator:

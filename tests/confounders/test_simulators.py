@@ -166,6 +166,16 @@ CASES = {
                         lambda x, y, s: inside_outside(y, s)[0] > 1.3 * inside_outside(x, s)[0]
                         and torch.equal(y[inside_outside(x, s)[3]], x[inside_outside(x, s)[3]])),
     "wraparound": (mr_volume, {"fraction": (0.2, 0.2)}, lambda x, y, s: (y - x).abs().amax() > 0.2),
+    # modality change (nnunet_causal/confounders/modality.py; more in test_modality.py)
+    "structure_intensity": (ct_volume, {"level": (1, 1), "texture": (1, 1)},   # the organ's CT contrast is gone
+                            lambda x, y, s: abs((inside_outside(y, s)[0] - y[(x > -500) & inside_outside(x, s)[3]]
+                                                 .mean().item()) - 20) > 30),
+    "intensity_curve": (ct_volume, {"randomness": (0, 0), "inversion": (1, 1)},   # air above tissue
+                        lambda x, y, s: y[x < -500].mean() > y[x > 0].mean() + 500),
+    "mr_appearance": (ct_volume, {"bias": (0, 0), "sigma": (0.05, 0.05)},         # Rician floor in the air
+                      lambda x, y, s: y[x < -500].mean() > x[x < -500].mean() + 30),
+    "ct_appearance": (mr_volume, {"floor": (0.2, 0.2), "sigma": (0, 0)},          # flat air
+                      lambda x, y, s: y[x < 0.05].std() < 1e-5 and torch.allclose(y[x > 0.3], x[x > 0.3], atol=1e-5)),
 }
 
 
