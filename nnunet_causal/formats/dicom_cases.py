@@ -1,0 +1,134 @@
+"""DICOM at the edges of the prediction commands: a folder of DICOM series in as nnU-Net cases, DICOM-SEG /
+RTSTRUCT out beside each case's label map.
+
+In: :func:`stage_dicom_cases` reads every series of a folder (:mod:`.dicom_series`: one case per
+SeriesInstanceUID, checked geometry) and writes each as ``<work>/<case>_0000<ending>`` (case id
+``S_<SeriesInstanceUID with '_' for '.'>``), checking that the written file reads back on the series'
+grid; :data:`SERIES_RECORD` (``dicom_series.json``, written beside the outputs) maps each case to its
+series (UIDs, files, grid).
+
+Out: :func:`write_case_dicom` reads a case's label map and its ``CASE.prompts.json`` back (the binary
+mask files of ``--save_binary`` when present, so overlapping prompts stay overlapping), checks that the
+label map lies on the series' grid, and writes ``CASE.seg.dcm`` (DICOM-SEG) and/or ``CASE.rtstruct.dcm``
+(RTSTRUCT), both referencing the source series.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.errors import DatasetError
+from nnunet_causal.formats.dicom_series import (DicomSeries, is_dicom_folder, read_series_headers, read_series_image,
+                                                scan_dicom_folder)
+from nnunet_causal.formats.geometry import Grid, check_same_grid
+
+logger = logging.getLogger(__name__)
+
+SERIES_RECORD = "dicom_series.json"
+DICOM_OUTPUTS = {"seg": ("seg",), "rtstruct": ("rtstruct",), "both": ("seg", "rtstruct")}
+#: a file written through NIfTI stores its geometry in float32: agreement asked of it, mm
+WRITTEN_GRID_TOLERANCE = 1e-4
+
+
+def looks_like_dicom_input(folder: Path) -> bool:
+    """``folder`` holds DICOM files and no nnU-Net named image (``CASE_0000.ext``) at its top level."""
+    folder = Path(folder)
+    if not folder.is_dir() or any(p.is_file() and "_0000." in p.name for p in folder.iterdir()):
+        return False
+    return is_dicom_folder(folder)
+
+
+def stage_dicom_cases(input_folder: Path, work_folder: Path, file_ending: str) -> Dict[str, DicomSeries]:
+    """Write every series under ``input_folder`` as an nnU-Net case in ``work_folder``; ``{case: series}``."""
+    import SimpleITK as sitk
+
+    series = scan_dicom_folder(Path(input_folder))
+    work_folder = Path(work_folder)
+    work_folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for s in series:
+        path = work_folder / f"{s.case_id}_0000{file_ending}"
+        with atomic_path(path) as tmp:
+            sitk.WriteImage(read_series_image(s), tmp, True)
+        check_same_grid(s.grid, Grid.of(sitk.ReadImage(str(path))), str(path), f"series {s.series_uid}",
+                        WRITTEN_GRID_TOLERANCE)
+        out[s.case_id] = s
+        logger.info("DICOM series %s (%s, %d slices) -> case %s", s.series_uid, s.modality, len(s.files), s.case_id)
+    return out
+
+
+def write_series_record(output_folder: Path, cases: Dict[str, DicomSeries]) -> Path:
+    """``output_folder/dicom_series.json``: ``{case: series record}`` (merged with an existing record)."""
+    path = Path(output_folder) / SERIES_RECORD
+    record = {}
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            record = {}
+    record.update({case: s.record() for case, s in cases.items()})
+    write_json_atomic(path, record)
+    return path
+
+
+def series_of_case(output_folder: Path, case: str) -> Optional[DicomSeries]:
+    """The source series of ``case`` from ``output_folder/dicom_series.json`` (None if not a DICOM case)."""
+    path = Path(output_folder) / SERIES_RECORD
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text(encoding="utf-8")).get(case)
+    if rec is None:
+        return None
+    grid = Grid(tuple(rec["size"]), tuple(rec["spacing"]), tuple(rec["origin"]), tuple(rec["direction"]))
+    return DicomSeries(Path(rec["folder"]), rec["series_instance_uid"], rec["study_instance_uid"],
+                       rec["frame_of_reference_uid"], rec["modality"], rec["series_description"],
+                       tuple(Path(f) for f in rec["files"]), grid)
+
+
+def _case_masks(label_path: Path, sidecar: dict, series: DicomSeries) -> list:
+    import SimpleITK as sitk
+    import numpy as np
+
+    from nnunet_causal.formats.segments import PromptMask, prompt_masks
+
+    label = sitk.ReadImage(str(label_path))
+    check_same_grid(series.grid, Grid.of(label), str(label_path), f"DICOM series {series.series_uid}",
+                    WRITTEN_GRID_TOLERANCE)
+    masks = prompt_masks(sitk.GetArrayFromImage(label), sidecar["prompts"])
+    out = []
+    for m, rec in zip(masks, sidecar["prompts"]):
+        binary = rec.get("binary_mask")
+        if binary and (label_path.parent / binary).is_file():
+            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path.parent / binary))) > 0
+            m = PromptMask(m.label_value, m.prompt, m.structures, np.asarray(arr))
+        out.append(m)
+    return out
+
+
+def write_case_dicom(label_path: Path, sidecar_path: Path, series: DicomSeries, kinds: Sequence[str],
+                     series_description: str = "nnunet_causal text-prompted segmentation") -> List[Path]:
+    """Write ``CASE.seg.dcm`` and/or ``CASE.rtstruct.dcm`` beside ``label_path`` (``kinds``: 'seg',
+    'rtstruct'); return the files written."""
+    label_path, sidecar_path = Path(label_path), Path(sidecar_path)
+    try:
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{sidecar_path}: cannot read the case's prompt records: {e}") from e
+    masks = _case_masks(label_path, sidecar, series)
+    source = read_series_headers(series)
+    case = sidecar.get("case") or label_path.name.split(".")[0]
+    written = []
+    if "seg" in kinds:
+        from nnunet_causal.formats.dicom_seg import write_dicom_seg
+
+        written.append(write_dicom_seg(masks, source, label_path.parent / f"{case}.seg.dcm",
+                                       series_description=series_description))
+    if "rtstruct" in kinds:
+        from nnunet_causal.formats.rtstruct import write_rtstruct
+
+        written.append(write_rtstruct(masks, source, label_path.parent / f"{case}.rtstruct.dcm",
+                                      series_description=series_description))
+    return written
