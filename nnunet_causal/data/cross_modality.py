@@ -1,0 +1,73 @@
+"""Cross-modality training: the dataset.json declaration that keeps an image of the other modality usable.
+
+nnU-Net picks each channel's normalisation from its name in ``channel_names``
+(``nnunetv2/preprocessing/normalization/map_channel_name_to_normalization.py``): ``"CT"`` gets
+``CTNormalization`` -- clip to the training set's foreground 0.5-99.5 percentile HU window, then subtract
+that set's mean and divide by its std. An MR image given to such a model is clipped into a CT window in which
+it carries almost no contrast (MR intensities are arbitrary positive numbers), whatever the network learned.
+Every other name (``"zscore"``, ``"T1"``, ...) gets ``ZScoreNormalization``: each image by its own mean and
+std, which maps CT and MR of the same anatomy to comparable ranges.
+
+The declaration (written by :func:`declare_cross_modality`, read by the cross-modality trainer)::
+
+    "channel_names": {"0": "zscore"},            # was "CT": per-image z-score, no HU window
+    "imaging_family": "ct",                       # the confounder dictionary of the source modality
+    "cross_modality": {"source_channel_names": {"0": "CT"}}
+
+``imaging_family`` keeps the family the original channel names gave (a channel named ``"zscore"`` names
+none), so the CT dictionary, with its ``[modality]`` group, still applies. Datasets without the key keep the
+stock normalisation (CT window for CT: the better choice when train and test are both CT).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Mapping, Optional, Sequence
+
+from nnunet_causal.errors import DatasetError
+
+KEY = "cross_modality"
+ZSCORE = "zscore"
+
+
+def declare_cross_modality(dataset_json: Mapping) -> dict:
+    """A copy of ``dataset_json`` declared for cross-modality training: channels nnU-Net would normalise with
+    ``CTNormalization`` are renamed ``"zscore"``, ``imaging_family`` is set to ``"ct"`` when one was renamed
+    and it is absent (other names, e.g. ``"T1"``, still name their family and are z-scored already), and ``"cross_modality"`` records the original channel names. Declaring twice changes nothing."""
+    dj = copy.deepcopy(dict(dataset_json))
+    if cross_modality_declared(dj):
+        return dj
+    names = {str(k): str(v) for k, v in (dj.get("channel_names") or {}).items()}
+    if not names:
+        raise DatasetError("dataset.json has no channel_names to declare for cross-modality training")
+    renamed = {k: (ZSCORE if v.strip().casefold() == "ct" else v) for k, v in names.items()}
+    if renamed != names:          # a "zscore" channel names no family: keep the one "CT" gave
+        dj.setdefault("imaging_family", "ct")
+    dj["channel_names"] = renamed
+    dj[KEY] = {"source_channel_names": names}
+    return dj
+
+
+def cross_modality_declared(dataset_json: Mapping) -> bool:
+    """Whether ``dataset_json`` carries the cross-modality declaration (``"cross_modality"`` true or a dict)."""
+    value = dataset_json.get(KEY)
+    return bool(value) if not isinstance(value, Mapping) else True
+
+
+def ct_normalised_channels(normalization_schemes: Sequence[str]) -> list:
+    """Indices of the channels a plans configuration normalises with ``CTNormalization``."""
+    return [i for i, s in enumerate(normalization_schemes) if s == "CTNormalization"]
+
+
+def check_cross_modality_plans(normalization_schemes: Sequence[str], dataset_json: Mapping,
+                               source: Optional[str] = None) -> None:
+    """Raise :class:`DatasetError` when a dataset declared for cross-modality training was planned with
+    ``CTNormalization`` on some channel (it was preprocessed before the declaration, or the declaration was
+    written by hand with a ``"CT"`` channel); the message says what to run."""
+    bad = ct_normalised_channels(normalization_schemes)
+    if cross_modality_declared(dataset_json) and bad:
+        where = f"{source}: " if source else ""
+        raise DatasetError(f"{where}dataset.json declares cross-modality training, but the plans normalise "
+                           f"channel(s) {bad} with CTNormalization (a fixed HU window that clips the other "
+                           f"modality); rename those channels \"zscore\" in dataset.json (nnunet_causal.data."
+                           f"cross_modality.declare_cross_modality does it) and run nnUNetv2_plan_and_preprocess "
+                           f"again")

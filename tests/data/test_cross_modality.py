@@ -1,0 +1,36 @@
+"""The dataset.json declaration for cross-modality training (per-image z-score instead of the CT window)."""
+import pytest
+
+from nnunet_causal.data.cross_modality import (check_cross_modality_plans, cross_modality_declared,
+                                               declare_cross_modality)
+from nnunet_causal.errors import DatasetError
+
+
+def test_ct_channel_becomes_zscore_and_keeps_its_family():
+    from nnunetv2.preprocessing.normalization.map_channel_name_to_normalization import get_normalization_scheme
+
+    original = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}}
+    dj = declare_cross_modality(original)
+    assert dj["channel_names"] == {"0": "zscore"}
+    assert get_normalization_scheme(dj["channel_names"]["0"]).__name__ == "ZScoreNormalization"
+    assert dj["imaging_family"] == "ct" and dj["cross_modality"] == {"source_channel_names": {"0": "CT"}}
+    assert original["channel_names"] == {"0": "CT"} and not cross_modality_declared(original)
+    assert declare_cross_modality(dj) == dj                       # declaring twice changes nothing
+
+
+def test_mr_and_multichannel_names_stay():
+    dj = declare_cross_modality({"channel_names": {"0": "T1", "1": "ct"}, "imaging_family": "mri"})
+    assert dj["channel_names"] == {"0": "T1", "1": "zscore"} and dj["imaging_family"] == "mri"
+    assert cross_modality_declared(dj) and cross_modality_declared({"cross_modality": True})
+    assert not cross_modality_declared({"cross_modality": False})
+    with pytest.raises(DatasetError, match="no channel_names"):
+        declare_cross_modality({"labels": {}})
+
+
+def test_plans_with_the_ct_window_are_refused_for_a_declared_dataset():
+    declared = declare_cross_modality({"channel_names": {"0": "CT"}})
+    with pytest.raises(DatasetError, match=r"model/plans.json: .*channel\(s\) \[0\] with CTNormalization.*"
+                                           r"nnUNetv2_plan_and_preprocess"):
+        check_cross_modality_plans(["CTNormalization"], declared, "model/plans.json")
+    check_cross_modality_plans(["ZScoreNormalization"], declared)
+    check_cross_modality_plans(["CTNormalization"], {"channel_names": {"0": "CT"}})   # in-modality: stock
