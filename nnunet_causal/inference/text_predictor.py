@@ -37,6 +37,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 
 from nnunet_causal.errors import DatasetError, PromptError, ResolutionError
 from nnunet_causal.inference import presence as presence_decisions
+from nnunet_causal.inference.modality_check import warn_if_not_ct
 from nnunet_causal.inference.stock_prompts import caller_sets_prompts
 from nnunet_causal.networks.text_plans import get_text_settings
 
@@ -212,6 +213,8 @@ class nnUNetTextPredictor(nnUNetPredictor):
                                    f"{expected} ({', '.join(map(str, self.dataset_json['channel_names'].values()))})")
             if not np.all(np.isfinite(image)):
                 raise DatasetError(f"{', '.join(files)}: image contains NaN or infinite values")
+            warn_if_not_ct(image, ", ".join(files), self.configuration_manager.normalization_schemes,
+                           self.plans_manager.foreground_intensity_properties_per_channel)
 
     def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
                                        folder_with_segs_from_prev_stage=None, overwrite=True, part_id=0, num_parts=1,
