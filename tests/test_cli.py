@@ -12,7 +12,7 @@ def test_env_prints_the_ext_trainer_line_and_warns(monkeypatch, capsys):
     out = capsys.readouterr()
     assert out.out.strip() == f"export nnUNet_extTrainer={ext_trainer_folder()}"
     assert "nnUNet_raw is not set" in out.err
-    assert (ext_trainer_folder() / "nnunet_causal_text_trainers.py").exists()
+    assert (ext_trainer_folder() / "nnunet_causal_trainers.py").exists()
 
 
 def test_env_quiet_when_configured(monkeypatch, tmp_path):

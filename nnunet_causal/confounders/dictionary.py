@@ -17,10 +17,23 @@ right of it one or more simulator calls joined by ``+``, each ``name`` or ``name
 (a single value means ``v..v``). Names come from :data:`nnunet_causal.confounders.registry.SIMULATORS`;
 parameters must lie within the simulator's bounds. A trailing ``@weight=w`` (w > 0, default 1) makes an
 entry w times as likely as a weight-1 entry when a counterfactual view draws from its kind (our addition to
-MCDRL's dictionary: the session-4 cue experiments found that views breaking *all* of a lesion's redundant
+MCDRL's dictionary: the cue experiments (``benchmarks/cue_experiments``) found that views breaking *all* of a lesion's redundant
 cues at once teach shape, so such a joint entry is drawn more often). A line without ``::`` is a text-only
 confounder (it acts on features, not on images). The shipped files are ``resources/confounders/{endoscopy,ct,mri}.txt``;
 dataset.json ``"confounder_dictionary"`` points at a user's own file.
+
+Recipe header. Lines ``@recipe key = value`` before the first ``[kind]`` or entry set how a trainer draws
+counterfactual views from the file (the share of views, of label-aware views, the weight exponent, GIN/IPA
+on top...; keys, ranges and defaults in :mod:`nnunet_causal.confounders.recipe`)::
+
+    @recipe probability = 0.5                # half of the samples stay factual
+    @recipe label_aware_probability = 1.0    # every view includes a label-aware kind
+    @recipe weight_exponent = 4              # within a kind, draw ~ @weight ** 4
+
+A key the header leaves out keeps its default; dataset.json ``"counterfactual_recipe": {"probability": 0.6}``
+overrides keys per dataset. An unknown key, a value out of range, a recipe line after the first entry, or a
+recipe that cannot draw what it asks for (``label_aware_probability > 0`` with no label-aware entry,
+``probability > 0`` with no simulated entry) is an error naming the file and line.
 """
 from __future__ import annotations
 
@@ -29,9 +42,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from nnunet_causal.confounders.base import Simulator
+from nnunet_causal.confounders.recipe import (CounterfactualRecipe, build_recipe, parse_header_line,
+                                              with_overrides)
 from nnunet_causal.confounders.registry import get_simulator
 from nnunet_causal.errors import DatasetError
 
@@ -129,6 +144,31 @@ def _split_plus(spec: str) -> List[str]:
 
 def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
     """Entries of a family (``endoscopy``/``ct``/``mri``) or of a user's file; errors name file and line."""
+    return _read(family_or_path)[0]
+
+
+def load_recipe(family_or_path: str) -> CounterfactualRecipe:
+    """The recipe header of a family's or a user's dictionary (defaults where it sets nothing), checked
+    against the file's entries."""
+    entries, recipe = _read(family_or_path)
+    check_recipe(recipe, entries)
+    return recipe
+
+
+def check_recipe(recipe: CounterfactualRecipe, entries: List[ConfounderEntry]) -> None:
+    """A recipe that asks for views the entries cannot give is an error naming where it asked."""
+    if recipe.label_aware_probability and not any(s.label_aware for e in entries for s in e.simulators):
+        raise DatasetError(f"{recipe.where.get('label_aware_probability', 'recipe')}: label_aware_probability = "
+                           f"{recipe.label_aware_probability} asks for label-aware views, but {entries[0].source} "
+                           f"has no label-aware entry (a simulator that reads the label, e.g. structure_colour, "
+                           f"contrast_phase, tissue_contrast); add one or set it to 0")
+    if "probability" in recipe.where and recipe.probability > 0 and not any(e.simulators for e in entries):
+        raise DatasetError(f"{recipe.where['probability']}: probability = {recipe.probability} asks for "
+                           f"counterfactual views, but {entries[0].source} has no entry with a simulator; add one "
+                           f"('description :: simulator') or set it to 0")
+
+
+def _read(family_or_path: str) -> Tuple[List[ConfounderEntry], CounterfactualRecipe]:
     path = _resolve(family_or_path)
     if not path.is_file():
         raise DatasetError(f"confounder dictionary {path} does not exist")
@@ -137,9 +177,20 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
     except UnicodeDecodeError as e:
         raise DatasetError(f"confounder dictionary {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     entries, seen, group = [], {}, None
+    header: Dict[str, object] = {}
+    header_where: Dict[str, str] = {}
     for no, raw in enumerate(text.splitlines(), start=1):
         body = raw.split("#", 1)[0].strip()
         if not body:
+            continue
+        if body.startswith("@"):
+            where = f"{path}, line {no}"
+            if entries or group is not None:
+                raise DatasetError(f"{where}: recipe lines belong to the header, before the first [kind] or entry")
+            key, value = parse_header_line(body, where)
+            if key in header_where:
+                raise DatasetError(f"{where}: recipe key '{key}' repeats {header_where[key]}")
+            header[key], header_where[key] = value, where
             continue
         if body.startswith("[") and body.endswith("]"):
             group = body[1:-1].strip()
@@ -164,7 +215,7 @@ def load_confounder_entries(family_or_path: str) -> List[ConfounderEntry]:
                                        group if group is not None else f"line {no}", weight))
     if not entries:
         raise DatasetError(f"{path}: no confounder descriptions (every line is empty or a comment)")
-    return entries
+    return entries, build_recipe(header, header_where)
 
 
 def load_confounder_dictionary(family_or_path: str) -> List[str]:
@@ -203,3 +254,16 @@ def confounders_for_dataset(dataset_json: dict) -> List[str]:
 
 def confounder_entries_for_dataset(dataset_json: dict) -> List[ConfounderEntry]:
     return load_confounder_entries(dictionary_for_dataset(dataset_json))
+
+
+RECIPE_OVERRIDE_KEY = "counterfactual_recipe"
+
+
+def recipe_for_dataset(dataset_json: dict) -> CounterfactualRecipe:
+    """The recipe a dataset trains with: its dictionary's header, then dataset.json ``"counterfactual_recipe"``
+    on top; checked against the dictionary's entries (errors name the file and line, or dataset.json)."""
+    entries, recipe = _read(dictionary_for_dataset(dataset_json))
+    if RECIPE_OVERRIDE_KEY in dataset_json:
+        recipe = with_overrides(recipe, dataset_json[RECIPE_OVERRIDE_KEY], f'dataset.json "{RECIPE_OVERRIDE_KEY}"')
+    check_recipe(recipe, entries)
+    return recipe

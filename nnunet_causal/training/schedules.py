@@ -1,54 +1,80 @@
-"""Training-length mixins shared by all trainer families."""
+"""Training lengths, defined once: one table of schedules, one mixin class per row (nnU-Net's
+``variants/training_length`` naming). :mod:`nnunet_causal.training.catalogue` applies every row to every
+trainer of the catalogue: ``<Trainer>_<suffix>`` = ``(schedule mixin, Trainer)``.
+
+A row sets nnU-Net's ``num_epochs`` and, where given, ``num_iterations_per_epoch`` and
+``num_val_iterations_per_epoch`` after the trainer's own ``__init__``. The ``CPU*`` rows are the short
+schedules of the demo and the CPU benchmarks (``benchmarks/RESULTS_cpu.md`` measured each budget); the
+``Xepoch(s)`` rows keep nnU-Net's 250 iterations per epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Optional
+
 import torch
 
 
-class _FixedSchedule:
-    """Sets nnU-Net's epoch / iteration counts from the class attributes after the trainer's own __init__."""
-    epochs, iterations, val_iterations = 1000, 250, 50   # nnU-Net's defaults; subclasses set their own
+@dataclass(frozen=True)
+class Schedule:
+    suffix: str                      # the class-name suffix, without the underscore
+    epochs: int
+    iterations: Optional[int] = None      # per epoch; None: nnU-Net's 250
+    val_iterations: Optional[int] = None  # per epoch; None: nnU-Net's 50
+    note: str = ""
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * (self.iterations or 250)
+
+    def describe(self) -> str:
+        it = f" x {self.iterations}" if self.iterations else " x 250"
+        return f"{self.epochs} epochs{it} iterations ({self.steps} steps)" + (f": {self.note}" if self.note else "")
+
+
+SCHEDULES = (
+    Schedule("1epoch", 1), Schedule("2epochs", 2), Schedule("5epochs", 5), Schedule("10epochs", 10),
+    Schedule("20epochs", 20), Schedule("50epochs", 50), Schedule("100epochs", 100), Schedule("250epochs", 250),
+    Schedule("500epochs", 500),
+    Schedule("CPUDemo", 12, 25, 5, "the demo on a laptop CPU"),
+    Schedule("CPULong", 40, 25, 5, "stock and text held-out Dice stop moving here on the CPU benchmark"),
+    Schedule("CPU1250steps", 50, 25, 5, "nnU-Net's 5 epochs in CPU-benchmark epochs"),
+    Schedule("CPU2000steps", 80, 25, 5, "the CPU robustness benchmark's default budget"),
+    Schedule("CPU4000steps", 160, 25, 5),
+    Schedule("CPU5000steps", 200, 25, 5, "the recipe's held-out Dice is near its plateau here on the CPU "
+                                         "benchmark"),
+)
+
+
+class TrainingLength:
+    """Mixin: sets nnU-Net's epoch / iteration counts from the class's schedule after the trainer's own
+    ``__init__``. Put it first in the bases: ``class X(TrainingLength, Trainer)``."""
+    schedule: Optional[Schedule] = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.epochs
-        self.num_iterations_per_epoch = self.iterations
-        self.num_val_iterations_per_epoch = self.val_iterations
+        s = self.schedule
+        if s is not None:
+            self.num_epochs = s.epochs
+            if s.iterations is not None:
+                self.num_iterations_per_epoch = s.iterations
+            if s.val_iterations is not None:
+                self.num_val_iterations_per_epoch = s.val_iterations
 
 
-class CPUDemoSchedule(_FixedSchedule):
-    """12 epochs of 25 iterations, 5 validation iterations: the schedule of every ``*_CPUDemo`` trainer
-    (demo and benchmarks on a laptop CPU). Put it first in the bases: ``class X(CPUDemoSchedule, Trainer)``."""
-
-    epochs, iterations, val_iterations = 12, 25, 5
+def _mixin(s: Schedule) -> type:
+    return type(f"{s.suffix}Schedule", (TrainingLength,), {"schedule": s, "__module__": __name__,
+                                                           "__doc__": f"Training length: {s.describe()}."})
 
 
-class CPULongSchedule(_FixedSchedule):
-    """40 epochs of 25 iterations (1000 steps), 5 validation iterations: the schedule of the ``*_CPULong``
-    trainers of the robustness benchmark (``benchmarks/lodo_benchmark.py``), long enough on the synthetic 2D
-    sets for held-out Dice to stop moving (measured there; the 300 steps of ``CPUDemo`` are not)."""
+#: suffix -> its mixin class
+SCHEDULE_MIXINS: Mapping[str, type] = MappingProxyType({s.suffix: _mixin(s) for s in SCHEDULES})
 
-    epochs, iterations, val_iterations = 40, 25, 5
-
-
-class CPU2000StepsSchedule(_FixedSchedule):
-    """80 epochs of 25 iterations (2000 steps), 5 validation iterations: the robustness benchmark's budget
-    for trainers whose every sample is a counterfactual view. At 1000 steps such a trainer had not yet
-    learned the shape it is pushed towards (seed 0: in-domain 0.73 -> 0.88, cue-broken frames 0.47 -> 0.65
-    from 1000 to 2000 steps; ``benchmarks/RESULTS_cpu.md``); the benchmark's default for every trainer."""
-
-    epochs, iterations, val_iterations = 80, 25, 5
-
-
-class CPU4000StepsSchedule(_FixedSchedule):
-    """160 epochs of 25 iterations (4000 steps), 5 validation iterations: twice the robustness benchmark's
-    budget, to measure whether the every-sample-counterfactual trainers were still learning shape at 2000."""
-
-    epochs, iterations, val_iterations = 160, 25, 5
-
-
-class CPU5000StepsSchedule(_FixedSchedule):
-    """200 epochs of 25 iterations (5000 steps), 5 validation iterations: the cue-breaking trainer's held-out
-    learning curve was still rising at 4000 steps; at 5000 it is near its plateau, its in-domain Dice 1.8
-    points below stock's at 1000 steps (3 seeds; ``benchmarks/RESULTS_cpu.md``): the robustness benchmark's
-    budget for that trainer."""
-
-    epochs, iterations, val_iterations = 200, 25, 5
+# the mixins under the names benchmark scripts import
+CPUDemoSchedule = SCHEDULE_MIXINS["CPUDemo"]
+CPULongSchedule = SCHEDULE_MIXINS["CPULong"]
+CPU2000StepsSchedule = SCHEDULE_MIXINS["CPU2000steps"]
+CPU4000StepsSchedule = SCHEDULE_MIXINS["CPU4000steps"]
+CPU5000StepsSchedule = SCHEDULE_MIXINS["CPU5000steps"]

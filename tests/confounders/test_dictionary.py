@@ -1,7 +1,9 @@
 """Dictionary format: descriptions, simulator calls, kinds, and clear errors naming file and line."""
 import pytest
 
-from nnunet_causal.confounders.dictionary import load_confounder_dictionary, load_confounder_entries
+from nnunet_causal.confounders.dictionary import (load_confounder_dictionary, load_confounder_entries, load_recipe,
+                                                  recipe_for_dataset)
+from nnunet_causal.confounders.recipe import RECIPE_KEYS, CounterfactualRecipe
 from nnunet_causal.errors import DatasetError
 
 
@@ -72,3 +74,80 @@ def test_not_utf8_and_missing(tmp_path):
         load_confounder_entries(str(f))
     with pytest.raises(DatasetError, match="does not exist"):
         load_confounder_entries(str(tmp_path / "nope.txt"))
+
+
+# ---------------------------------------------------------------- recipe header
+def test_shipped_headers_endoscopy_holds_the_measured_recipe_ct_mri_the_generic_one():
+    endo = load_recipe("endoscopy")
+    assert (endo.probability, endo.label_aware_probability, endo.weight_exponent) == (0.5, 1.0, 4.0)
+    assert set(endo.where) == set(RECIPE_KEYS)          # every knob written out, none left implicit
+    assert all("endoscopy.txt, line " in w for w in endo.where.values())
+    for family in ("ct", "mri"):
+        r = load_recipe(family)
+        assert r.values() == CounterfactualRecipe().values()     # the generic recipe, unchanged
+        assert "label_aware_probability" not in r.where          # "like any other kind" = left out
+
+
+def _dictionary(tmp_path, header: str, body: str = "[light]\na dark frame :: exposure(gain=0.5..0.7)\n"
+                "[lesion]\na lesion :: structure_colour(contrast=0.9..1.1)\n"):
+    f = tmp_path / "mine.txt"
+    f.write_text(header + body, encoding="utf-8")
+    return f
+
+
+def test_header_keys_defaults_and_dataset_override(tmp_path):
+    f = _dictionary(tmp_path, "# mine\n@recipe probability = 0.25   # a comment\n@recipe\tmax_kinds=2\n")
+    r = load_recipe(str(f))
+    assert (r.probability, r.max_kinds, r.weight_exponent) == (0.25, 2, 1.0)
+    assert r.where == {"probability": f"{f}, line 2", "max_kinds": f"{f}, line 3"}
+    assert [e.description for e in load_confounder_entries(str(f))] == ["a dark frame", "a lesion"]
+    dj = {"channel_names": {"0": "R", "1": "G", "2": "B"}, "confounder_dictionary": str(f),
+          "counterfactual_recipe": {"probability": 0.9, "image_intervention": "none"}}
+    r2 = recipe_for_dataset(dj)
+    assert (r2.probability, r2.max_kinds, r2.image_intervention) == (0.9, 2, "none")
+    assert r2.where["probability"] == 'dataset.json "counterfactual_recipe"'
+    assert recipe_for_dataset({"channel_names": {"0": "CT"}}) == load_recipe("ct")
+
+
+@pytest.mark.parametrize("header, message", [
+    ("@recipe colour = 3\n", "line 1: unknown recipe key 'colour'"),
+    ("@recipe probability = 1.5\n", "line 1: recipe key 'probability' = 1.5 must lie in [0, 1]"),
+    ("@recipe weight_exponent = -1\n", "line 1: recipe key 'weight_exponent' = -1 must be a finite number >= 0"),
+    ("@recipe max_kinds = 0.5\n", "line 1: recipe key 'max_kinds' = 0.5 must be a whole number >= 1"),
+    ("@recipe probability = half\n", "line 1: recipe key 'probability' needs a number, got 'half'"),
+    ("@recipe probability = nan\n", "line 1: recipe key 'probability'"),
+    ("@recipe image_intervention = blur\n", "must be one of gin_ipa, gin, none"),
+    ("@recipe probability\n", "line 1: cannot read '@recipe probability'"),
+    ("@recipes probability = 1\n", "line 1: cannot read"),
+    ("@recipe probability = 1\n@recipe probability = 0.5\n", "line 2: recipe key 'probability' repeats"),
+])
+def test_bad_header_names_file_and_line(tmp_path, header, message):
+    f = _dictionary(tmp_path, header)
+    with pytest.raises(DatasetError) as e:
+        load_recipe(str(f))
+    assert message in str(e.value) and str(f) in str(e.value)
+
+
+def test_recipe_line_after_the_first_entry_is_an_error(tmp_path):
+    f = _dictionary(tmp_path, "", "a frame :: sensor_noise\n@recipe probability = 0.5\n")
+    with pytest.raises(DatasetError, match="line 2: recipe lines belong to the header"):
+        load_confounder_entries(str(f))
+
+
+def test_recipe_that_cannot_draw_what_it_asks_for(tmp_path):
+    f = _dictionary(tmp_path, "@recipe label_aware_probability = 1\n", "a dark frame :: exposure(gain=0.5..0.7)\n")
+    with pytest.raises(DatasetError) as e:
+        load_recipe(str(f))
+    assert f"{f}, line 1: label_aware_probability = 1.0 asks for label-aware views" in str(e.value)
+    g = _dictionary(tmp_path, "@recipe probability = 0.5\n", "a frame described only\n")
+    with pytest.raises(DatasetError, match="line 1: probability = 0.5 asks for counterfactual views"):
+        load_recipe(str(g))
+    # the same through dataset.json: the override is named
+    dj = {"channel_names": {"0": "R"}, "confounder_dictionary": str(_dictionary(tmp_path, "", "a :: sensor_noise\n")),
+          "counterfactual_recipe": {"label_aware_probability": 0.5}}
+    with pytest.raises(DatasetError, match='dataset.json "counterfactual_recipe": label_aware_probability = 0.5'):
+        recipe_for_dataset(dj)
+    with pytest.raises(DatasetError, match='dataset.json "counterfactual_recipe": unknown recipe key \'p\''):
+        recipe_for_dataset({**dj, "counterfactual_recipe": {"p": 1}})
+    with pytest.raises(DatasetError, match="must be an object of recipe keys"):
+        recipe_for_dataset({**dj, "counterfactual_recipe": [0.5]})

@@ -40,6 +40,7 @@ import torch
 from torch.nn import functional as F
 
 from nnunet_causal.augmentation.gin import check_patch, gin, ipa, mix_with_original, symmetric_kl
+from nnunet_causal.training.causal.domains import domain_fallback
 from nnunet_causal.training.causal.loss_logging import CausalLossLogging
 from nnunet_causal.training.causal.style_words import (MEASURED_WORDS, measured_word_index,
                                                        patch_style_words)
@@ -65,9 +66,11 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
     warmup_fraction = 0.2
     # ---- image interventions
     counterfactual_views = True     # dictionary do(z) views (CounterfactualMixin settings)
-    image_intervention = "gin_ipa"  # "gin_ipa" | "gin" | "none"
-    intervention_probability = 0.5  # fraction of samples that get a GIN/IPA view (see GINMixin)
-    counterfactual_consistency_weight = 0.0  # > 0: paired factual / counterfactual views + w * symmetric KL
+    # the next three, like the counterfactual_* settings: None = from the dictionary's recipe
+    # (nnunet_causal.confounders.recipe); a subclass that sets one pins it
+    image_intervention: Optional[str] = None               # "gin_ipa" | "gin" | "none"
+    intervention_probability: Optional[float] = None       # fraction of samples that get a GIN/IPA view
+    counterfactual_consistency_weight: Optional[float] = None  # > 0: paired factual / do(z) views + w * sym. KL
     # ---- LAD style descriptions
     style_captioner: Optional[Callable[[np.ndarray], str]] = None
 
@@ -101,7 +104,10 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         self._anchors = torch.stack(anchors).to(self.device)
         self._encoder = encoder
         self._domains: Dict[str, dict] = self.dataset_json.get("domains") or {}
-        self._warned_missing_domain = False
+        fallback = domain_fallback(self.dataset_json)
+        if fallback:
+            self.print_to_log_file(f"causal: {fallback}")
+        self._warned_missing_domain = not self._domains  # the line above said it for every case
         self.print_to_log_file(f"causal: {len(confounders)} confounders, L={net.bottleneck.num_layers}, "
                                f"alpha={net.bottleneck.alpha}, weights={self.loss_weights}, "
                                f"warm-up {self.warmup_fraction:.0%} of {self.num_epochs} epochs, "

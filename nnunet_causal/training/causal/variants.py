@@ -1,80 +1,18 @@
-"""nnUNetTrainerCausalText variants: epoch schedules, one-part-off ablations, parameter-efficient mode."""
+"""nnUNetTrainerCausalText variants, one change each: one-part-off ablations, the generic recipe, the
+parameter-efficient mode. Training lengths (``_5epochs``, ``_CPUDemo``...) are not written here: the catalogue
+(:mod:`nnunet_causal.training.catalogue`) applies every schedule to every class."""
 import os
 
 import torch
 
+from nnunet_causal.confounders.recipe import CounterfactualRecipe
 from nnunet_causal.errors import NnunetCausalError
 from nnunet_causal.networks.adapters import add_decoder_adapters, freeze_pretrained
 from nnunet_causal.networks.pretrained import load_stunet_pretrained
 from nnunet_causal.networks.text_plans import PLANS_KEY, get_text_settings
 from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
 from nnunet_causal.training.causal_losses import CausalLossWeights
-from nnunet_causal.training.schedules import (CPUDemoSchedule, CPU2000StepsSchedule, CPU4000StepsSchedule,
-                                              CPU5000StepsSchedule, CPULongSchedule)
 from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
-
-
-class nnUNetTrainerCausalText_1epoch(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 1
-
-
-class nnUNetTrainerCausalText_2epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-
-
-class nnUNetTrainerCausalText_5epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
-
-
-class nnUNetTrainerCausalText_10epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
-
-
-class nnUNetTrainerCausalText_20epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 20
-
-
-class nnUNetTrainerCausalText_50epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-
-
-class nnUNetTrainerCausalText_100epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 100
-
-
-class nnUNetTrainerCausalText_250epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
-
-
-class nnUNetTrainerCausalText_500epochs(nnUNetTrainerCausalText):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 500
 
 
 # ---------------------------------------------------------------- ablations: each turns one part off
@@ -182,152 +120,20 @@ class nnUNetTrainerCausalText_FrozenEncoder(nnUNetTrainerCausalText):
         return self.optimizer, PolyLRScheduler(self.optimizer, self.initial_lr, self.num_epochs)
 
 
-class nnUNetTrainerCausalText_CPUDemo(CPUDemoSchedule, nnUNetTrainerCausalText):
-    """Short CPU schedule (see :class:`~nnunet_causal.training.schedules.CPUDemoSchedule`)."""
-
-
-class nnUNetTrainerCausalText_NoImageIntervention_CPUDemo(nnUNetTrainerCausalText_CPUDemo):
-    """The CPU-demo schedule without GIN/IPA (benchmark ablation)."""
-    image_intervention = "none"
-
-
 class nnUNetTrainerCausalText_AlwaysIntervene(nnUNetTrainerCausalText):
-    """GIN/IPA views of every training sample (``intervention_probability = 1.0``) instead of half of them."""
+    """GIN/IPA views of every training sample (``intervention_probability = 1.0``) instead of the recipe's share."""
     intervention_probability = 1.0
 
 
 # ---------------------------------------------------------------- counterfactual views (dictionary do(z))
 class nnUNetTrainerCausalText_NoCounterfactual(nnUNetTrainerCausalText):
-    """No counterfactual views: the confounder dictionary acts on features only (the trainer before the
-    dictionary gained simulators)."""
+    """No counterfactual views: the confounder dictionary acts on features only."""
     counterfactual_views = False
 
 
-class nnUNetTrainerCausalText_CPULong(CPULongSchedule, nnUNetTrainerCausalText):
-    """The robustness benchmark's CPU schedule (see :class:`~nnunet_causal.training.schedules.CPULongSchedule`)."""
-
-
-class nnUNetTrainerCausalText_NoCounterfactual_CPULong(CPULongSchedule, nnUNetTrainerCausalText_NoCounterfactual):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreaking(nnUNetTrainerCausalText):
-    """Every sample becomes a counterfactual view, and 60 % of them act on the structure against its
-    surroundings (the dictionary's label-aware kinds). Where a lesion's spurious cue is several redundant
-    features (colour *and* reflections), a view that breaks one leaves the other; the dictionary's joint entry
-    breaks them together and carries the highest ``@weight`` of its kind. Drawing ~ ``weight ** 4`` makes it
-    nearly the only one drawn (99.8 % with the shipped endoscopy weights). Such a trainer needs a longer
-    schedule than stock to learn shape instead of the cue: on the CPU benchmark (``benchmarks/RESULTS_cpu.md``,
-    3 seeds) held-out Dice is about 0.3 at 2000 steps, 0.56-0.62 at 4000 and 0.63-0.65 at 5000 (in-domain 1.8
-    points below stock at 1000 steps, 5.2 below stock at 5000), where stock stays near 0.1;
-    nnU-Net's own 1000 x 250 steps are far beyond all. :class:`nnUNetTrainerCausalText_CueBreakingFactual50`
-    (half of the samples factual) closes most of the in-domain gap."""
-    counterfactual_probability = 1.0
-    counterfactual_label_aware_probability = 0.6
-    counterfactual_weight_exponent = 4.0
-
-
-class nnUNetTrainerCausalText_CueBreaking_CPULong(CPULongSchedule, nnUNetTrainerCausalText_CueBreaking):
-    pass
-
-
-class nnUNetTrainerCausalText_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCausalText):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreaking_CPU2000steps(CPU2000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreaking_CPU4000steps(CPU4000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreaking_CPU5000steps(CPU5000StepsSchedule, nnUNetTrainerCausalText_CueBreaking):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingPaired(nnUNetTrainerCausalText_CueBreaking):
-    """The cue-breaking views paired with their factual samples: half of each batch, every sample once as it
-    is and once as do(z), both segmented, plus the symmetric KL between the two predictions (weight 1, as
-    IPA's). The factual half is the sources' own frames; the consistency term asks the prediction not to
-    move under do(z), which is what the causal audit measures."""
-    counterfactual_consistency_weight = 1.0
-
-
-class nnUNetTrainerCausalText_CueBreakingPaired_CPU2000steps(CPU2000StepsSchedule,
-                                                             nnUNetTrainerCausalText_CueBreakingPaired):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingNoGIN(nnUNetTrainerCausalText_CueBreaking):
-    """The cue-breaking views without GIN/IPA on top: the dictionary's colour, NBI and exposure entries
-    already change the appearance, and a GIN view of a counterfactual view leaves the network almost no
-    frame that looks like a real one."""
-    image_intervention = "none"
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual(nnUNetTrainerCausalText_CueBreaking):
-    """A fifth of the samples stay factual while the share of views that break the structure's cue stays at
-    60 % (0.8 x 0.75): the cue is no more available than in :class:`nnUNetTrainerCausalText_CueBreaking`,
-    whose remaining 40 % keep it under whole-image changes only, but the network also sees clean frames."""
-    counterfactual_probability = 0.8
-    counterfactual_label_aware_probability = 0.75
-
-
-class nnUNetTrainerCausalText_CueBreakingNoGIN_CPU2000steps(CPU2000StepsSchedule,
-                                                            nnUNetTrainerCausalText_CueBreakingNoGIN):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual_CPU2000steps(CPU2000StepsSchedule,
-                                                              nnUNetTrainerCausalText_CueBreakingFactual):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingNoGIN_CPU5000steps(CPU5000StepsSchedule,
-                                                            nnUNetTrainerCausalText_CueBreakingNoGIN):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual_CPU5000steps(CPU5000StepsSchedule,
-                                                              nnUNetTrainerCausalText_CueBreakingFactual):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual40(nnUNetTrainerCausalText_CueBreaking):
-    """Two fifths of the samples stay factual and every counterfactual view breaks the structure's cue (60 %,
-    as in :class:`nnUNetTrainerCausalText_CueBreaking`); whole-image changes then come with those views and
-    with GIN/IPA only. With fewer factual frames the outlines regress towards the mean lesion size (small
-    lesions dilated, large ones eroded) where stock follows the colour edge; with two fifths, on the CPU
-    benchmark at 5000 steps (3 seeds, ``benchmarks/RESULTS_cpu.md``): held-out Dice 0.67 / 0.59 (stock at
-    the same budget 0.08 / 0.06), in-domain 2.1 points below that stock (2.1 on 180 new source frames). The
-    audit's price: more weight on the highlights the sources put on lesions ("a frame without specular
-    reflections" 0.42 against 0.19 with no factual frames)."""
-    counterfactual_probability = 0.6
-    counterfactual_label_aware_probability = 1.0
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual40_CPU5000steps(CPU5000StepsSchedule,
-                                                                nnUNetTrainerCausalText_CueBreakingFactual40):
-    pass
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual50(nnUNetTrainerCausalText_CueBreaking):
-    """Half of the samples stay factual, the other half are cue-breaking views (every counterfactual view
-    includes the label-aware kind): the recommended setting where a structure's colour or contrast against its
-    surroundings is the spurious cue. One step along the trade-off measured between
-    :class:`nnUNetTrainerCausalText_CueBreaking` (no factual frames: in-domain 5.2 points below stock) and
-    :class:`nnUNetTrainerCausalText_CueBreakingFactual40` (2.1 below). On the CPU benchmark at 5000 steps
-    (3 seeds, ``benchmarks/RESULTS_cpu.md``): held-out Dice 0.64 / 0.60 (stock at the same budget 0.08 / 0.06),
-    in-domain 1.8 points below that stock (1.6 on 180 new source frames), sensitivity to the joint spurious
-    cue 0.14 against stock's 0.61. The share was chosen on that benchmark; its siteU (a shift no dictionary
-    entry simulates) is the check that it was not fitted to the named shifts only. GIN/IPA still acts on half
-    of all samples, factual ones included, as in the parent."""
-    counterfactual_probability = 0.5
-    counterfactual_label_aware_probability = 1.0
-
-
-class nnUNetTrainerCausalText_CueBreakingFactual50_CPU5000steps(CPU5000StepsSchedule,
-                                                                nnUNetTrainerCausalText_CueBreakingFactual50):
-    pass
+class nnUNetTrainerCausalText_GenericRecipe(nnUNetTrainerCausalText):
+    """The generic recipe (:class:`~nnunet_causal.confounders.recipe.CounterfactualRecipe`'s defaults: 70 % of
+    the samples become a view, every kind drawn with probability 0.5, the label-aware one too, entry weights as
+    written) in place of the dictionary's header: on the endoscopy family, the recipe-free baseline the header's
+    recipe is measured against; on CT and MRI, whose headers hold this recipe, the same as the default."""
+    counterfactual_recipe = CounterfactualRecipe()

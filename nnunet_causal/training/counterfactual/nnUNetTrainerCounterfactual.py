@@ -10,22 +10,40 @@ of a few randomly included kinds (groups) of the dictionary. It combines with an
 ``class X(CounterfactualMixin, nnUNetTrainerText)``; :attr:`last_counterfactual` keeps the drawn
 descriptions of the last batch (the causal trainer's known style).
 
-Defaults (our choice; the seeds give none): 70 % of the samples become counterfactual (30 % stay factual,
-which kept in-domain accuracy for GIN/IPA on short schedules), each kind is included with probability 0.5,
-at most 4 per view. Entries of a shipped family dictionary that cannot run on the data (slice thickness on
-2D CT, RGB-only effects on grey images) are skipped and logged; in a user's own dictionary they are an error.
+The sampling recipe (share of views, of label-aware views, weight exponent, ...) is the dictionary's header
+(:mod:`nnunet_causal.confounders.recipe`), overridden per dataset by dataset.json ``"counterfactual_recipe"``;
+it is resolved when the trainer is built (a bad header is an error naming its file and line) and logged at
+training start. A trainer class that sets one of the ``counterfactual_*`` attributes (or, for the causal
+trainer, ``image_intervention``, ``intervention_probability``, ``counterfactual_consistency_weight``) pins
+that knob over the recipe: that is how the ablations change one thing. Entries of a shipped family
+dictionary that cannot run on the data (slice thickness on 2D CT, RGB-only effects on grey images) are
+skipped and logged; in a user's own dictionary they are an error.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.confounders.counterfactual import CounterfactualBatch, CounterfactualSampler
-from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset
+from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
 from nnunet_causal.confounders.frames import IntensityFrame
+from nnunet_causal.confounders.recipe import CounterfactualRecipe
+from nnunet_causal.errors import DatasetError
+
+#: recipe key -> the trainer attribute it sets (attributes a trainer lacks are not its knobs)
+RECIPE_ATTRIBUTES = {
+    "probability": "counterfactual_probability",
+    "group_probability": "counterfactual_group_probability",
+    "label_aware_probability": "counterfactual_label_aware_probability",
+    "max_kinds": "counterfactual_max_entries",
+    "weight_exponent": "counterfactual_weight_exponent",
+    "image_intervention": "image_intervention",
+    "intervention_probability": "intervention_probability",
+    "consistency_weight": "counterfactual_consistency_weight",
+}
 
 
 def label_map_for_simulators(target, label_manager) -> torch.Tensor:
@@ -43,12 +61,23 @@ def label_map_for_simulators(target, label_manager) -> torch.Tensor:
 
 
 class CounterfactualMixin:
-    counterfactual_probability = 0.7
-    counterfactual_group_probability = 0.5
-    counterfactual_label_aware_probability = None   # None: as every other kind
-    counterfactual_max_entries = 4
-    counterfactual_weight_exponent = 1.0          # draw within a kind ~ weight ** exponent (dictionary @weight)
+    # None: from the dictionary's recipe (see RECIPE_ATTRIBUTES); a value set by a subclass pins the knob
+    counterfactual_probability: Optional[float] = None
+    counterfactual_group_probability: Optional[float] = None
+    counterfactual_label_aware_probability: Optional[float] = None
+    counterfactual_max_entries: Optional[int] = None
+    counterfactual_weight_exponent: Optional[float] = None   # draw within a kind ~ weight ** exponent
+    #: a whole recipe in place of the dictionary's header and dataset.json's override (None: theirs)
+    counterfactual_recipe: Optional[CounterfactualRecipe] = None
     last_counterfactual: Optional[CounterfactualBatch] = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.recipe, self.recipe_pins = resolve_recipe(type(self), dataset_json)
+        for key, attr in RECIPE_ATTRIBUTES.items():
+            if hasattr(type(self), attr):
+                setattr(self, attr, self.recipe_pins.get(key, getattr(self.recipe, key)))
 
     def counterfactual_sampler(self) -> CounterfactualSampler:
         sampler = getattr(self, "_cf_sampler", None)
@@ -63,6 +92,16 @@ class CounterfactualMixin:
                                             label_aware_probability=self.counterfactual_label_aware_probability,
                                             weight_exponent=self.counterfactual_weight_exponent)
             self._cf_sampler = sampler
+            pins = ", ".join(f"{k}={v}" for k, v in self.recipe_pins.items())
+            source = (f"{type(self).__name__}'s own" if self.counterfactual_recipe is not None
+                      else f"* set by {_recipe_sources(self.recipe)}; others default")
+            self.print_to_log_file(f"counterfactual recipe: {self.recipe.describe()} ({source})"
+                                   + (f"; pinned by {type(self).__name__}: {pins}" if pins else ""))
+            if self.counterfactual_label_aware_probability and not bool(sampler.label_aware_groups.any()):
+                where = self.recipe.where.get("label_aware_probability", f"{type(self).__name__}")
+                raise DatasetError(f"{where}: label-aware views are asked for, but no label-aware entry of "
+                                   f"{entries[0].source} can run on this data (skipped: "
+                                   f"{'; '.join(sampler.skipped) or 'none'})")
             self.print_to_log_file(
                 f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
                 f"({entries[0].source}; {len(sampler.groups)} kinds); per sample p={self.counterfactual_probability}, "
@@ -93,6 +132,20 @@ class CounterfactualMixin:
 
     def train_step(self, batch: dict) -> dict:
         return super().train_step(self.counterfactual(batch))
+
+
+def resolve_recipe(trainer_class: type, dataset_json: dict) -> Tuple[CounterfactualRecipe, Dict[str, object]]:
+    """``(recipe, pins)``: the dataset's recipe (or the class's own ``counterfactual_recipe``) and the knobs
+    ``trainer_class`` pins (its attributes of :data:`RECIPE_ATTRIBUTES` that are not None)."""
+    recipe = getattr(trainer_class, "counterfactual_recipe", None) or recipe_for_dataset(dataset_json)
+    pins = {key: getattr(trainer_class, attr) for key, attr in RECIPE_ATTRIBUTES.items()
+            if getattr(trainer_class, attr, None) is not None}
+    return recipe, pins
+
+
+def _recipe_sources(recipe: CounterfactualRecipe) -> str:
+    files = sorted({w.rsplit(", line", 1)[0] for w in recipe.where.values()})
+    return " and ".join(files) if files else "nothing"
 
 
 class nnUNetTrainerCounterfactual(CounterfactualMixin, nnUNetTrainer):
