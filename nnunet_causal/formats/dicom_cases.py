@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError
@@ -28,15 +31,19 @@ from nnunet_causal.formats.geometry import Grid, check_same_grid
 logger = logging.getLogger(__name__)
 
 SERIES_RECORD = "dicom_series.json"
+_NNUNET_IMAGE = re.compile(r"_\d{4}\.")
 DICOM_OUTPUTS = {"seg": ("seg",), "rtstruct": ("rtstruct",), "both": ("seg", "rtstruct")}
 #: a file written through NIfTI stores its geometry in float32: agreement asked of it, mm
 WRITTEN_GRID_TOLERANCE = 1e-4
 
 
 def looks_like_dicom_input(folder: Path) -> bool:
-    """``folder`` holds DICOM files and no nnU-Net named image (``CASE_0000.ext``) at its top level."""
+    """``folder`` holds DICOM files and no nnU-Net named image (``CASE_0000.ext``, not DICOM) at its top level."""
+    from pydicom.misc import is_dicom
+
     folder = Path(folder)
-    if not folder.is_dir() or any(p.is_file() and "_0000." in p.name for p in folder.iterdir()):
+    if not folder.is_dir() or any(p.is_file() and _NNUNET_IMAGE.search(p.name) and not is_dicom(p)
+                                  for p in folder.iterdir()):
         return False
     return is_dicom_folder(folder)
 
@@ -131,4 +138,49 @@ def write_case_dicom(label_path: Path, sidecar_path: Path, series: DicomSeries, 
 
         written.append(write_rtstruct(masks, source, label_path.parent / f"{case}.rtstruct.dcm",
                                       series_description=series_description))
+    return written
+
+
+def check_dicom_request(input_folder: Path, save_dicom: Optional[str]) -> bool:
+    """Whether ``input_folder`` is a folder of DICOM series; refuse ``save_dicom`` ('seg', 'rtstruct',
+    'both') without DICOM input, and DICOM-SEG without highdicom, before any work is done."""
+    is_dicom = looks_like_dicom_input(Path(input_folder))
+    if save_dicom:
+        if save_dicom not in DICOM_OUTPUTS:
+            raise DatasetError(f"--save_dicom must be one of {sorted(DICOM_OUTPUTS)}, got '{save_dicom}'")
+        if not is_dicom:
+            raise DatasetError(f"--save_dicom needs a folder of DICOM series as input; {input_folder} holds none "
+                               f"(DICOM-SEG and RTSTRUCT must reference the images they segment)")
+        if "seg" in DICOM_OUTPUTS[save_dicom]:
+            from nnunet_causal.formats.dicom_seg import require_highdicom
+
+            require_highdicom()
+    return is_dicom
+
+
+@contextmanager
+def dicom_input(input_folder: Path, file_ending: str, output_folder: Path) -> Iterator[Tuple[str, dict]]:
+    """``(folder to predict from, {case: DicomSeries})``: ``input_folder`` itself when it is not a DICOM
+    folder, else a temporary folder of staged cases (deleted on leaving) and the series record written to
+    ``output_folder``."""
+    if not looks_like_dicom_input(Path(input_folder)):
+        yield str(input_folder), {}
+        return
+    with tempfile.TemporaryDirectory(prefix="nnunet_causal_dicom_") as tmp:
+        cases = stage_dicom_cases(Path(input_folder), Path(tmp), file_ending)
+        Path(output_folder).mkdir(parents=True, exist_ok=True)
+        write_series_record(Path(output_folder), cases)
+        yield tmp, cases
+
+
+def write_dicom_outputs(output_folder: Path, file_ending: str, cases: Dict[str, DicomSeries], save_dicom: str,
+                        series_description: str = "nnunet_causal text-prompted segmentation") -> List[Path]:
+    """DICOM-SEG / RTSTRUCT for every case of ``cases`` whose label map is in ``output_folder``."""
+    written = []
+    for case, series in cases.items():
+        label = Path(output_folder) / f"{case}{file_ending}"
+        if not label.is_file():
+            continue  # predicted by another part (-num_parts) or not at all
+        written += write_case_dicom(label, Path(output_folder) / f"{case}.prompts.json", series,
+                                    DICOM_OUTPUTS[save_dicom], series_description)
     return written

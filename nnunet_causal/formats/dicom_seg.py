@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError, NnunetCausalError
 from nnunet_causal.formats.anatomy_codes import structure_code
 from nnunet_causal.formats.segments import PromptMask, dicom_text

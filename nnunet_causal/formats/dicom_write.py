@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.geometry import Grid
 

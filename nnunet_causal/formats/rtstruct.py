@@ -29,7 +29,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.anatomy_codes import structure_code
 from nnunet_causal.formats.dicom_seg import MANUFACTURER, _COLOURS, _version, check_masks
