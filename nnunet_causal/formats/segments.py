@@ -43,14 +43,18 @@ def dicom_text(text: str, limit: int = LO_MAX) -> str:
 
 
 def prompt_masks(label_map: np.ndarray, records: Sequence[Mapping]) -> list:
-    """One :class:`PromptMask` per sidecar record: the voxels of ``label_map`` equal to its label value.
+    """One :class:`PromptMask` per sidecar record: the voxels of ``label_map`` that hold its structure.
 
-    ``records``: dicts with ``label_value`` and ``prompt`` and, optionally, ``trained_structures`` or
-    ``terms`` (the canonical names; the first that is non-empty is used).
+    ``records``: dicts with ``label_value`` and ``prompt`` and, optionally, ``voxels_label_value`` (the
+    label value holding the structure's voxels when several prompts name one structure; default
+    ``label_value``), ``mask_suppressed`` (the structure was decided absent: empty mask) and
+    ``trained_structures`` or ``terms`` (the canonical names; the first that is non-empty is used).
     """
     out = []
     for r in records:
         names = tuple(r.get("trained_structures") or r.get("terms") or ())
         value = int(r["label_value"])
-        out.append(PromptMask(value, str(r["prompt"]), tuple(str(n) for n in names), label_map == value))
+        held = int(r.get("voxels_label_value") or value)
+        mask = np.zeros(label_map.shape, bool) if r.get("mask_suppressed") else label_map == held
+        out.append(PromptMask(value, str(r["prompt"]), tuple(str(n) for n in names), mask))
     return out
