@@ -12,10 +12,16 @@ The declaration (written by :func:`declare_cross_modality`, read by the cross-mo
 
     "channel_names": {"0": "zscore"},            # was "CT": per-image z-score, no HU window
     "imaging_family": "ct",                       # the confounder dictionary of the source modality
-    "cross_modality": {"source_channel_names": {"0": "CT"}}
+    "cross_modality": {"source_channel_names": {"0": "CT"}},
+    "counterfactual_recipe": {"probability": 0.5, "label_aware_probability": 1.0}
 
 ``imaging_family`` keeps the family the original channel names gave (a channel named ``"zscore"`` names
-none), so the CT dictionary, with its ``[modality]`` group, still applies. Datasets without the key keep the
+none), so the CT dictionary, with its ``[modality]`` group, still applies. ``counterfactual_recipe`` (the
+cross-modality recipe, :data:`CROSS_MODALITY_RECIPE`; read by ``nnUNetTrainerCausalText`` over the
+dictionary's header, see :mod:`nnunet_causal.confounders.recipe`) makes every counterfactual view include the
+dictionary's label-aware kinds -- the ``[modality]`` group among them: each structure loses or inverts its
+contrast -- and keeps half of the samples factual, so the default trainer trains the cross-modality recipe on
+a declared dataset without a trainer of its own; keys the dataset already sets are kept. Datasets without the key keep the
 stock normalisation (CT window for CT: the better choice when train and test are both CT).
 """
 from __future__ import annotations
@@ -27,12 +33,17 @@ from nnunet_causal.errors import DatasetError
 
 KEY = "cross_modality"
 ZSCORE = "zscore"
+RECIPE_KEY = "counterfactual_recipe"
+#: half of the samples factual, every view with the label-aware kinds (structure against its surroundings)
+CROSS_MODALITY_RECIPE = {"probability": 0.5, "label_aware_probability": 1.0}
 
 
 def declare_cross_modality(dataset_json: Mapping) -> dict:
     """A copy of ``dataset_json`` declared for cross-modality training: channels nnU-Net would normalise with
     ``CTNormalization`` are renamed ``"zscore"``, ``imaging_family`` is set to ``"ct"`` when one was renamed
-    and it is absent (other names, e.g. ``"T1"``, still name their family and are z-scored already), and ``"cross_modality"`` records the original channel names. Declaring twice changes nothing."""
+    and it is absent (other names, e.g. ``"T1"``, still name their family and are z-scored already),
+    the cross-modality recipe is added under ``"counterfactual_recipe"`` (keys already there win), and
+    ``"cross_modality"`` records the original channel names. Declaring twice changes nothing."""
     dj = copy.deepcopy(dict(dataset_json))
     if cross_modality_declared(dj):
         return dj
@@ -44,6 +55,7 @@ def declare_cross_modality(dataset_json: Mapping) -> dict:
         dj.setdefault("imaging_family", "ct")
     dj["channel_names"] = renamed
     dj[KEY] = {"source_channel_names": names}
+    dj[RECIPE_KEY] = {**CROSS_MODALITY_RECIPE, **(dj.get(RECIPE_KEY) or {})}
     return dj
 
 

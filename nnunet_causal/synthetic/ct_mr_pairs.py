@@ -178,7 +178,7 @@ def make_ct_mr_dataset(out_folder, n_cases: int = 8, shape: Tuple[int, int, int]
     n_train = sum(r["split"] == "train" for r in records.values())
     write_dataset_json(out, dj["channel_names"], LABELS, n_train, ".nii.gz", prompts=PROMPTS, domains=records,
                        dataset_name=dataset_name or out.name, imaging_family=dj["imaging_family"],
-                       cross_modality=dj["cross_modality"],
+                       cross_modality=dj["cross_modality"], counterfactual_recipe=dj["counterfactual_recipe"],
                        description=f"synthetic abdominal phantoms, each as CT and {mr_style.weighting} MR; "
                                    f"source modality {source}",
                        synthetic={"generator": "ct_mr_pairs", "seed": seed, "shape_zyx": list(shape),

@@ -1,7 +1,7 @@
 """The dataset.json declaration for cross-modality training (per-image z-score instead of the CT window)."""
 import pytest
 
-from nnunet_causal.data.cross_modality import (check_cross_modality_plans, cross_modality_declared,
+from nnunet_causal.data.cross_modality import (CROSS_MODALITY_RECIPE, check_cross_modality_plans, cross_modality_declared,
                                                declare_cross_modality)
 from nnunet_causal.errors import DatasetError
 
@@ -15,7 +15,10 @@ def test_ct_channel_becomes_zscore_and_keeps_its_family():
     assert get_normalization_scheme(dj["channel_names"]["0"]).__name__ == "ZScoreNormalization"
     assert dj["imaging_family"] == "ct" and dj["cross_modality"] == {"source_channel_names": {"0": "CT"}}
     assert original["channel_names"] == {"0": "CT"} and not cross_modality_declared(original)
+    assert dj["counterfactual_recipe"] == CROSS_MODALITY_RECIPE
     assert declare_cross_modality(dj) == dj                       # declaring twice changes nothing
+    own = declare_cross_modality({**original, "counterfactual_recipe": {"probability": 0.9}})
+    assert own["counterfactual_recipe"] == {**CROSS_MODALITY_RECIPE, "probability": 0.9}   # the dataset's wins
 
 
 def test_mr_and_multichannel_names_stay():
@@ -34,3 +37,11 @@ def test_plans_with_the_ct_window_are_refused_for_a_declared_dataset():
         check_cross_modality_plans(["CTNormalization"], declared, "model/plans.json")
     check_cross_modality_plans(["ZScoreNormalization"], declared)
     check_cross_modality_plans(["CTNormalization"], {"channel_names": {"0": "CT"}})   # in-modality: stock
+
+
+def test_recipe_is_one_the_dictionary_accepts():
+    from nnunet_causal.confounders.dictionary import recipe_for_dataset
+
+    for names in ({"0": "CT"}, {"0": "T1"}):
+        recipe = recipe_for_dataset(declare_cross_modality({"channel_names": names}))
+        assert recipe.probability == 0.5 and recipe.label_aware_probability == 1.0

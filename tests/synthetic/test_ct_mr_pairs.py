@@ -61,7 +61,7 @@ def test_dataset_is_declared_for_cross_modality(tmp_path, source, channel, famil
     dj = json.loads((out / "dataset.json").read_text())
     assert dj["channel_names"] == {"0": channel}
     assert get_normalization_scheme(channel).__name__ == "ZScoreNormalization"
-    assert dj["imaging_family"] == family and dj["cross_modality"]
+    assert dj["imaging_family"] == family and dj["cross_modality"] and dj["counterfactual_recipe"]
     assert dj["numTraining"] == 6
     assert sorted(p.name for p in (out / "imagesTs").iterdir()) == ["ct_0003_0000.nii.gz", "mr_0003_0000.nii.gz"]
     assert {r["domain"] for r in dj["domains"].values()} == {"CT", "MR"}
