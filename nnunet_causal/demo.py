@@ -167,7 +167,7 @@ def _dice_per_prompt(pred: Path, raw: Path, dataset_json: dict) -> Dict[str, flo
 
 
 def _write_report(output: Path, results, input_dirs, raw: Path, dataset_json, trainers, seconds: float) -> Path:
-    from nnunet_causal.data.raw_dataset import atomic_path
+    from nnunet_causal.files import atomic_path
 
     prompts = list(next(iter(next(iter(results.values())).values())).keys())
     lines = ["# nnunet_causal demo", "",

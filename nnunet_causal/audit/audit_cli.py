@@ -6,17 +6,16 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from nnunet_causal.errors import DatasetError, ModelError
+from nnunet_causal.files import load_torch_file
 
 logger = logging.getLogger(__name__)
 
 
 def _load_predictor(model_folder: Path, fold: str, checkpoint: str, device):
-    import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     # the folder, fold and checkpoint were checked by run_audit before any work
-    ckpt = torch.load(model_folder / f"fold_{fold}" / checkpoint, map_location="cpu", weights_only=False,
-                      mmap=True)
+    ckpt = load_torch_file(model_folder / f"fold_{fold}" / checkpoint, "cpu", mmap=True, trusted_fallback=True)
     configuration = ckpt["init_args"]["configuration"]
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=device.type == "cuda", device=device, verbose=False,

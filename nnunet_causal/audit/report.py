@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 
 SUMMARY_FIELDS = ("model", "rank", "entry", "line", "strength", "sensitivity", "dice_change", "fp_created_per_image",
                   "n_images")

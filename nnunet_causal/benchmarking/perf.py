@@ -196,7 +196,7 @@ def run_benchmark(args) -> int:
                              device=args.device, work=args.work or "")
         print_3d(res3d)
         if args.json:
-            from nnunet_causal.data.raw_dataset import write_json_atomic
+            from nnunet_causal.files import write_json_atomic
             write_json_atomic(args.json if "2d" not in args.cases else args.json.replace(".json", "") + "_3d.json", res3d)
     if "2d" not in args.cases:
         return 0
@@ -235,7 +235,7 @@ def run_benchmark(args) -> int:
     print(f"text encoder, one new prompt: {res['text_encoder_seconds_new_prompt'] * 1000:.1f} ms")
     print(f"trainable fraction with a frozen encoder: {100 * res['trainable_fraction_peft']:.1f}%")
     if args.json:
-        from nnunet_causal.data.raw_dataset import write_json_atomic
+        from nnunet_causal.files import write_json_atomic
         write_json_atomic(args.json, res)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

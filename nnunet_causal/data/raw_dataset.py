@@ -15,89 +15,20 @@ results folders):
     * ``"imaging_family"``: ``"ct" | "mri" | "endoscopy"`` -- optional, picks the confounder dictionary.
     * ``"text_encoder"``: optional text-encoder spec (see :mod:`nnunet_causal.text.encoders`).
 
-Every file is written to a temporary name in the destination folder and renamed into place, so an
-interrupted conversion never leaves a half-written file under its final name. Temporary files and folders
-are created with the permissions the umask allows (``0644`` / ``0755`` under umask 022), not
-``tempfile``'s private ``0600`` / ``0700``: on a shared cluster colleagues can read what was written.
+Every file is written to a temporary name in the destination folder, flushed and renamed into place
+(:mod:`nnunet_causal.files`, whose helpers this module re-exports for its callers), so an interrupted
+conversion never leaves a half-written file under its final name.
 """
 from __future__ import annotations
 
-import json
 import os
-import secrets
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 from nnunet_causal.errors import DatasetError
+from nnunet_causal.files import atomic_path, make_temp_dir, make_temp_file, write_json_atomic  # noqa: F401 (re-export)
 
 REQUIRED_DOMAIN_KEYS = ("domain", "modality", "style")
-
-
-_ATTEMPTS = 100
-
-
-def _random_names(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
-    for _ in range(_ATTEMPTS):
-        yield folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
-
-
-def make_temp_file(folder: os.PathLike | str, prefix: str = ".tmp_", suffix: str = "") -> str:
-    """Create an empty file with a new random name in ``folder`` and return its path.
-
-    Unlike :func:`tempfile.mkstemp` (mode ``0600``) the file gets ``0666`` minus the umask, the mode any
-    other newly written file would have.
-    """
-    for path in _random_names(Path(folder), prefix, suffix):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return str(path)
-    raise FileExistsError(f"{folder}: no free temporary name {prefix}*{suffix} after {_ATTEMPTS} attempts")
-
-
-def make_temp_dir(folder: os.PathLike | str, prefix: str = ".tmp_") -> Path:
-    """Create a new randomly named folder in ``folder`` with mode ``0777`` minus the umask (not
-    :func:`tempfile.mkdtemp`'s ``0700``, which a renamed-into-place dataset folder would keep)."""
-    for path in _random_names(Path(folder), prefix, ""):
-        try:
-            os.mkdir(path, 0o777)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"{folder}: no free temporary folder name {prefix}* after {_ATTEMPTS} attempts")
-
-
-@contextmanager
-def atomic_path(final_path: os.PathLike | str, suffix: Optional[str] = None) -> Iterator[str]:
-    """Yield a temporary path beside ``final_path``; on success rename it into place, else delete it.
-
-    ``suffix`` defaults to the final file's full ending (``.nii.gz`` stays ``.nii.gz``) because several
-    writers (SimpleITK, PIL) choose the format from the file name.
-    """
-    final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix is None:
-        name = final_path.name
-        suffix = name[name.index("."):] if "." in name else ""
-    tmp = make_temp_file(final_path.parent, ".tmp_" + final_path.name.split(".")[0] + "_", suffix)
-    try:
-        yield tmp
-        os.replace(tmp, final_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: os.PathLike | str, obj, indent: int = 2) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and an atomic rename."""
-    with atomic_path(path, suffix=".json") as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, sort_keys=False)
-            f.write("\n")
 
 
 def validate_prompts(prompts: Mapping[str, Iterable[str]], labels: Mapping[str, object],

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.files import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.evaluation.metrics import dice, hd95
 

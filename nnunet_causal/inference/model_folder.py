@@ -27,11 +27,11 @@ def available_folds(model_folder: Union[str, os.PathLike], checkpoint_name: str)
 
 def check_checkpoint(path: Union[str, os.PathLike]) -> None:
     """Open ``path`` as nnU-Net would (memory-mapped, so cheap) and check the keys the predictor reads."""
-    import torch
+    from nnunet_causal.files import load_torch_file
 
     path = str(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path))
+        checkpoint = load_torch_file(path, "cpu", mmap=zipfile.is_zipfile(path), trusted_fallback=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle is a damaged file, reported with its name
         raise ModelError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e}); the file is corrupt or "
                          f"incomplete (copied while training was saving it?): copy it again or retrain this fold") from e

@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import write_json_atomic
+from nnunet_causal.files import write_json_atomic
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.mgcl.captions import Caption, extract_captions
 from nnunet_causal.mgcl.label_captions import label_captions, structure_volumes

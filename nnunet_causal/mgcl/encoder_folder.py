@@ -12,19 +12,19 @@ Layout (format 1)::
       loss_curve.png
 
 The text backends load it with the spec ``mgcl:OUT`` (:mod:`nnunet_causal.text.encoders`). The folder is
-assembled under a temporary name beside ``OUT`` and renamed into place, so it is complete or absent.
+assembled under a temporary name beside ``OUT`` and replaces an older one by renames
+(:func:`~nnunet_causal.files.replace_folder`), so ``OUT`` holds the old folder or the new one, never a mix.
 """
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from pathlib import Path
 
 import torch
 
-from nnunet_causal.data.raw_dataset import make_temp_dir, write_json_atomic
+from nnunet_causal.files import load_torch_file, make_temp_dir, recover_folder, replace_folder, write_json_atomic
 from nnunet_causal.errors import ModelError
 from nnunet_causal.text.encoders import MGCL_METADATA
 
@@ -57,6 +57,7 @@ def write_encoder_folder(run) -> Path:
     """Write the folder of a finished :class:`~nnunet_causal.mgcl.pretrain._Run` to ``run.out``."""
     out = Path(run.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(out)
     tmp = make_temp_dir(out.parent, prefix=f".tmp_{out.name}_")
     try:
         run.text.save(tmp)
@@ -79,9 +80,7 @@ def write_encoder_folder(run) -> Path:
                 "laterality_negatives": run.s.laterality_negatives,
                 "text_contrast_weight": run.s.text_contrast_weight}
         write_json_atomic(tmp / MGCL_METADATA, meta)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)  # the old folder stays until the new one is in place
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -101,7 +100,7 @@ def load_image_encoder_weights(folder) -> dict:
     path = Path(folder) / IMAGE_ENCODER
     if not path.is_file():
         raise ModelError(f"{path} does not exist: {folder} is not a complete MGCL encoder folder")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_torch_file(path, "cpu")
 
 
 def load_image_head(folder, device: str = "cpu"):
@@ -109,7 +108,7 @@ def load_image_head(folder, device: str = "cpu"):
     from nnunet_causal.mgcl.image_features import ImageProjection
     from nnunet_causal.mgcl.losses import LogitScale
 
-    state = torch.load(Path(folder) / IMAGE_HEAD, map_location=device, weights_only=False)
+    state = load_torch_file(Path(folder) / IMAGE_HEAD, device)
     projection = ImageProjection(int(state["image_dim"]), int(state["text_dim"]),
                                  position_dims=int(state.get("position_dims", 0)))  # 0: folders before the term
     projection.load_state_dict(state["projection"])

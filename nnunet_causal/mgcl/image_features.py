@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_causal.errors import ModelError
+from nnunet_causal.files import load_torch_file
 
 ENCODER_PREFIXES = ("backbone.encoder.", "encoder.")
 
@@ -38,7 +39,7 @@ def read_model_folder(model_folder, fold="0", checkpoint_name: str = "checkpoint
     folder = Path(model_folder)
     check_model_folder(folder, [fold], checkpoint_name)
     path = folder / f"fold_{fold}" / checkpoint_name
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path, "cpu", trusted_fallback=True)  # nnU-Net checkpoint
     plans = json.loads((folder / "plans.json").read_text(encoding="utf-8"))
     configuration = (checkpoint.get("init_args") or {}).get("configuration") or folder.name.split("__")[-1]
     if configuration not in plans.get("configurations", {}):

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path, load_torch_file
 from nnunet_causal.errors import DatasetError, ModelError
 from nnunet_causal.mgcl import data as mdata
 from nnunet_causal.mgcl.caption_contrast import caption_contrast_loss, caption_groups
@@ -227,7 +227,7 @@ class _Run:
             logger.info("--c: no checkpoint in %s, starting from epoch 0", self.work)
             return
         try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            state = load_torch_file(self.checkpoint_path, self.device)
         except Exception as e:  # noqa: BLE001 - any unpickling failure is a damaged file
             raise ModelError(f"{self.checkpoint_path}: cannot read the checkpoint ({type(e).__name__}: {e}); delete "
                              f"it to start again") from e

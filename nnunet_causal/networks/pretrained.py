@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nnunet_causal.errors import NnunetCausalError
+from nnunet_causal.files import load_torch_file
 from nnunet_causal.networks.adapters import is_adapter_key
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def read_checkpoint_state_dict(path) -> Dict[str, torch.Tensor]:
     if not path.is_file():
         raise NnunetCausalError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_torch_file(path, "cpu", trusted_fallback=True)  # downloaded weights: warns if not plain
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt or foreign file
         raise NnunetCausalError(f"cannot read checkpoint {path}: {e}") from e
     for key in ("network_weights", "state_dict", "model"):

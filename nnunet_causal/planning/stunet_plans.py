@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import List
 
-from nnunet_causal.data.raw_dataset import write_json_atomic
+from nnunet_causal.files import write_json_atomic
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.networks.stunet import STUNET_SIZES, stunet_arch_kwargs
 

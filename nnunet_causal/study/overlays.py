@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 from nnunet_causal.study.checks import StudyContext
 from nnunet_causal.study.paths import Run, StudyPaths, read_json, safe_name
 from nnunet_causal.study.report import scored_records

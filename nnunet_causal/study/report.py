@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunet_causal.data.raw_dataset import atomic_path
+from nnunet_causal.files import atomic_path
 from nnunet_causal.study.config import StudyError
 from nnunet_causal.study.paths import Run, StudyPaths, read_json, safe_name
 

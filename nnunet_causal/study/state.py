@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from nnunet_causal.data.raw_dataset import write_json_atomic
+from nnunet_causal.files import write_json_atomic
 from nnunet_causal.study.config import StudyError
 
 logger = logging.getLogger("nnunet_causal.study")

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.files import atomic_path, write_json_atomic
 from nnunet_causal.errors import TextEncoderError
 from nnunet_causal.text.base import TextEncoder
 

@@ -166,3 +166,27 @@ def test_cli_default_output_overwrite_and_errors(tmp_path, monkeypatch, capsys):
         synth_cli.run_synth(_args(extra=["-n", "2", "-o", str(tmp_path / "raw" / "Dataset990_Other")]))
     with pytest.raises(DatasetError, match="--size"):
         synth_cli.run_synth(_args(extra=["--size", "8", "8", "8"]))
+
+
+def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_in_place(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    small = ["-n", "2", "--size", "24", "24", "--domains", "s1", "s2"]
+    assert synth_cli.run_synth(_args(extra=small)) == 0
+    out = tmp_path / "raw" / "Dataset990_SynthEndoscopy"
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    real_replace = os.replace
+
+    def publish_fails(src, dst):
+        if os.path.basename(str(src)).startswith(".tmp_Dataset990"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", publish_fails)
+    with pytest.raises(OSError, match="No space"):
+        synth_cli.run_synth(_args(extra=["-n", "2", "--size", "32", "32", "--overwrite"]))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before           # the old dataset, whole
+    assert _read(next((out / "imagesTr").glob("*.png"))).shape == (24, 24, 3)
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [out.name]           # no staging, no backup left

@@ -55,3 +55,25 @@ def test_a_write_interrupted_midway_keeps_the_previous_checkpoint(tmp_path, monk
     monkeypatch.undo()
     assert torch.load(latest, weights_only=False)["current_epoch"] == 4  # the previous one, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_latest.pth"]
+
+
+def test_a_checkpoint_reaches_the_disk_before_its_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """A node crash right after the rename must not leave a renamed but empty checkpoint_latest.pth."""
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", path, os.path.getsize(path) if os.path.isfile(path) else None))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda s, d: (events.append(("replace", str(s), str(d))), real_replace(s, d)))
+    latest = tmp_path / "checkpoint_latest.pth"
+    bare_trainer(5).save_checkpoint(str(latest))
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    assert events[0][1] == events[1][1] and events[0][2] == os.path.getsize(latest) > 0  # the whole file, flushed
+    assert events[1][2] == str(latest) and events[2][1] == str(tmp_path)
+    monkeypatch.undo()
+    from nnunet_causal.files import load_torch_file
+    assert load_torch_file(latest)["current_epoch"] == 6  # loaded without unpickling code

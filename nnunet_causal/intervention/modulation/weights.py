@@ -14,7 +14,7 @@ from typing import Tuple, Union
 
 import torch
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.files import atomic_path, load_torch_file, write_json_atomic
 from nnunet_causal.errors import ModelError
 from nnunet_causal.intervention.modulation.film import FiLMGenerator
 
@@ -45,7 +45,7 @@ def load_tci(model_folder, fold, device: torch.device, path=None) -> Tuple[FiLMG
         raise ModelError(f"{path} does not exist: this model has no test-time intervention weights for fold "
                          f"{fold}; run nnunet_causal train-tci -m {model_folder} -f {fold}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_torch_file(path, "cpu")
         generator = FiLMGenerator(**saved["generator"])
         generator.load_state_dict(saved["state_dict"])
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported with its name and the fix

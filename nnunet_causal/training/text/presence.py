@@ -143,7 +143,7 @@ def embed_presence_negatives(network: nn.Module, settings: dict, encoder) -> Lis
 
 def write_calibration(output_folder: str, calibration: dict) -> str:
     """``output_folder/presence_calibration.json`` written atomically; returns its path."""
-    from nnunet_causal.data.raw_dataset import write_json_atomic
+    from nnunet_causal.files import write_json_atomic
     from nnunet_causal.inference.presence import CALIBRATION_FILE
 
     path = os.path.join(output_folder, CALIBRATION_FILE)
