@@ -9,8 +9,12 @@ Security (the server may hold patient images):
   pre-flight this server never grants (no cross-site form posts);
 - files: cases are looked up by name in the listing made at start-up, downloads by a fixed kind, static files
   by a fixed table -- no request text is ever joined into a path;
-- prompts and commands are untrusted text: length-limited, parsed by the offline grounding / command parser,
-  never evaluated.
+- prompts and commands are untrusted text: length-limited at the door (a request body over
+  :data:`MAX_BODY_BYTES`, or without a length, is refused before it is read; each prompt and command is checked
+  against its limit when the request is parsed), parsed by the offline grounding / command parser, never
+  evaluated;
+- load: the job queue is bounded (HTTP 429 with ``Retry-After`` when full), and opening a case reads its
+  volume outside the lock that the other requests take, so a large volume does not hold up the rest.
 """
 from __future__ import annotations
 
@@ -20,21 +24,24 @@ from contextlib import asynccontextmanager
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Annotated, Dict, List, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from nnunet_causal.errors import NnunetCausalError
-from nnunet_causal.viewer.case_state import MAX_PROMPTS, CaseState
+from nnunet_causal.intervention.commands.schema import MAX_COMMAND_CHARS
+from nnunet_causal.viewer.case_state import MAX_PROMPT_CHARS, MAX_PROMPTS, CaseState
 from nnunet_causal.viewer.cases import CaseFiles, check_view, label_slice_png
-from nnunet_causal.viewer.jobs import JobRunner
+from nnunet_causal.viewer.jobs import JobRunner, QueueFull
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 COOKIE = "nnunet_causal_viewer_token"
 OPEN_CASES = 4   # cases kept in memory (their sessions cache encoder features)
+MAX_BODY_BYTES = 64 * 1024   # the largest request body: 32 prompts of 200 characters need under 8 KiB
+RETRY_AFTER_S = 2
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
            "Referrer-Policy": "no-referrer",
            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
@@ -52,12 +59,27 @@ class ViewerConfig:
 
 
 class PromptRequest(BaseModel):
-    prompts: List[str] = Field(max_length=MAX_PROMPTS)
+    prompts: List[Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]] = Field(max_length=MAX_PROMPTS)
     open_vocabulary: bool = False
 
 
 class CommandRequest(BaseModel):
-    command: str = Field(max_length=1000)
+    command: str = Field(max_length=MAX_COMMAND_CHARS)
+
+
+def body_refusal(request: Request) -> Optional[Response]:
+    """413 for a body over :data:`MAX_BODY_BYTES`, 411 for a body without a ``Content-Length`` (so the size is
+    known before a byte is read); None otherwise."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    length = request.headers.get("content-length")
+    if length is None:
+        if request.headers.get("transfer-encoding"):
+            return Response("send the request body with a Content-Length", status_code=411)
+        return None
+    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        return Response(f"request body over {MAX_BODY_BYTES} bytes", status_code=413)
+    return None
 
 
 class Guard:
@@ -92,7 +114,7 @@ def create_app(config: ViewerConfig) -> FastAPI:
 
     @app.middleware("http")
     async def security(request: Request, call_next):
-        refused = guard.check(request)
+        refused = guard.check(request) or body_refusal(request)
         response = refused or await call_next(request)
         response.headers.update(HEADERS)
         return response
@@ -101,10 +123,17 @@ def create_app(config: ViewerConfig) -> FastAPI:
     async def user_error(request: Request, e: NnunetCausalError):
         return JSONResponse({"error": str(e)}, status_code=400)
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, e: QueueFull):
+        return JSONResponse({"error": f"the viewer is busy: {e}"}, status_code=429,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
     def files_of(case: str) -> CaseFiles:
         if case not in config.cases:
             raise HTTPException(404, f"unknown case '{case}'")
         return config.cases[case]
+
+    loading: Dict[str, threading.Lock] = {}
 
     def state_of(case: str, open_it: bool = False) -> CaseState:
         files = files_of(case)
@@ -114,9 +143,16 @@ def create_app(config: ViewerConfig) -> FastAPI:
                 return states[case]
             if not open_it:
                 raise HTTPException(409, f"case '{case}' is not open")
-            state = states[case] = CaseState(config.model, files)
-            while len(states) > OPEN_CASES:
-                states.popitem(last=False)
+            case_lock = loading.setdefault(case, threading.Lock())
+        with case_lock:  # one load per case; the shared lock stays free for every other request meanwhile
+            with lock:
+                if case in states:
+                    return states[case]
+            state = CaseState(config.model, files)
+            with lock:
+                states[case] = state
+                while len(states) > OPEN_CASES:
+                    states.popitem(last=False)
             return state
 
     def job_response(kind: str, case: str, fn) -> dict:

@@ -1,8 +1,9 @@
 """Long work off the request threads: one worker thread runs the viewer's jobs in order, each reporting progress.
 
 One worker because predictions share one model (and, on the CPU, all cores): a second prompt typed while one
-runs waits in the queue instead of slowing both. Requests only enqueue and poll (``GET /api/jobs/ID``), so the
-page stays responsive. Progress of a prediction is counted in sliding-window tiles
+runs waits in the queue instead of slowing both. The queue is bounded (:data:`MAX_QUEUED` jobs waiting): a
+further job is refused with :class:`QueueFull` (the app answers HTTP 429), so a flood of requests cannot pile
+up unbounded work. Requests only enqueue and poll (``GET /api/jobs/ID``), so the page stays responsive. Progress of a prediction is counted in sliding-window tiles
 (:func:`tile_progress`) -- the unit nnU-Net's own progress bar counts.
 """
 from __future__ import annotations
@@ -20,6 +21,11 @@ from nnunet_causal.errors import NnunetCausalError
 
 logger = logging.getLogger(__name__)
 KEEP_JOBS = 200
+MAX_QUEUED = 16
+
+
+class QueueFull(Exception):
+    """The worker already has :data:`MAX_QUEUED` jobs waiting."""
 
 
 class Job:
@@ -41,16 +47,22 @@ class Job:
 
 
 class JobRunner:
-    """Runs ``fn(job)`` on one worker thread; keeps the last :data:`KEEP_JOBS` jobs for polling."""
+    """Runs ``fn(job)`` on one worker thread; at most ``max_queued`` jobs wait; keeps the last :data:`KEEP_JOBS`
+    jobs for polling."""
 
-    def __init__(self):
+    def __init__(self, max_queued: int = MAX_QUEUED):
+        self.max_queued = int(max_queued)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewer-worker")
         self._jobs: "OrderedDict[str, Job]" = OrderedDict()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def submit(self, kind: str, case: Optional[str], fn: Callable[[Job], object]) -> Job:
+        """Queue ``fn``; :class:`QueueFull` when ``max_queued`` jobs are already waiting."""
         with self._lock:
+            waiting = sum(1 for j in self._jobs.values() if j.state == "queued")
+            if waiting >= self.max_queued:
+                raise QueueFull(f"{waiting} jobs are waiting for the worker: try again when they are done")
             job = Job(str(next(self._ids)), kind, case)
             self._jobs[job.id] = job
             while len(self._jobs) > KEEP_JOBS:
