@@ -48,6 +48,8 @@ CALIBRATION_FILE = "presence_calibration.json"
 DEFAULT_THRESHOLD = 0.5
 #: a case is out of domain when its distance exceeds this multiple of the largest validation case's
 DOMAIN_MARGIN = 2.0
+#: the knowledge base's region of structures found anywhere (polyp, skin, lymph node): never a verdict
+WHOLE_BODY = "whole_body"
 NO_HEAD_NOTE = "unknown: this model has no presence head (trained without one); masks are not filtered"
 
 
@@ -207,7 +209,8 @@ def domain_ratio(pooled: Sequence[torch.Tensor], calibrations: Sequence[Optional
 
 # ---------------------------------------------------------------------------- what a model supports
 def _regions(term) -> set:
-    """Body regions the knowledge base gives a term (empty when it records none)."""
+    """Body regions the knowledge base (:mod:`nnunet_causal.text.knowledge`, ``region``) gives a term (empty
+    when it records none)."""
     for attr in ("body_regions", "regions", "body_region", "region"):
         value = getattr(term, attr, None)
         if value:
@@ -227,7 +230,7 @@ def prompt_support(terms: Sequence[str], source: str, trained_structures: Sequen
     asked = set().union(*(_regions(vocab.terms[t]) for t in terms if t in vocab.terms))
     known = set().union(*(_regions(vocab.terms[t]) for t in trained_structures if t in vocab.terms)) \
         if trained_structures else set()
-    if asked and known and not asked & known:
+    if asked and known and not asked & known and WHOLE_BODY not in asked | known:
         return (f"'{', '.join(terms)}' belongs to the {', '.join(sorted(asked))}; this model's structures belong to "
                 f"the {', '.join(sorted(known))}")
     return None

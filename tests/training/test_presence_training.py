@@ -1,5 +1,6 @@
-"""Presence head training (issue 14): negatives, threshold choice, the loss learns presence, and the stock
-``nnUNetv2_train`` writes a calibration that ``nnUNetv2_predict_text`` uses."""
+"""Presence head training: negatives, threshold choice, the loss learns presence; the default text and
+causal trainers (stock ``nnUNetv2_train``) write the head and a calibration that ``nnUNetv2_predict_text``
+uses; the ``_NoPresence`` ablation trains without them; old and new checkpoints load strictly."""
 from __future__ import annotations
 
 import json
@@ -79,48 +80,125 @@ def test_presence_loss_learns_which_structures_are_in_the_patch():
     assert (scores[:, 2:] < 0.5).float().mean() >= 0.95
 
 
-PRESENCE_TRAINER = '''
+NO_PRESENCE_TRAINER = '''
 import torch
-from nnunet_causal.training.text.presence import nnUNetTrainerTextPresence
+from nnunet_causal.training.text.variants import nnUNetTrainerText_NoPresence
 
 
-class nnUNetTrainerTextPresence_Tiny(nnUNetTrainerTextPresence):
+class nnUNetTrainerText_NoPresence_Tiny(nnUNetTrainerText_NoPresence):
     text_embed_dim = 8
-    presence_negatives = 6
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 4
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 1
 '''
 
 
+def _train(nnunet_env, trainer: str) -> Path:
+    for cmd, env in ((["nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1", "-npfp", "1"], nnunet_env),
+                     (["nnUNetv2_train", "1", "2d", "0", "-tr", trainer, "-device", "cpu"],
+                      dict(nnunet_env, nnUNet_n_proc_DA="0"))):
+        if cmd[0] == "nnUNetv2_plan_and_preprocess" and (Path(nnunet_env["nnUNet_preprocessed"]) /
+                                                          "Dataset001_Tiny2D" / "nnUNetPlans.json").is_file():
+            continue
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return Path(nnunet_env["nnUNet_results"]) / "Dataset001_Tiny2D" / f"{trainer}__nnUNetPlans__2d"
+
+
 @pytest.mark.slow
-def test_stock_training_calibrates_presence_and_prediction_uses_it(nnunet_env, tmp_path):
+@pytest.mark.parametrize("trainer", ["nnUNetTrainerText_Tiny", "nnUNetTrainerCausalText_Tiny"])
+def test_default_trainers_save_presence_head_and_calibration(nnunet_env, tmp_path, trainer):
+    """The default text and causal trainers (stock nnUNetv2_train) train the head, write its calibration, and
+    the predictor's strict load takes the checkpoint; absent prompts get no voxels and ``present: false``."""
     from tests.conftest import make_tiny_2d_dataset
     from nnunet_causal.inference.predict_text_entry import main
+    from nnunet_causal.inference.presence import presence_weights_digest
 
-    (tmp_path / "extra_trainers" / "tiny_presence_trainer.py").write_text(PRESENCE_TRAINER)
     raw = make_tiny_2d_dataset(Path(nnunet_env["nnUNet_raw"]), n_train=6)
-    for cmd, env in ((["nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1", "-npfp", "1"], nnunet_env),
-                     (["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerTextPresence_Tiny", "-device", "cpu"],
-                      dict(nnunet_env, nnUNet_n_proc_DA="0"))):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    model = Path(nnunet_env["nnUNet_results"]) / "Dataset001_Tiny2D" / "nnUNetTrainerTextPresence_Tiny__nnUNetPlans__2d"
+    model = _train(nnunet_env, trainer)
     plans = json.loads((model / "plans.json").read_text())["nnunet_causal"]
-    assert plans["presence"]["hidden_dim"] == 64 and len(plans["presence"]["negatives"]) == 6
+    assert plans["presence"]["hidden_dim"] == 64 and len(plans["presence"]["negatives"]) == 32
     cal = json.loads((model / "fold_0" / "presence_calibration.json").read_text())
-    assert 0 <= cal["threshold"] <= 1 and cal["negative_texts"] == 6 and cal["cases"] >= 1
+    assert 0 <= cal["threshold"] <= 1 and cal["negative_texts"] == 32 and cal["cases"] >= 1
+    assert cal["domain"]["threshold"] > 0 and len(cal["domain"]["mean"]) == 2 * 8
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert any(k.startswith("presence.") for k in ckpt["network_weights"])
+    assert cal["model"]["presence_weights"] == presence_weights_digest(ckpt["network_weights"])
+    assert cal["model"]["prompts"] == ["lesion", "marker"]
+
     out = tmp_path / "pred"
     assert main(["-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu",
                  "-prompts", "lesion", "brain", "--open_vocabulary", "--disable_progress_bar", "-npp", "1"]) == 0
+    for sidecar in out.glob("*.prompts.json"):
+        rows = json.loads(sidecar.read_text())["prompts"]
+        assert [type(r["present"]) for r in rows] == [bool, bool]
+        assert all(r["presence_threshold"] == pytest.approx(cal["threshold"], abs=1e-6) or r["presence_reason"]
+                   for r in rows)
+        assert all(r["voxel_count"] == 0 for r in rows if r["present"] is False)
+    # a threshold no score reaches: every prompt absent, nothing in the label map
+    (model / "fold_0" / "presence_calibration.json").write_text(json.dumps({**cal, "threshold": 1.0}))
+    out = tmp_path / "pred_absent"
+    assert main(["-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu",
+                 "-prompts", "lesion", "marker", "--disable_progress_bar", "-npp", "1"]) == 0
+    from PIL import Image
+    for sidecar in out.glob("*.prompts.json"):
+        rows = json.loads(sidecar.read_text())["prompts"]
+        assert [r["present"] for r in rows] == [False, False] and [r["voxel_count"] for r in rows] == [0, 0]
+        assert not np.asarray(Image.open(out / sidecar.name.replace(".prompts.json", ".png"))).any()
+
+
+@pytest.mark.slow
+def test_no_presence_ablation_trains_without_head_and_predicts_unknown(nnunet_env, tmp_path):
+    from tests.conftest import make_tiny_2d_dataset
+    from nnunet_causal.inference.predict_text_entry import main
+
+    (tmp_path / "extra_trainers" / "tiny_no_presence.py").write_text(NO_PRESENCE_TRAINER)
+    raw = make_tiny_2d_dataset(Path(nnunet_env["nnUNet_raw"]), n_train=6)
+    model = _train(nnunet_env, "nnUNetTrainerText_NoPresence_Tiny")
+    assert "presence" not in json.loads((model / "plans.json").read_text())["nnunet_causal"]
+    assert not (model / "fold_0" / "presence_calibration.json").exists()
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert not any(k.startswith("presence.") for k in ckpt["network_weights"])
+    out = tmp_path / "pred"
+    assert main(["-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu",
+                 "-prompts", "lesion", "--disable_progress_bar", "-npp", "1"]) == 0
     rows = json.loads(next(out.glob("*.prompts.json")).read_text())["prompts"]
-    assert [type(r["present"]) for r in rows] == [bool, bool]
-    assert all(r["presence_threshold"] == pytest.approx(cal["threshold"], abs=1e-6) for r in rows)
+    assert rows[0]["present"] is None and "no presence head" in rows[0]["presence_calibration"]
+
+
+def test_presence_is_the_default_of_every_text_trainer_and_the_ablations_remove_it():
+    from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
+    from nnunet_causal.training.causal.variants import nnUNetTrainerCausalText_NoPresence
+    from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText, nnUNetTrainerTextPresence
+    from nnunet_causal.training.text.variants import nnUNetTrainerText_NoPresence
+
+    for cls in (nnUNetTrainerText, nnUNetTrainerCausalText, nnUNetTrainerTextPresence):
+        assert cls.presence_hidden_dim == 64, cls
+    assert nnUNetTrainerText_NoPresence.presence_hidden_dim is None
+    assert nnUNetTrainerCausalText_NoPresence.presence_hidden_dim is None
+    assert issubclass(nnUNetTrainerTextPresence, nnUNetTrainerText)  # the deprecated name keeps its folders
+
+
+@pytest.mark.parametrize("presence", [False, True])
+def test_strict_load_of_models_with_and_without_head(presence):
+    """nnU-Net's predictor loads ``network_weights`` strictly: a network rebuilt from plans with (without) the
+    ``"presence"`` entry takes a state_dict with (without) the head, and not the other kind."""
+    from nnunet_causal.inference.stock_prompts import caller_sets_prompts
+    from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+    from tests.inference.tiny_model import managers, tiny_plans
+
+    def build(with_head):
+        pm, cm = managers(tiny_plans(presence=with_head))
+        with caller_sets_prompts():
+            return nnUNetTrainerText.build_network_architecture(pm, cm, 3, 3, enable_deep_supervision=False)
+    saved = build(presence).state_dict()
+    assert any(k.startswith("presence.") for k in saved) == presence
+    build(presence).load_state_dict(saved)   # strict
+    with pytest.raises(RuntimeError):
+        build(not presence).load_state_dict(saved)
 
 
 def test_calibration_scores_validation_cases_and_negative_texts():
@@ -149,8 +227,12 @@ def test_calibration_scores_validation_cases_and_negative_texts():
     trainer = SimpleNamespace(network=net, plans_manager=pm, configuration_manager=cm, dataset_json=DATASET_JSON,
                               device=torch.device("cpu"), inference_allowed_mirroring_axes=(0, 1),
                               do_split=lambda: ([], ["a", "b"]), dataset_class=Dataset, preprocessed_dataset_folder="",
-                              folder_with_segs_from_previous_stage=None)
-    cal = calibrate_presence(trainer)
+                              folder_with_segs_from_previous_stage=None, configuration_name="2d")
+    cal = calibrate_presence(trainer, net)
     # 2 cases x (2 trained prompts + 2 negative texts): one positive (a, lesion), seven negatives
     assert (cal["cases"], cal["prompts"], cal["negative_texts"], cal["positives"], cal["negatives"]) == (2, 2, 2, 1, 7)
     assert 0 < cal["threshold"] < 1 and net.inference_embeddings is None  # the network is left as it was
+    # domain statistics: one pooled [mean F, max F] vector per dimension, one distance per validation case
+    assert len(cal["domain"]["mean"]) == 2 * 8 and len(cal["domain"]["case_distances"]) == 2
+    assert cal["domain"]["threshold"] == pytest.approx(2 * max(cal["domain"]["case_distances"]), rel=1e-3)
+    assert cal["model"]["prompts"] == ["lesion", "marker"] and len(cal["model"]["presence_weights"]) == 16
