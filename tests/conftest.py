@@ -66,6 +66,40 @@ class nnUNetTrainerCounterfactual_Tiny(_TinySchedule, nnUNetTrainerCounterfactua
 '''
 
 
+def in_ci() -> bool:
+    """True under CI (``CI=true``, which .ci/run sets and every CI service sets)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _skip_is_allowed(reason: str) -> bool:
+    """The one skip CI accepts: a test that needs a CUDA GPU (CI machines have none)."""
+    return "CUDA" in reason
+
+
+def _fail_skips_in_ci(report) -> None:
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not _skip_is_allowed(reason):
+            report.outcome = "failed"
+            report.longrepr = (f"skipped under CI=true, where every test must run (only CUDA tests may skip): "
+                               f"{reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI a skipped test is a failure (a browser that cannot start, a missing tool or data set), so CI
+    cannot stay green while a test silently did not run."""
+    outcome = yield
+    _fail_skips_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (``pytest.importorskip``)."""
+    outcome = yield
+    _fail_skips_in_ci(outcome.get_result())
+
+
 @pytest.fixture
 def nnunet_env(tmp_path, monkeypatch):
     """nnUNet_raw / _preprocessed / _results under tmp_path, trainers findable, CPU-friendly settings.

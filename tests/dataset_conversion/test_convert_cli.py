@@ -32,7 +32,7 @@ def test_convert_command_and_its_errors(tmp_path, nnunet_env):
     make_etis(dl / "ETIS-LaribPolypDB")
     raw = Path(nnunet_env["nnUNet_raw"])
     r = subprocess.run(["nnunet_causal", "convert", "endoscopy-composite", "-i", str(dl), "-d", "807"],
-                       env=nnunet_env, capture_output=True, text=True)
+                       env=nnunet_env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "Dataset807_EndoscopyComposite" in r.stdout
     dj = json.loads((raw / "Dataset807_EndoscopyComposite" / "dataset.json").read_text())
@@ -41,7 +41,7 @@ def test_convert_command_and_its_errors(tmp_path, nnunet_env):
     # a bad download: exit code 2 and one line naming the file, nothing written
     (dl / "ETIS-LaribPolypDB/GroundTruth/p1.tif").unlink()
     r = subprocess.run(["nnunet_causal", "convert", "etis", "-i", str(dl / "ETIS-LaribPolypDB"), "-d", "806"],
-                       env=nnunet_env, capture_output=True, text=True)
+                       env=nnunet_env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "1.tif: no mask" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in raw.iterdir()) == ["Dataset807_EndoscopyComposite"]
 
@@ -70,7 +70,7 @@ def test_every_converter_output_passes_stock_verify_dataset_integrity(tmp_path, 
     abdomen_composite.convert(dl, 808)
     ids = [str(i) for i in range(800, 809)]
     r = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", *ids, "--verify_dataset_integrity", "--no_pp",
-                        "-npfp", "1"], env=nnunet_env, capture_output=True, text=True)
+                        "-npfp", "1"], env=nnunet_env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     pre = Path(nnunet_env["nnUNet_preprocessed"])
     assert len(list(pre.glob("Dataset8*/dataset_fingerprint.json"))) == 9

@@ -55,7 +55,7 @@ def test_kill_during_conversion_keeps_the_previous_dataset_and_a_rerun_succeeds(
             time.sleep(0.01)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     partial = list(raw_root.glob(".Dataset804_KvasirSEG.partial-*"))
     assert len(partial) == 1 and len(list((partial[0] / "imagesTr").iterdir())) < 150  # killed mid-way

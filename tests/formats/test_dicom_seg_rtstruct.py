@@ -24,7 +24,7 @@ def dciodvfy_errors(path) -> list:
     """The 'Error' lines dciodvfy prints for ``path`` (skips when dicom3tools is not installed)."""
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy not installed (Debian: apt-get install dicom3tools)")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=600)
     return [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 
 

@@ -63,7 +63,7 @@ def test_causal_gin_and_frozen_encoder_trainers(nnunet_env, tmp_path):
 
     # parameter-efficient mode needs the pretrained encoder; without it: a clear error
     bad = subprocess.run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny",
-                          "-device", "cpu"], env=env_tr, capture_output=True, text=True)
+                          "-device", "cpu"], env=env_tr, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "nnUNet_causal_pretrained_encoder" in bad.stderr
     env_peft = dict(env_tr, nnUNet_causal_pretrained_encoder=str(folder / "fold_1" / "checkpoint_final.pth"))
     run(["nnUNetv2_train", "1", "2d", "1", "-tr", "nnUNetTrainerCausalText_FrozenEncoder_Tiny", "-device", "cpu"],

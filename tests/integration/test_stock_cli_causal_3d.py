@@ -89,7 +89,7 @@ def test_causal_3d_kill_resume_and_predict_text(nnunet_env, tmp_path):
         wait_for(epoch_1_started, proc, "epoch 1 started")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=60)
     print(f"{time.time() - t0:6.1f} s  killed training")
     assert proc.returncode == -signal.SIGKILL
     assert not (fold / "checkpoint_final.pth").exists()

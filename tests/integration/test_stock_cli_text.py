@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 def run(cmd, env, **kw):
     t0 = time.time()
+    kw.setdefault("timeout", 840)  # under the per-test limit: a hung command fails with its own name
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
     print(f"{time.time() - t0:6.1f} s  {' '.join(cmd[:2])}")
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -49,7 +50,7 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     pre_dj.write_text(json.dumps(dj))
     bad = subprocess.run(["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "--c"],
                          env=dict(nnunet_env, nnUNet_n_proc_DA="0", nnUNet_causal_text_encoder="hf:/other/encoder"),
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "conflicts with the text encoder this model was trained with" in bad.stderr
     assert "Traceback" not in bad.stderr
     run(["nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "--c"],
@@ -95,14 +96,14 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     # bad input: a prompt that names nothing known, an image with the wrong channel count
     bad = subprocess.run(["nnUNetv2_predict_text", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "x"), "-d", "1",
                           "-c", "2d", "-f", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "-prompts",
-                          "banana bread recipe"], env=nnunet_env, capture_output=True, text=True)
+                          "banana bread recipe"], env=nnunet_env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "nearest known terms" in bad.stderr and "--open_vocabulary" in bad.stderr
     gray = tmp_path / "gray"
     gray.mkdir()
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(gray / "g_0000.png")
     bad = subprocess.run(["nnUNetv2_predict_text", "-i", str(gray), "-o", str(tmp_path / "y"), "-d", "1", "-c", "2d",
                           "-f", "0", "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "-prompts", "lesion"],
-                         env=nnunet_env, capture_output=True, text=True)
+                         env=nnunet_env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "g_0000.png" in bad.stderr and "channel" in bad.stderr
     assert not (tmp_path / "y" / "g.png").exists()
 

@@ -92,7 +92,7 @@ def study_env(tmp_path_factory):
     make_tiny_2d_dataset(Path(env["nnUNet_raw"]), n_train=4, n_test=0)  # 2 cases per site: quick to validate
     full = {**os.environ, **env, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     proc = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1", "-npfp", "1"],
-                          env=full, capture_output=True, text=True)
+                          env=full, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = root / "study.yaml"
     study.write_text(STUDY.format(output=root / "study_local"))
@@ -127,10 +127,10 @@ def local_tables(study_env):
         fold_dir = out / "seed_0" / "nnUNet_results" / DATASET / "nnUNetTrainer_StudyTiny__nnUNetPlans__2d" / "fold_1"
         checkpoint = fold_dir / "checkpoint_final.pth"
         mtime = checkpoint.stat().st_mtime_ns
-        printed, t0 = io.StringIO(), time.time()
+        printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             _run(study_env)  # resumable: everything is skipped
-        assert checkpoint.stat().st_mtime_ns == mtime and time.time() - t0 < 60
+        assert checkpoint.stat().st_mtime_ns == mtime  # nothing trained again (no wall-clock bound: busy CPUs)
         assert "1 run(s), 1 already done and skipped" in printed.getvalue()
     return out, _tables(out), fold_dir
 

@@ -123,7 +123,7 @@ def test_a_stock_command_dies_with_its_worker(tmp_path):
         time.sleep(0.2)
     child = int(pid_file.read_text())
     os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
+    worker.wait(timeout=60)
     deadline = time.time() + 20
     while time.time() < deadline:
         try:

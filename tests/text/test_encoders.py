@@ -173,7 +173,7 @@ def test_hub_model_offline_fails_fast_naming_the_model(spec, model, tmp_path, mo
     start = time.time()
     with pytest.raises(TextEncoderError, match=f"'{model}'.*huggingface-cli download {model}"):
         create_text_encoder(spec)
-    assert time.time() - start < 10
+    assert time.time() - start < 60  # no network retries (minutes); generous for a busy CPU's imports
 
 
 def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch):
@@ -188,7 +188,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch):
     start = time.time()
     with pytest.raises(TextEncoderError, match="FremyCompany/BioLORD-2023.*cannot be reached"):
         create_text_encoder("biolord")
-    assert time.time() - start < 10
+    assert time.time() - start < 60  # no network retries (minutes); generous for a busy CPU's imports
 
 
 def test_spec_priority(monkeypatch):
