@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.text.resolve_cli",
     "nnunet_causal.synthetic.synth_cli",
     "nnunet_causal.data.splits_cli",
+    "nnunet_causal.data.cross_modality_cli",
     "nnunet_causal.planning.plan_stunet_cli",
     "nnunet_causal.evaluation.evaluate_cli",
     "nnunet_causal.study.study_cli",

@@ -45,3 +45,25 @@ def test_recipe_is_one_the_dictionary_accepts():
     for names in ({"0": "CT"}, {"0": "T1"}):
         recipe = recipe_for_dataset(declare_cross_modality({"channel_names": names}))
         assert recipe.probability == 0.5 and recipe.label_aware_probability == 1.0
+
+
+def test_cli_declares_a_dataset_folder_in_place(tmp_path, capsys):
+    import json
+
+    from nnunet_causal.cli import main
+
+    folder = tmp_path / "Dataset500_CT"
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0},
+                                                     "numTraining": 0, "file_ending": ".nii.gz"}))
+    assert main(["cross-modality", str(folder)]) == 0
+    dj = json.loads((folder / "dataset.json").read_text())
+    assert dj["channel_names"] == {"0": "zscore"} and dj["imaging_family"] == "ct" and dj["cross_modality"]
+    assert dj["numTraining"] == 0 and dj["file_ending"] == ".nii.gz"
+    assert main(["cross-modality", str(folder)]) == 0                      # again: unchanged
+    assert json.loads((folder / "dataset.json").read_text()) == dj
+    assert main(["cross-modality", str(tmp_path / "missing")]) == 2
+    assert "missing/dataset.json does not exist" in capsys.readouterr().err
+    (folder / "dataset.json").write_text("{not json")
+    assert main(["cross-modality", str(folder)]) == 2
+    assert f"cannot read {folder / 'dataset.json'}" in capsys.readouterr().err
