@@ -20,14 +20,14 @@ so that ``(K + 1) x volume`` logits are never held:
   (channel is the first axis of a C-order array, so chunks are contiguous bytes): same file as nnU-Net's
   (``probabilities``, float32, background 1 outside the cropping box, original axis order).
 
-Prompts decided absent (``suppressed``) take no voxel of the label map (their logits count as -inf there);
-their binary masks and probabilities are written as computed.
+Prompts decided absent (``suppressed``) take no voxel of the label map (their logits count as -inf there)
+and get an empty binary mask; their probabilities are written as computed.
 """
 from __future__ import annotations
 
 import os
 import zipfile
-from typing import Callable, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -123,10 +123,14 @@ def _write_npz_chunks(path: str, shape: Sequence[int], chunks) -> None:
 def export_case(agg: AggregatedFeatures, properties: dict, plans_manager, configuration_manager, dataset_json: dict,
                 output_truncated: Optional[str], *, suppressed: Optional[torch.Tensor] = None,
                 save_probabilities: bool = False, binary_masks: Optional[Dict[int, str]] = None,
-                mode: str = "auto", chunk: int = 8, write_seg: Optional[Callable] = None) -> dict:
-    """Write ``output_truncated + file_ending`` (and ``.npz``/``.pkl``, binary masks ``{output index: file
-    name part}``); return ``{"peaks": max logit per output, "mode": resampling mode, "binary": {output index:
-    (file, voxel count)}, "segmentation": label map when output_truncated is None}``."""
+                mode: str = "auto", chunk: int = 8) -> dict:
+    """The label map of one case; with ``output_truncated``, write the files streamed chunk by chunk beside it
+    (``.npz``/``.pkl`` probabilities, binary masks ``{output index: file-name part}``, named and written by
+    :mod:`~nnunet_causal.inference.case_outputs`). Returns ``{"segmentation": label map (original geometry),
+    "peaks": max logit per output, "mode": resampling mode, "binary": {output index: (file, voxel count)}}``
+    (plus ``"probabilities"`` when asked without ``output_truncated``)."""
+    from nnunet_causal.inference import case_outputs
+
     resample = _Resampler(properties, plans_manager, configuration_manager)
     needs = tuple(agg.features.shape[1:]) != resample.shape
     mode = choose_mode(mode, agg, configuration_manager, needs)
@@ -150,20 +154,17 @@ def export_case(agg: AggregatedFeatures, properties: dict, plans_manager, config
         best = torch.maximum(best, value)
         label = torch.where(better, index.int() + start + 1, label)
         for i in range(logits.shape[0]) if binary_masks and output_truncated else ():
-            if start + i in binary_masks:
-                mask = (logits[i] > 0).numpy().astype(np.uint8)[None]
-                out = f"{output_truncated}__{binary_masks[start + i]}{ending}"
-                with atomic_path(out) as tmp:
-                    rw.write_seg(_to_original(mask, properties, plans_manager)[0], tmp, properties)
-                binary[start + i] = (os.path.basename(out), int(mask.sum()))
+            if start + i in binary_masks:   # the prompt's mask; empty when its structure is suppressed
+                off = suppressed is not None and bool(suppressed[start + i])
+                mask = (logits[i] > 0).numpy().astype(np.uint8)[None] * (not off)
+                folder, case = os.path.split(output_truncated)
+                name = case_outputs.binary_mask_name(case, binary_masks[start + i], ending)
+                binary[start + i] = (name, case_outputs.write_binary_mask(
+                    lambda a, path: rw.write_seg(a, path, properties),
+                    _to_original(mask, properties, plans_manager)[0], os.path.join(folder, name)))
     dtype = np.uint8 if n_out < 255 else np.uint16
     seg = _to_original(label.numpy().astype(dtype)[None], properties, plans_manager)[0]
-    result = {"peaks": peaks, "mode": mode, "binary": binary}
-    if output_truncated is None:
-        result["segmentation"] = seg
-    else:
-        with atomic_path(output_truncated + ending) as tmp:
-            (write_seg or rw.write_seg)(seg, tmp, properties)
+    result = {"peaks": peaks, "mode": mode, "binary": binary, "segmentation": seg}
     if save_probabilities:
         lse = torch.zeros_like(best)  # log-sum-exp over [0, l_1..l_K], starting with the background's exp(0)
         for _, logits in iter_chunk_logits(agg, resample, mode, chunk):

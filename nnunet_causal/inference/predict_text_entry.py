@@ -1,12 +1,12 @@
 """``nnUNetv2_predict_text``: ``nnUNetv2_predict`` plus text prompts.
 
-Per case it writes the label map (value i = i-th prompt, nnU-Net's file format), ``CASE.prompts.json``
-(prompt -> label value, resolved terms, how it was segmented, voxel count, max probability, presence
-decision: ``present`` true/false -- null when the model has no presence head -- with its score, threshold
-and calibration; a prompt decided absent takes no voxel unless ``--keep_absent_masks``) and, with
-``--save_binary``, ``CASE__<prompt>.<ending>`` with one independent binary mask per prompt (overlaps kept;
-prompts whose file names would coincide, such as "left kidney" and "Left-Kidney", all get their label value
-appended: ``CASE__left_kidney__1``, ``CASE__left_kidney__2``).
+Per case it writes what :mod:`nnunet_causal.inference.case_outputs` defines: the label map (value i = i-th
+prompt, nnU-Net's file format), ``CASE.prompts.json`` (per prompt: its grounding, presence decision and
+score, voxel count, max probability, the label value holding its structure's voxels; a prompt decided absent
+takes no voxel unless ``--keep_absent_masks``) and, with ``--save_binary``, ``CASE__<prompt><ending>``, one
+binary mask per prompt (overlaps kept; prompts whose file names would coincide, such as "left kidney" and
+"Left-Kidney", all get their label value appended: ``CASE__left_kidney__1``, ``CASE__left_kidney__2``).
+Cases are preprocessed by nnU-Net in background processes and predicted and written one after the other.
 
 ``--continue_prediction`` skips a case only when everything this run would write for it is there: the
 label map, a sidecar listing the same prompts, the binary masks (``--save_binary``) and the probabilities
@@ -15,21 +15,16 @@ label map, a sidecar listing the same prompts, the binary masks (``--save_binary
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import logging
 import os
-import re
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
-from nnunet_causal.errors import NnunetCausalError, PromptError
+from nnunet_causal.errors import DatasetError, NnunetCausalError, PromptError
+from nnunet_causal.inference import case_outputs
 from nnunet_causal.inference.model_folder import check_model_folder
 
 logger = logging.getLogger(__name__)
@@ -49,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "folder of images and segment the structures named by text prompts. Accepts every "
                     "nnUNetv2_predict flag.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-i", required=True, help="input folder (nnU-Net naming: CASE_0000.ext, ...)")
+    p.add_argument("-i", required=True, help="input folder (nnU-Net naming: CASE_0000.ext, ...) or a folder of DICOM "
+                                             "series")
     p.add_argument("-o", required=True, help="output folder (created if missing)")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("-d", help="dataset name or id (with -tr/-p/-c, as nnUNetv2_predict)")
@@ -88,39 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature-space window: resample the embeddings or the logits (in chunks) to the original "
                         "spacing (default auto: embeddings when the resampling is linear and there are more prompts "
                         "than embedding channels)")
+    p.add_argument("--save_dicom", choices=("seg", "rtstruct", "both"), default=None,
+                   help="with a folder of DICOM series as -i (one case per series): also write CASE.seg.dcm (DICOM-SEG) "
+                        "and/or CASE.rtstruct.dcm (RTSTRUCT) referencing the series (docs/formats.md)")
     return p
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60].strip("_") or "prompt"
-
-
 def binary_mask_suffixes(assignments: Sequence) -> Dict[int, str]:
-    """``{label value: file-name part}`` of the binary masks, unique and deterministic.
-
-    The part is the prompt's slug; prompts whose slugs coincide all get ``__<label value>`` appended (a slug
-    never contains ``__``, so the result cannot collide with another prompt's plain slug).
-    """
-    counts = Counter(_slug(a.prompt) for a in assignments)
-    return {a.label_value: _slug(a.prompt) + (f"__{a.label_value}" if counts[_slug(a.prompt)] > 1 else "")
-            for a in assignments}
+    """``{label value: file-name part}`` of the binary masks (see :func:`case_outputs.binary_mask_parts`)."""
+    return case_outputs.binary_mask_parts(assignments)
 
 
 def case_is_finished(truncated: str, assignments: Sequence, ending: str, save_binary: bool,
                      save_probabilities: bool) -> bool:
     """Whether a run with these prompts and options already wrote every output of case ``truncated``."""
+    folder, case = os.path.split(truncated)
     files = [truncated + ending]
     if save_binary:
-        files += [f"{truncated}__{s}{ending}" for s in binary_mask_suffixes(assignments).values()]
+        files += [os.path.join(folder, case_outputs.binary_mask_name(case, s, ending))
+                  for s in binary_mask_suffixes(assignments).values()]
     if save_probabilities:
         files += [truncated + ".npz", truncated + ".pkl"]
     if not all(os.path.isfile(f) for f in files):
         return False
     try:
-        with open(truncated + ".prompts.json", encoding="utf-8") as f:
-            recorded = [r["prompt"] for r in json.load(f)["prompts"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # missing or unreadable sidecar: the case was interrupted
+        recorded = [r["prompt"] for r in case_outputs.read_sidecar(truncated + case_outputs.PROMPTS_SUFFIX)["prompts"]]
+    except DatasetError:
+        return False  # missing, unreadable or older sidecar: the case is predicted again
     return recorded == [a.prompt for a in assignments]
 
 
@@ -137,60 +127,27 @@ def collect_prompts(prompts: Optional[List[str]], prompt_file: Optional[str]):
     return specs
 
 
-def write_case_outputs(predictor, output_folder: str, save_binary: bool, keep_probabilities: bool) -> int:
-    """Sidecars (and binary masks) for every case predicted in this run; returns the number of cases."""
-    from batchgenerators.utilities.file_and_folder_operations import load_pickle
-
-    ending = predictor.dataset_json["file_ending"]
-    rw = predictor.plans_manager.image_reader_writer_class()
-    n = 0
-    suffixes = binary_mask_suffixes(predictor.assignments)
-    from nnunet_causal.inference.presence import unknown_record
-
-    for truncated, peaks in predictor.case_max_probabilities.items():
-        seg, _ = rw.read_seg(truncated + ending)
-        records = []
-        presence = getattr(predictor, "case_presence", {}).get(truncated) or \
-            [unknown_record() for _ in predictor.assignments]
-        for a, peak, pres in zip(predictor.assignments, peaks, presence):
-            rec = {"prompt": a.prompt, "label_value": a.label_value, "terms": a.terms, "score": a.score,
-                   "resolution": a.method, "source": a.source, "trained_structures": a.trained_structures,
-                   "used_words": a.used_words, "ignored_words": a.ignored_words, "unknown_words": a.unknown_words,
-                   "corrected": a.corrected, "resolution_message": a.resolution_message,
-                   "voxel_count": int((seg == a.label_value).sum()), "max_probability": peak, **pres,
-                   "mask_suppressed": pres["present"] is False and not getattr(predictor, "keep_absent_masks", False)}
-            records.append(rec)
-        binary = getattr(predictor, "case_binary", {}).get(truncated)
-        if save_binary and binary:  # feature path: written during export
-            for a, rec in zip(predictor.assignments, records):
-                rec["binary_mask"], rec["binary_voxel_count"] = binary[a.label_value]
-        elif save_binary:
-            probs = np.load(truncated + ".npz")["probabilities"]
-            props = load_pickle(truncated + ".pkl")
-            for a, rec in zip(predictor.assignments, records):
-                mask = (probs[a.label_value] > probs[0]).astype(np.uint8)  # <=> sigmoid(l_k) > 0.5
-                out = f"{truncated}__{suffixes[a.label_value]}{ending}"
-                with atomic_path(out) as tmp:
-                    rw.write_seg(mask, tmp, props)
-                rec["binary_mask"] = os.path.basename(out)
-                rec["binary_voxel_count"] = int(mask.sum())
-            if not keep_probabilities:
-                os.remove(truncated + ".npz")
-                os.remove(truncated + ".pkl")
-        write_json_atomic(truncated + ".prompts.json",
-                          {"case": os.path.basename(truncated), "prompts": records})
-        n += 1
-    return n
+def write_case_outputs(folder: str, truncated: str, result, assignments: Sequence, file_ending: str, image_writer,
+                       properties: dict, keep_absent_masks: bool = False) -> dict:
+    """Label map and ``CASE.prompts.json`` of one predicted case (``result``: a
+    :class:`~nnunet_causal.inference.text_predictor.CasePrediction`) through the case contract."""
+    records = case_outputs.prompt_records(assignments, result.segmentation, result.max_probability, result.presence,
+                                          keep_absent_masks=keep_absent_masks, binary=result.binary)
+    return case_outputs.write_case(folder, os.path.basename(truncated), file_ending, records=records,
+                                   label_map=result.segmentation,
+                                   write_seg=lambda a, path: image_writer.write_seg(a, path, properties))
 
 
 def predict_text(args) -> int:
     """The whole command as a plain function (tests call it directly)."""
     from nnunetv2.utilities.file_path_utilities import get_output_folder
-    from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+    from nnunet_causal.inference.text_predictor import PredictionOptions, nnUNetTextPredictor
 
     if not os.path.isdir(args.i):
         raise NnunetCausalError(f"input folder {args.i} does not exist")
     specs = collect_prompts(args.prompts, args.prompt_file)
+    from nnunet_causal.formats.dicom_cases import check_dicom_request, dicom_input, write_dicom_outputs
+    check_dicom_request(args.i, getattr(args, "save_dicom", None))  # a DICOM folder is read one case per series
     if args.m:
         model_folder = args.m
     else:
@@ -209,30 +166,41 @@ def predict_text(args) -> int:
                                     use_mirroring=not args.disable_tta,
                                     perform_everything_on_device=not args.not_on_device, device=device,
                                     verbose=args.verbose, allow_tqdm=not args.disable_progress_bar,
-                                    verbose_preprocessing=args.verbose)
+                                    verbose_preprocessing=args.verbose,
+                                    options=PredictionOptions(resample_mode=args.resample,
+                                                              keep_absent_masks=args.keep_absent_masks))
     predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
     assignments = predictor.set_prompts(specs, open_vocabulary=args.open_vocabulary)
-    predictor.keep_absent_masks = args.keep_absent_masks
-    predictor.resample_mode = args.resample
-    feature_path = predictor.uses_feature_window()
-    if args.save_binary and feature_path:
-        predictor.binary_mask_suffixes = binary_mask_suffixes(assignments)
     if not predictor.has_presence_head():
         logger.info("this model has no presence head: every prompt's presence is reported as unknown")
     for a in assignments:
         logger.info("prompt %d '%s' -> %s (%s, %s)", a.label_value, a.prompt, a.trained_structures or a.terms or "-",
                     a.method, a.source)
     Path(args.o).mkdir(parents=True, exist_ok=True)
-    predictor.case_is_finished = functools.partial(
-        case_is_finished, assignments=assignments, ending=predictor.dataset_json["file_ending"],
-        save_binary=args.save_binary, save_probabilities=args.save_probabilities)
-    keep_npz = args.save_probabilities or (args.save_binary and not feature_path)
-    predictor.predict_from_files(args.i, args.o, save_probabilities=keep_npz,
-                                 overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
-                                 num_processes_segmentation_export=args.nps,
-                                 folder_with_segs_from_prev_stage=args.prev_stage_predictions,
-                                 num_parts=args.num_parts, part_id=args.part_id)
-    n = write_case_outputs(predictor, args.o, args.save_binary, args.save_probabilities)
+    ending = predictor.dataset_json["file_ending"]
+    with dicom_input(args.i, ending, args.o) as (input_folder, dicom_cases):
+        inputs, outputs, previous = predictor.case_lists(input_folder, args.o, args.prev_stage_predictions,
+                                                         args.part_id, args.num_parts)
+        if args.continue_prediction:
+            todo = [i for i, out in enumerate(outputs) if not case_is_finished(
+                out, assignments, ending, args.save_binary, args.save_probabilities)]
+            logger.info("continuing: %d of %d case(s) already finished, predicting %d", len(outputs) - len(todo),
+                        len(outputs), len(todo))
+            inputs, outputs, previous = [inputs[i] for i in todo], [outputs[i] for i in todo], \
+                [previous[i] for i in todo]
+        parts = binary_mask_suffixes(assignments) if args.save_binary else None
+        writer = predictor.plans_manager.image_reader_writer_class()
+        n = 0
+        for item in predictor.iter_preprocessed(inputs, previous, outputs, args.npp) if inputs else ():
+            truncated = item["ofile"]
+            result = predictor.predict_case(item["data"], item["data_properties"], output_truncated=truncated,
+                                            save_probabilities=args.save_probabilities, binary_masks=parts)
+            write_case_outputs(args.o, truncated, result, assignments, ending, writer, item["data_properties"],
+                               args.keep_absent_masks)
+            n += 1
+    if getattr(args, "save_dicom", None):
+        for path in write_dicom_outputs(args.o, ending, dicom_cases, args.save_dicom):
+            logger.info("wrote %s", path)
     logger.info("wrote %d case(s) to %s", n, args.o)
     return 0
 

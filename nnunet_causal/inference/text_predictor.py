@@ -12,6 +12,13 @@ Output label map: value ``i`` (1-based) is prompt ``i``; a voxel takes the promp
 among those with sigmoid > 0.5, else background. Prompts the presence head decides absent take no voxel
 (unless ``keep_absent_masks``); see :mod:`nnunet_causal.inference.presence`.
 
+Usage: options at construction, prompts once, then one call per preprocessed case::
+
+    p = nnUNetTextPredictor(device=torch.device("cpu"), options=PredictionOptions(keep_absent_masks=False))
+    p.initialize_from_trained_model_folder(model_folder, (0,))
+    p.set_prompts(["liver", "renal organs"])
+    result = p.predict_case(data, properties)      # CasePrediction: label map, peaks, presence
+
 Two ways through the sliding window, same outputs within floating-point tolerance:
 
 * MLP connector (default): the embeddings are aggregated once and the prompts applied at the end in chunks
@@ -27,7 +34,7 @@ import copy
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -59,6 +66,45 @@ class PromptAssignment:
     unknown_words: List[str] = field(default_factory=list)   # ignored words the vocabulary does not know
     corrected: Optional[str] = None                           # spelling-corrected prompt (method "corrected")
     resolution_message: str = ""                              # the resolver's note (correction, why none)
+    explanation: Optional[dict] = None                        # the resolver's explanation, when it gives one
+
+
+@dataclass(frozen=True)
+class PredictionOptions:
+    """How :meth:`nnUNetTextPredictor.predict_case` runs (fixed at construction)."""
+    #: aggregate embeddings instead of logits where the connector allows it (see the module docstring)
+    feature_window: bool = True
+    #: resampling to the original spacing: "auto", "features" or "logits" (chunked_export)
+    resample_mode: str = "auto"
+    #: prompts per chunk when applying the head to a whole volume
+    prompt_chunk_size: int = 8
+    #: keep the masks of prompts decided absent in the label map (the sidecar still says absent)
+    keep_absent_masks: bool = False
+
+
+@dataclass
+class CasePrediction:
+    """One predicted case: the label map in the original geometry ``(*original shape)``, one peak sigmoid
+    probability and one presence record (``None`` for a model without a presence head) per prompt, the binary
+    masks written (``{label value: (file name, voxel count)}``), the resampling mode used and, on request, the
+    logits ``(1 + K, *network spacing shape)`` (logit path) or probabilities ``(1 + K, *original shape)``."""
+    segmentation: np.ndarray
+    max_probability: List[float]
+    presence: Optional[List[dict]]
+    resample_mode: str = "logits"
+    binary: Dict[int, Tuple[str, int]] = field(default_factory=dict)
+    logits: Optional[torch.Tensor] = None
+    probabilities: Optional[np.ndarray] = None
+
+
+def _explanation(resolution) -> Optional[dict]:
+    """The resolver's explanation dict (an ``explanation`` attribute or ``to_dict()``), when it has one."""
+    value = getattr(resolution, "explanation", None)
+    if callable(value):
+        value = value()
+    if value is None and callable(getattr(resolution, "to_dict", None)):
+        value = resolution.to_dict()
+    return value if isinstance(value, dict) else None
 
 
 def _unwrap(network):
@@ -66,32 +112,15 @@ def _unwrap(network):
 
 
 class nnUNetTextPredictor(nnUNetPredictor):
-    """``nnUNetPredictor`` with :meth:`set_prompts`; everything else (sliding window, mirroring, export) is
-    nnU-Net's."""
+    """``nnUNetPredictor`` with :meth:`set_prompts` and :meth:`predict_case`; the sliding window, mirroring,
+    preprocessing and resampling are nnU-Net's. ``options`` (:class:`PredictionOptions`) fix how cases run."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, options: Optional[PredictionOptions] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.options = options or PredictionOptions()
         self.assignments: List[PromptAssignment] = []
-        self.case_max_probabilities: Dict[str, List[float]] = {}
-        self._text_encoder = None
-        self._pending_outputs: List[Optional[str]] = []
-        #: ``f(truncated output path) -> bool``: which cases ``overwrite=False`` skips (default: nnU-Net's test,
-        #: the label map and, with probabilities, the ``.npz`` exist)
-        self.case_is_finished: Optional[Callable[[str], bool]] = None
-        #: aggregate embeddings instead of logits where the connector allows it (see the module docstring)
-        self.feature_window = True
-        #: resampling to the original spacing: "auto", "features" or "logits" (chunked_export)
-        self.resample_mode = "auto"
-        #: prompts per chunk when applying the head to a whole volume
-        self.prompt_chunk_size = 8
-        #: keep the masks of prompts decided absent in the label map (the sidecar still says absent)
-        self.keep_absent_masks = False
-        #: ``{label value: file-name part}``: write one binary mask per prompt (feature path)
-        self.binary_mask_suffixes: Optional[Dict[int, str]] = None
-        self.case_presence: Dict[str, List[dict]] = {}
-        self.case_binary: Dict[str, Dict[int, tuple]] = {}
-        self.case_resample_mode: Dict[str, str] = {}
         self.presence_calibrations: List[Optional[dict]] = []
+        self._text_encoder = None
 
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
                                              checkpoint_name="checkpoint_final.pth"):
@@ -99,14 +128,15 @@ class nnUNetTextPredictor(nnUNetPredictor):
             super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
         if use_folds is None:
             use_folds = self.auto_detect_available_folds(model_training_output_dir, checkpoint_name)
-        self.presence_calibrations = presence_decisions.load_calibrations(model_training_output_dir, use_folds)
+        self.presence_calibrations = presence_decisions.load_calibrations(
+            model_training_output_dir, use_folds, self.list_of_parameters, self.plans_manager.plans)
 
     def has_presence_head(self) -> bool:
         return _unwrap(self.network).presence is not None
 
     def uses_feature_window(self) -> bool:
         net = _unwrap(self.network)
-        return bool(self.feature_window and self.assignments and net.inference_groups is not None
+        return bool(self.options.feature_window and self.assignments and net.inference_groups is not None
                     and not net.connector.image_conditioned)
 
     # ------------------------------------------------------------------ prompts
@@ -177,7 +207,8 @@ class nnUNetTextPredictor(nnUNetPredictor):
                 trained, source = [], "open_vocabulary"
             assignments.append(PromptAssignment(text, i + 1, list(res.terms), float(res.score), res.method, source,
                                                 list(dict.fromkeys(trained)), list(res.used), list(res.ignored),
-                                                list(res.unknown), res.corrected, res.message))
+                                                list(res.unknown), res.corrected, res.message,
+                                                _explanation(res)))
         if open_texts:
             enc = self.text_encoder()
             for gi, t in open_texts:
@@ -198,7 +229,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
         self.assignments = assignments
         return assignments
 
-    # ------------------------------------------------------------------ checks + bookkeeping
+    # ------------------------------------------------------------------ cases
     def check_input_channels(self, list_of_lists: List[List[str]]) -> None:
         """Every case must have as many channels as the plans expect (error names the case's files)."""
         expected = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
@@ -216,119 +247,149 @@ class nnUNetTextPredictor(nnUNetPredictor):
             warn_if_not_ct(image, ", ".join(files), self.configuration_manager.normalization_schemes,
                            self.plans_manager.foreground_intensity_properties_per_channel)
 
-    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-                                       folder_with_segs_from_prev_stage=None, overwrite=True, part_id=0, num_parts=1,
-                                       save_probabilities=False):
-        if overwrite or self.case_is_finished is None:
-            return super()._manage_input_and_output_lists(
-                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-                folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
-        inputs, outputs, previous = super()._manage_input_and_output_lists(
-            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-            folder_with_segs_from_prev_stage, True, part_id, num_parts, save_probabilities)
-        if outputs is None:
-            return inputs, outputs, previous
-        todo = [i for i, out in enumerate(outputs) if not self.case_is_finished(out)]
-        logger.info("continuing: %d of %d case(s) already finished, predicting %d", len(outputs) - len(todo),
-                    len(outputs), len(todo))
-        return [inputs[i] for i in todo], [outputs[i] for i in todo], [previous[i] for i in todo]
+    def case_lists(self, source, output_folder: Optional[str], folder_with_segs_from_prev_stage=None,
+                   part_id: int = 0, num_parts: int = 1):
+        """nnU-Net's pairing of a folder (or list of file lists) with truncated output paths: ``(inputs,
+        outputs, previous-stage segmentations)`` of part ``part_id`` of ``num_parts``."""
+        if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
+            raise DatasetError(f"configuration {self.configuration_manager.configuration_name} is a cascade stage: "
+                               f"give the previous stage's predictions ({self.configuration_manager.previous_stage_name}) "
+                               f"with -prev_stage_predictions")
+        return self._manage_input_and_output_lists(source, output_folder, folder_with_segs_from_prev_stage, True,
+                                                   part_id, num_parts, False)
 
-    def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
-                                                            output_filenames_truncated, num_processes):
-        self.check_input_channels(input_list_of_lists)
-        self._pending_outputs = list(output_filenames_truncated) if output_filenames_truncated else []
-        return super()._internal_get_data_iterator_from_lists_of_filenames(
-            input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes)
+    def iter_preprocessed(self, inputs: List[List[str]], previous, outputs, num_processes: int = 3) -> Iterator[dict]:
+        """Cases preprocessed by nnU-Net in background processes, in input order: ``{"data": (C, *shape)
+        tensor, "data_properties": dict, "ofile": truncated output path or None}``. The channel count of every
+        case is checked first."""
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+        from nnunetv2.utilities.helpers import empty_cache
 
-    def _decisions(self, scores: Optional[torch.Tensor]) -> List[dict]:
-        if scores is None:
-            return [presence_decisions.unknown_record() for _ in self.assignments]
-        return [d.as_record() for d in presence_decisions.decide(scores, self.presence_calibrations)]
+        self.check_input_channels(inputs)
+        iterator = self._internal_get_data_iterator_from_lists_of_filenames(inputs, previous, outputs, num_processes)
+        try:
+            for item in iterator:
+                data = item["data"]
+                if isinstance(data, str):  # nnU-Net hands large cases over as a temporary .npy
+                    path, data = data, torch.from_numpy(np.load(data))
+                    os.remove(path)
+                yield {**item, "data": data}
+        finally:
+            compute_gaussian.cache_clear()
+            empty_cache(self.device)
 
-    def _suppressed(self, records: List[dict]) -> Optional[torch.Tensor]:
-        if self.keep_absent_masks:
+    def _decisions(self, scores: Optional[torch.Tensor], pooled=None) -> Optional[List[dict]]:
+        """Presence records per prompt (None when the model has no presence head); ``pooled``: the presence
+        head's pooled embeddings recorded during the case's window (the image-domain check)."""
+        return presence_decisions.case_records(scores, self.presence_calibrations, pooled, self.assignments)
+
+    def _suppressed(self, records: Optional[List[dict]]) -> Optional[torch.Tensor]:
+        if self.options.keep_absent_masks or records is None:
             return None
         return torch.tensor([r["present"] is False for r in records], dtype=torch.bool)
 
+    def predict_case(self, data, properties: dict, *, output_truncated: Optional[str] = None,
+                     save_probabilities: bool = False, binary_masks: Optional[Dict[int, str]] = None,
+                     return_logits: bool = False) -> CasePrediction:
+        """Predict one preprocessed case ``data (C, *shape)`` with the prompts of :meth:`set_prompts`.
+
+        With ``output_truncated``, the files that are streamed while predicting are written beside it:
+        ``.npz``/``.pkl`` probabilities (``save_probabilities``) and the binary masks ``{label value: file-name
+        part}`` of ``binary_masks`` (:mod:`nnunet_causal.inference.case_outputs` names and writes them; the
+        label map and the sidecar are the caller's, through the same module). Without it,
+        ``save_probabilities`` returns the probabilities instead. ``return_logits`` (logit path only) keeps the
+        logits at the network's spacing.
+        """
+        if not self.assignments:
+            raise PromptError("no prompts: call set_prompts first")
+        data = torch.from_numpy(np.ascontiguousarray(data)) if isinstance(data, np.ndarray) else data
+        if self.uses_feature_window():
+            return self.predict_case_from_features(data, properties, output_truncated=output_truncated,
+                                                   save_probabilities=save_probabilities, binary_masks=binary_masks)
+        return self._predict_case_from_logits(data, properties, output_truncated, save_probabilities, binary_masks,
+                                              return_logits)
+
     @torch.inference_mode()
-    def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
-        """nnU-Net's logit path (cross-attention connector, or ``feature_window`` off), with the sidecar's
-        peak probabilities and presence recorded; absent prompts' logits are set to the lowest value."""
+    def logits_and_presence(self, data: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """nnU-Net's sliding-window logits ``(1 + K, *shape)`` (folds averaged) and the presence scores
+        ``(folds, K)`` recorded during the same passes (None without a presence head)."""
         net = _unwrap(self.network)
-        record = bool(self.assignments) and net.presence is not None
+        record = net.presence is not None
         net.presence_recorder = [] if record else None
         try:
             logits = super().predict_logits_from_preprocessed_data(data)
             calls = net.presence_recorder
         finally:
             net.presence_recorder = None
-        if self.assignments:
-            # cases are predicted in input order; record max sigmoid per prompt for the sidecar
-            key = self._pending_outputs.pop(0) if self._pending_outputs else f"case_{len(self.case_max_probabilities)}"
-            peak = torch.sigmoid(logits[1:].reshape(logits.shape[0] - 1, -1).float().amax(1))
-            self.case_max_probabilities[key] = [round(float(p), 6) for p in peak]
-            scores = None
-            if record:  # the same number of forward passes per fold, folds one after the other
-                per_fold = torch.sigmoid(torch.cat(calls, 0)).view(len(self.list_of_parameters), -1, logits.shape[0] - 1)
-                scores = per_fold.amax(1)
-            self.case_presence[key] = self._decisions(scores)
-            suppressed = self._suppressed(self.case_presence[key])
-            if suppressed is not None and bool(suppressed.any()):
-                logits[1:][suppressed] = torch.finfo(logits.dtype).min
-        return logits
+        scores = None
+        if record:  # the same number of forward passes per fold, folds one after the other
+            per_fold = torch.sigmoid(torch.cat(calls, 0)).view(len(self.list_of_parameters), -1, logits.shape[0] - 1)
+            scores = per_fold.amax(1)
+        return logits, scores
+
+    def _predict_case_from_logits(self, data, properties, output_truncated, save_probabilities, binary_masks,
+                                  return_logits) -> CasePrediction:
+        from batchgenerators.utilities.file_and_folder_operations import save_pickle
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        from nnunet_causal.inference import case_outputs
+
+        with presence_decisions.recording_pooled_features(_unwrap(self.network)) as pooled:
+            logits, scores = self.logits_and_presence(data)
+        logits = logits.to("cpu")
+        peaks = torch.sigmoid(logits[1:].reshape(logits.shape[0] - 1, -1).float().amax(1))
+        presence = self._decisions(scores, pooled)
+        suppressed = self._suppressed(presence)
+        if suppressed is not None and bool(suppressed.any()):
+            logits[1:][suppressed] = torch.finfo(logits.dtype).min
+        write_binary = bool(binary_masks and output_truncated)
+        need_probabilities = save_probabilities or write_binary
+        out = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
+            return_probabilities=need_probabilities)
+        seg, probabilities = out if need_probabilities else (out, None)
+        binary = {}
+        if write_binary:
+            rw = self.plans_manager.image_reader_writer_class()
+            ending = self.dataset_json["file_ending"]
+            folder, case = os.path.split(output_truncated)
+            for value, part in binary_masks.items():
+                name = case_outputs.binary_mask_name(case, part, ending)
+                mask = probabilities[value] > probabilities[0]   # <=> sigmoid(l_k) > 0.5
+                binary[value] = (name, case_outputs.write_binary_mask(
+                    lambda a, path: rw.write_seg(a, path, properties), mask, os.path.join(folder, name)))
+        if save_probabilities and output_truncated:
+            with case_outputs.atomic_path(output_truncated + ".npz", suffix=".npz") as tmp:
+                np.savez_compressed(tmp, probabilities=probabilities)
+            save_pickle(properties, output_truncated + ".pkl")
+        return CasePrediction(np.asarray(seg), [round(float(p), 6) for p in peaks], presence, "logits", binary,
+                              logits if return_logits else None,
+                              probabilities if save_probabilities and not output_truncated else None)
 
     # ------------------------------------------------------------------ feature-space path
-    def predict_case_from_features(self, data: torch.Tensor, properties: dict, output_truncated: Optional[str],
-                                   save_probabilities: bool = False) -> dict:
+    def predict_case_from_features(self, data: torch.Tensor, properties: dict, output_truncated: Optional[str] = None,
+                                   save_probabilities: bool = False,
+                                   binary_masks: Optional[Dict[int, str]] = None) -> CasePrediction:
         """One preprocessed case through the feature-space window and the chunked export (see
-        :func:`nnunet_causal.inference.chunked_export.export_case`)."""
+        :func:`nnunet_causal.inference.chunked_export.export_case`); works on a network whose prompts were set
+        with ``set_inference_prompts`` directly too."""
         from nnunet_causal.inference.chunked_export import export_case
         from nnunet_causal.inference.feature_window import aggregate_case
 
         n_threads = torch.get_num_threads()
-        agg = aggregate_case(self, data)
-        key = output_truncated or f"case_{len(self.case_max_probabilities)}"
-        records = self._decisions(agg.presence)
-        binary = None
-        if self.binary_mask_suffixes and output_truncated:
-            binary = {v - 1: s for v, s in self.binary_mask_suffixes.items()}
+        with presence_decisions.recording_pooled_features(_unwrap(self.network)) as pooled:
+            agg = aggregate_case(self, data)
+        presence = self._decisions(agg.presence, pooled)
+        parts = {v - 1: s for v, s in binary_masks.items()} if binary_masks and output_truncated else None
         result = export_case(agg, properties, self.plans_manager, self.configuration_manager, self.dataset_json,
-                             output_truncated, suppressed=self._suppressed(records),
-                             save_probabilities=save_probabilities, binary_masks=binary, mode=self.resample_mode,
-                             chunk=self.prompt_chunk_size)
+                             output_truncated, suppressed=self._suppressed(presence),
+                             save_probabilities=save_probabilities, binary_masks=parts,
+                             mode=self.options.resample_mode, chunk=self.options.prompt_chunk_size)
         torch.set_num_threads(n_threads)
-        self.case_max_probabilities[key] = [round(float(torch.sigmoid(torch.tensor(p))), 6) for p in result["peaks"]]
-        self.case_presence[key] = records
-        self.case_binary[key] = {i + 1: v for i, v in result["binary"].items()}
-        self.case_resample_mode[key] = result["mode"]
-        return result
-
-    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
-                                   num_processes_segmentation_export: int = 3):
-        if not self.uses_feature_window():
-            return super().predict_from_data_iterator(data_iterator, save_probabilities,
-                                                      num_processes_segmentation_export)
-        from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
-        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-        from nnunetv2.utilities.helpers import empty_cache
-
-        out = []
-        for item in data_iterator:
-            data = item["data"]
-            if isinstance(data, str):
-                path, data = data, torch.from_numpy(np.load(data))
-                os.remove(path)
-            result = self.predict_case_from_features(data, item["data_properties"], item["ofile"], save_probabilities)
-            if item["ofile"] is None:
-                seg = result["segmentation"]
-                out.append((seg, result["probabilities"]) if save_probabilities else seg)
-            else:
-                out.append(None)
-        if isinstance(data_iterator, MultiThreadedAugmenter):
-            data_iterator._finish()
-        compute_gaussian.cache_clear()
-        empty_cache(self.device)
-        return out
+        peaks = [round(float(torch.sigmoid(torch.tensor(p))), 6) for p in result["peaks"]]
+        return CasePrediction(result["segmentation"], peaks, presence, result["mode"],
+                              {i + 1: v for i, v in result["binary"].items()},
+                              probabilities=result.get("probabilities"))
 
 
 def assignments_as_dicts(assignments: Sequence[PromptAssignment]) -> List[dict]:

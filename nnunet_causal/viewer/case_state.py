@@ -19,12 +19,12 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError, PromptError
+from nnunet_causal.inference import case_outputs
 from nnunet_causal.viewer.cases import CaseFiles, CaseImage
 
-MAX_PROMPTS = 32
-MAX_PROMPT_CHARS = 200
+MAX_PROMPTS = 32          # prompts per request (the request model in app.py uses this constant too)
+MAX_PROMPT_CHARS = 200    # characters per prompt
 Report = Callable[[float, str], None]
 
 
@@ -46,6 +46,7 @@ class CaseState:
         self.image = CaseImage.read(files.files, model.reader_writer_class)
         self.assignments: list = []
         self.max_probability: List[float] = []
+        self.presence: Optional[List[dict]] = None   # one presence record per prompt (None: no presence head)
         self.prompt_seg: Optional[np.ndarray] = None
         self.seg: Optional[np.ndarray] = None
         self.session = None
@@ -55,8 +56,6 @@ class CaseState:
 
     # ------------------------------------------------------------------ prompts
     def predict_prompts(self, prompts: Sequence[str], open_vocabulary: bool, report: Report) -> dict:
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-
         from nnunet_causal.text.prompt_file import parse_prompts
         from nnunet_causal.viewer.jobs import tile_progress
 
@@ -74,15 +73,12 @@ class CaseState:
         pre = p.configuration_manager.preprocessor_class(verbose=False)
         data, _, props = pre.run_case(list(self.files.files), None, p.plans_manager, p.configuration_manager,
                                       p.dataset_json)
-        p._pending_outputs = [self.case]
         with tile_progress(p, _tiles(report, 0.1, 0.9, "predicting")):
-            logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(np.ascontiguousarray(data)).float())
-        peaks = p.case_max_probabilities.pop(self.case)
-        report(0.92, "resampling to the image geometry")
-        seg = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, p.plans_manager, p.configuration_manager, p.label_manager, props)
-        self.assignments, self.max_probability = list(assignments), list(peaks)
-        self.prompt_seg = np.asarray(seg).reshape(self.image.shape)
+            result = p.predict_case(torch.from_numpy(np.ascontiguousarray(data)).float(), props)
+        report(0.95, "composing the label map")
+        self.assignments, self.max_probability = list(assignments), list(result.max_probability)
+        self.presence = result.presence
+        self.prompt_seg = np.asarray(result.segmentation).reshape(self.image.shape)
         self._compose()
         return self.state()
 
@@ -102,10 +98,10 @@ class CaseState:
         return self.session
 
     def apply_command(self, command: str, report: Report) -> dict:
-        from nnunet_causal.intervention.modulation.intervene_cli import _check_command
+        from nnunet_causal.intervention.modulation.intervene_cli import check_command
         from nnunet_causal.viewer.jobs import tile_progress
 
-        _check_command(command)   # empty / too long; the text itself only ever reaches the offline parser
+        check_command(command)   # empty / too long; the text itself only ever reaches the offline parser
         s = self._ensure_session(report)
         report(0.72, "applying the command (decoder-only re-runs)")
         with tile_progress(s.predictor, _tiles(report, 0.72, 0.95, "editing")):
@@ -125,13 +121,7 @@ class CaseState:
     def redo(self) -> dict:
         if not self.redo_stack:
             raise PromptError("nothing to redo")
-        s, edit = self.session, self.redo_stack.pop()
-        s.history.append(edit)
-        s._seg = s.segmentation()
-        for entry in reversed(s.log):
-            if entry["command"] == edit.command and entry["undone"] and entry["actions"] == edit.actions:
-                entry["undone"] = False
-                break
+        self.session.redo(self.redo_stack.pop())
         self._compose()
         return self.state()
 
@@ -139,31 +129,37 @@ class CaseState:
     def _compose(self) -> None:
         seg = self.prompt_seg.copy()
         if self.session is not None and self.session.history:
-            current = self.session.structure_masks(self.session._seg if self.session._seg is not None
-                                                   else self.session.segmentation())
-            for a in self.assignments:
-                if a.source != "trained" or not a.trained_structures:
+            current = self.session.structure_masks(self.session.current_segmentation())
+            done = set()
+            for a in self.assignments:   # the first prompt of a structure holds its voxels (case_outputs)
+                key = case_outputs.structure_key(a)
+                if a.source != "trained" or not a.trained_structures or key in done:
                     continue
+                done.add(key)
                 before = np.logical_or.reduce([self._session_base[n] for n in a.trained_structures])
                 after = np.logical_or.reduce([current[n] for n in a.trained_structures])
                 before, after = before.reshape(seg.shape), after.reshape(seg.shape)
-                seg[before & ~after & (seg == a.label_value)] = 0
-                seg[after & ~before] = a.label_value
+                holder = self._holder(a, key)
+                seg[before & ~after & (seg == holder)] = 0
+                seg[after & ~before] = holder
         self.seg = seg
         self.version += 1
 
+    def _holder(self, assignment, key: str) -> int:
+        """The label value holding the voxels of ``assignment``'s structure in the unedited map."""
+        for a in self.assignments:
+            if case_outputs.structure_key(a) == key and (self.prompt_seg == a.label_value).any():
+                return a.label_value
+        return assignment.label_value
+
+    def records(self) -> List[dict]:
+        """The case contract's prompt records of the label map on show (what :meth:`save` writes)."""
+        return case_outputs.prompt_records(self.assignments, self.seg, self.max_probability, self.presence,
+                                           base_label_map=self.prompt_seg)
+
     def layers(self) -> List[dict]:
-        out = []
-        for a, peak in zip(self.assignments, self.max_probability):
-            n = int((self.seg == a.label_value).sum())
-            out.append({"value": a.label_value, "prompt": a.prompt, "terms": a.terms, "resolution": a.method,
-                        "score": round(a.score, 4), "source": a.source, "trained_structures": a.trained_structures,
-                        "corrected": a.corrected, "resolution_message": a.resolution_message,
-                        "unknown_words": a.unknown_words, "max_probability": peak, "voxel_count": n,
-                        "present": n > 0, "editable": a.source == "trained",
-                        "voxels_changed_by_edits": int(((self.seg == a.label_value)
-                                                        != (self.prompt_seg == a.label_value)).sum())})
-        return out
+        """One entry per prompt: its contract record plus ``value`` (its label value) and ``editable``."""
+        return [{**r, "value": r["label_value"], "editable": r["source"] == "trained"} for r in self.records()]
 
     def state(self) -> dict:
         s = self.session
@@ -181,23 +177,20 @@ class CaseState:
                 "edits": out / f"{self.case}.edits.json"}
 
     def save(self, out_folder: Path) -> dict:
-        """The label map (the model's file format, the image's geometry), ``CASE.prompts.json`` (the sidecar of
-        ``nnUNetv2_predict_text`` plus each prompt's voxels changed by edits) and ``CASE.edits.json`` (the edit
-        log), each written atomically."""
+        """The label map (the model's file format, the image's geometry), ``CASE.prompts.json`` and
+        ``CASE.edits.json`` through :mod:`nnunet_causal.inference.case_outputs`."""
+        from nnunet_causal.intervention.modulation.intervene_cli import edit_log
+
         if self.seg is None:
             raise DatasetError(f"case {self.case}: nothing to save yet (type a prompt first)")
-        paths = self.output_paths(out_folder)
         rw = self.model.reader_writer_class()
-        with atomic_path(paths["mask"]) as tmp:
-            rw.write_seg(self.seg.astype(np.uint8 if self.seg.max() < 256 else np.uint16), tmp,
-                         self.image.properties)
-        records = [{k: v for k, v in layer.items() if k not in ("present", "editable")} | {"present": layer["present"]}
-                   for layer in self.layers()]
-        write_json_atomic(paths["prompts"], {"case": self.case, "images": [os.path.basename(f) for f in self.files.files],
-                                             "model": str(self.model.folder), "fold": self.model.fold,
-                                             "prompts": records, "edited": bool(self.session and self.session.history)})
         s = self.session
-        write_json_atomic(paths["edits"], {"case": self.case, "model": str(self.model.folder), "fold": self.model.fold,
-                                           "tci_weights": (s.tci_settings or None) if s else None,
-                                           "edits": list(s.log) if s else [], "applied": len(s.history) if s else 0})
-        return {k: str(v) for k, v in paths.items()}
+        edits = edit_log(s) if s else {"model": str(self.model.folder), "fold": self.model.fold,
+                                        "tci_weights": None, "edits": [], "applied": 0}
+        edits["model"] = str(self.model.folder)
+        paths = case_outputs.write_case(
+            out_folder, self.case, self.model.file_ending, records=self.records(), label_map=self.seg,
+            write_seg=lambda a, path: rw.write_seg(a, path, self.image.properties), edited=bool(s and s.history),
+            info={"images": [os.path.basename(f) for f in self.files.files], "model": str(self.model.folder),
+                  "fold": self.model.fold}, edits=edits)
+        return paths

@@ -52,14 +52,15 @@ class ModelContext:
 
     def prompt_predictor(self):
         """The :class:`~nnunet_causal.inference.text_predictor.nnUNetTextPredictor` of this fold (loaded once)."""
-        from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+        from nnunet_causal.inference.text_predictor import PredictionOptions, nnUNetTextPredictor
 
         with self._lock:
             if self._predictor is None:
+                # nnU-Net's logit path: its sliding window reports the tiles the progress bar counts
                 p = nnUNetTextPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=self.use_mirroring,
                                         perform_everything_on_device=self.device.type == "cuda",
                                         device=self.device, verbose=False, verbose_preprocessing=False,
-                                        allow_tqdm=False)
+                                        allow_tqdm=False, options=PredictionOptions(feature_window=False))
                 p.initialize_from_trained_model_folder(str(self.folder), (self.fold,), self.checkpoint)
                 self._predictor = p
             return self._predictor

@@ -1,4 +1,4 @@
-"""Feature-space sliding window + chunked export == nnU-Net's logit path (issue 14), 2D end to end and 3D with
+"""Feature-space sliding window + chunked export == nnU-Net's logit path , 2D end to end and 3D with
 resampling to the original spacing, both resampling modes."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nnunet_causal.inference.predict_text_entry import main
-from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+from nnunet_causal.inference.text_predictor import PredictionOptions, nnUNetTextPredictor
 from tests.inference.tiny_model import find_our_trainers, make_model_folder, tiny_plans, use_fake_encoder
 
 
@@ -108,10 +108,11 @@ def test_3d_resampling_to_original_spacing_matches_nnunet_export(monkeypatch, fl
 
     p = _tiny_3d_predictor(monkeypatch)
     p.set_prompts(["lesion", "marker", "liver", "spleen"], open_vocabulary=True, use_embedding_resolution=False)
-    p.resample_mode, p.prompt_chunk_size = mode, 2  # 4 prompts in chunks of 2: the running argmax crosses chunks
+    p.options = PredictionOptions(resample_mode=mode, prompt_chunk_size=2)  # the running argmax crosses chunks
     data = torch.randn(1, 23, 21, 20, generator=torch.Generator().manual_seed(1))
-    mine = p.predict_case_from_features(data, PROPS, None, save_probabilities=True)
-    assert mine["mode"] == mode
+    mine = p.predict_case(data, PROPS, save_probabilities=True)
+    assert mine.resample_mode == mode
+    mine = {"segmentation": mine.segmentation, "probabilities": mine.probabilities}
     logits = p.predict_logits_from_preprocessed_data(data)
     seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
         logits, p.plans_manager, p.configuration_manager, p.label_manager, PROPS, return_probabilities=True)
@@ -126,11 +127,11 @@ def test_features_mode_is_refused_for_non_linear_resampling(monkeypatch):
 
     p = _tiny_3d_predictor(monkeypatch, resampling_order=3)
     p.set_prompts(["lesion"], use_embedding_resolution=False)
-    p.resample_mode = "features"
+    p.options = PredictionOptions(resample_mode="features")
     with pytest.raises(ModelError, match="not linear"):
-        p.predict_case_from_features(torch.randn(1, 23, 21, 20), PROPS, None)
-    p.resample_mode = "auto"
-    assert p.predict_case_from_features(torch.randn(1, 23, 21, 20), PROPS, None)["mode"] == "logits"
+        p.predict_case(torch.randn(1, 23, 21, 20), PROPS)
+    p.options = PredictionOptions(resample_mode="auto")
+    assert p.predict_case(torch.randn(1, 23, 21, 20), PROPS).resample_mode == "logits"
 
 
 def test_cross_attention_connector_keeps_logit_aggregation(monkeypatch):

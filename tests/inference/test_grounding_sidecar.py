@@ -1,14 +1,13 @@
-"""The per-case sidecar says, for each prompt, which words were used and which were ignored (issue 13)."""
+"""The per-case sidecar says, for each prompt, which words were used and which were ignored ."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from nnunet_causal.errors import ResolutionError
+from nnunet_causal.inference.case_outputs import read_sidecar
 from nnunet_causal.inference.predict_text_entry import write_case_outputs
-from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+from nnunet_causal.inference.text_predictor import CasePrediction, nnUNetTextPredictor
 from tests.inference.tiny_model import find_our_trainers, make_model_folder, use_fake_encoder
 
 
@@ -29,9 +28,11 @@ def test_sidecar_lists_used_ignored_and_corrected_words(tmp_path, monkeypatch):
     assert [x.trained_structures for x in a] == [["lesion", "marker"], ["lesion"], ["lesion"]]
     truncated = str(tmp_path / "case")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(truncated + ".png")
-    predictor.case_max_probabilities = {truncated: [0.9, 0.8, 0.7]}
-    assert write_case_outputs(predictor, str(tmp_path), save_binary=False, keep_probabilities=True) == 1
-    rows = json.loads((tmp_path / "case.prompts.json").read_text())["prompts"]
+    rw = predictor.plans_manager.image_reader_writer_class()
+    _, props = rw.read_seg(truncated + ".png")
+    result = CasePrediction(np.zeros((1, 4, 4), np.uint8), [0.9, 0.8, 0.7], None)
+    write_case_outputs(str(tmp_path), truncated, result, a, ".png", rw, props)
+    rows = read_sidecar(tmp_path / "case.prompts.json")["prompts"]
     assert rows[0]["used_words"] == ["red", "spot", "marker"] and rows[0]["ignored_words"] == ["the", "and", "the"]
     assert (rows[1]["resolution"], rows[1]["corrected"]) == ("corrected", "lesion")
     assert rows[1]["used_words"] == ["lesoin"] and "spelling corrected" in rows[1]["resolution_message"]

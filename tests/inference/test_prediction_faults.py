@@ -3,14 +3,13 @@ stock-prediction prompt file acting in prediction only."""
 from __future__ import annotations
 
 import json
-import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from nnunet_causal.inference.predict_text_entry import main, write_case_outputs
+from nnunet_causal.inference import case_outputs
+from nnunet_causal.inference.predict_text_entry import main
 from nnunet_causal.inference.text_predictor import PromptAssignment, nnUNetTextPredictor
 from tests.inference.tiny_model import find_our_trainers, make_model_folder, managers, use_fake_encoder
 
@@ -30,14 +29,15 @@ def test_continue_prediction_skips_cases_finished_with_save_binary(tmp_path, mon
     for case, prompts in (("a", ["lesion", "marker"]), ("c", ["lesion"])):
         for name in (f"{case}.png", f"{case}__lesion.png", f"{case}__marker.png"):
             (out / name).write_bytes(b"x")
-        (out / f"{case}.prompts.json").write_text(json.dumps({"prompts": [{"prompt": p} for p in prompts]}))
+        rows = [PromptAssignment(p, i + 1, [p], 1.0, "exact", "trained", [p]) for i, p in enumerate(prompts)]
+        records = case_outputs.prompt_records(rows, np.zeros((2, 2), np.uint8), [0.5] * len(rows))
+        case_outputs.write_case(out, case, ".png", records=records)
     predicted = []
 
     def fake_iterator(self, inputs, prev, outputs, num_processes):
         predicted.extend(outputs)
         return iter(())
-    monkeypatch.setattr(nnUNetTextPredictor, "_internal_get_data_iterator_from_lists_of_filenames", fake_iterator)
-    monkeypatch.setattr(nnUNetTextPredictor, "predict_from_data_iterator", lambda self, *a, **k: [])
+    monkeypatch.setattr(nnUNetTextPredictor, "iter_preprocessed", fake_iterator)
     argv = ["-i", str(inp), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu", "-prompts", "lesion",
             "marker", "--save_binary", "--continue_prediction", "--disable_progress_bar"]
     assert main(argv) == 0
@@ -48,35 +48,25 @@ def test_continue_prediction_skips_cases_finished_with_save_binary(tmp_path, mon
     assert sorted(predicted) == [str(out / "a"), str(out / "b"), str(out / "c")]
 
 
-def test_binary_masks_of_prompts_that_slug_alike_do_not_overwrite_each_other(tmp_path):
+def test_binary_masks_of_prompts_that_slug_alike_do_not_overwrite_each_other(tmp_path, monkeypatch):
     from PIL import Image
 
-    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
-
-    truncated = str(tmp_path / "case")
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(truncated + ".png")
-    _, props = NaturalImage2DIO().read_seg(truncated + ".png")
-    probs = np.zeros((4, 1, 4, 4), np.float32)
-    probs[0] = 0.5
-    probs[1, 0, :2] = 1.0   # "left kidney": top half
-    probs[2, 0, 2:] = 1.0   # "Left-Kidney": bottom half
-    probs[3, 0, :, :1] = 1.0  # "left kidney 2": first column
-    np.savez(truncated + ".npz", probabilities=probs)
-    with open(truncated + ".pkl", "wb") as f:
-        pickle.dump(props, f)
-    prompts = ["left kidney", "Left-Kidney", "left kidney 2"]
-    predictor = SimpleNamespace(
-        dataset_json={"file_ending": ".png"}, plans_manager=SimpleNamespace(image_reader_writer_class=NaturalImage2DIO),
-        case_max_probabilities={truncated: [1.0, 1.0, 1.0]},
-        assignments=[PromptAssignment(p, i + 1, ["kidney_left"], 1.0, "exact", "trained") for i, p in enumerate(prompts)])
-    assert write_case_outputs(predictor, str(tmp_path), save_binary=True, keep_probabilities=True) == 1
-    side = json.loads((tmp_path / "case.prompts.json").read_text())
+    use_fake_encoder(monkeypatch)
+    find_our_trainers(monkeypatch)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    model = make_model_folder(tmp_path)
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "in" / "case_0000.png")
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(model), "-f", "0", "-device",
+                 "cpu", "-prompts", "left kidney", "Left-Kidney", "left kidney 2", "--open_vocabulary",
+                 "--save_binary", "--disable_progress_bar", "-npp", "1"]) == 0
+    side = case_outputs.read_sidecar(tmp_path / "out" / "case.prompts.json")
     names = [p["binary_mask"] for p in side["prompts"]]
     assert names == ["case__left_kidney__1.png", "case__left_kidney__2.png", "case__left_kidney_2.png"]
-    masks = [np.asarray(Image.open(tmp_path / n)) > 0 for n in names]
-    assert masks[0][:2].all() and not masks[0][2:].any()
-    assert masks[1][2:].all() and not masks[1][:2].any()
-    assert masks[2][:, 0].all() and not masks[2][:, 1:].any()
+    assert all((tmp_path / "out" / n).is_file() for n in names)
+    assert case_outputs.binary_mask_parts(side["prompts"]) == {1: "left_kidney__1", 2: "left_kidney__2",
+                                                                3: "left_kidney_2"}
 
 
 # ------------------------------------------------------------------ nnUNet_causal_prompt_file

@@ -52,7 +52,8 @@ def test_prompts_commands_undo_redo_and_save(viewer_model, env, tmp_path):
         [("red spot", ["lesion"], "knowledge"), ("marker", ["marker"], "exact")]
     base = _mask(client)
     assert base.shape == (32, 32) and set(np.unique(base)) <= {0, 1, 2}
-    assert layers[0]["voxel_count"] == int((base == 1).sum()) > 0 and layers[0]["present"]
+    assert layers[0]["voxel_count"] == int((base == 1).sum()) > 0
+    assert layers[0]["present"] is None and "no presence head" in layers[0]["presence_calibration"]
 
     # the same label map as nnU-Net's predictor with these prompts (what nnUNetv2_predict_text writes)
     p = nnUNetTextPredictor(use_mirroring=True, device=__import__("torch").device("cpu"), allow_tqdm=False)

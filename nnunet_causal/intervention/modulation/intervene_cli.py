@@ -1,10 +1,10 @@
 """``nnunet_causal intervene``: correct one case's prediction with natural-language commands.
 
-Writes into ``-o``: ``CASE<file ending>`` (the edited label map, nnU-Net's format and geometry),
-``CASE.prompts.json`` (the per-prompt sidecar of ``nnUNetv2_predict_text``: one record per trained structure
-with its voxel count and peak probability after the edits) and ``CASE.edits.json`` (every command, what the
-parser made of it, the retrieved causes / reasons, the structures each action touched and the voxels that
-changed per structure), all atomically. ``--undo`` drops the last command's edit before writing (repeat it to
+Writes into ``-o`` what :mod:`nnunet_causal.inference.case_outputs` defines: ``CASE<file ending>`` (the
+edited label map, nnU-Net's format and geometry), ``CASE.prompts.json`` (one record per trained structure
+with its voxel count, peak probability and voxels changed after the edits) and ``CASE.edits.json`` (every
+command, what the parser made of it, the retrieved causes / reasons, the structures each action touched and
+the voxels that changed per structure). ``--undo`` drops the last command's edit before writing (repeat it to
 drop more); the commands are replayed in order, so a list of ``-c`` is a reproducible edit script.
 """
 from __future__ import annotations
@@ -18,51 +18,61 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError, PromptError
+from nnunet_causal.inference import case_outputs
+from nnunet_causal.intervention.commands.schema import MAX_COMMAND_CHARS
 
 logger = logging.getLogger(__name__)
-MAX_COMMAND_CHARS = 1000
+EDIT_PRESENCE_NOTE = "not decided: edits change the trained structures' logits; presence is not re-evaluated"
 
 
-def _check_command(command: str) -> None:
+def check_command(command: str) -> None:
+    """Empty or too long (the parser's limit, :data:`~nnunet_causal.intervention.commands.MAX_COMMAND_CHARS`)."""
     if not command or not command.strip():
         raise PromptError("empty command (-c)")
     if len(command) > MAX_COMMAND_CHARS:
-        raise PromptError(f"command of {len(command)} characters is longer than {MAX_COMMAND_CHARS}")
+        raise PromptError(f"command of {len(command)} characters is too long (at most {MAX_COMMAND_CHARS})")
+
+
+def structure_records(session, seg: np.ndarray) -> List[dict]:
+    """The sidecar records of the session's trained structures on ``seg`` (one prompt per structure), with
+    their peak probability after the edits and the voxels the edits changed (plain data for
+    :func:`~nnunet_causal.inference.case_outputs.write_case`)."""
+    logits = session.current_logits().float()
+    base = session.segmentation(session.base_logits)
+    label_dict = session.predictor.label_manager.label_dict
+    rows, peaks = [], []
+    for k, name in enumerate(session.structures):
+        value = label_dict[name]
+        rows.append({"prompt": name, "label_value": int(max(value) if isinstance(value, (list, tuple)) else value),
+                     "terms": [name], "score": 1.0, "method": "exact", "source": "trained",
+                     "trained_structures": [name]})
+        peaks.append(torch.sigmoid(logits[k + session.offset].amax()).item())
+    presence = [dict(case_outputs.unknown_presence(), presence_calibration=EDIT_PRESENCE_NOTE) for _ in rows]
+    return case_outputs.prompt_records(rows, seg, peaks, presence, base_label_map=base)
+
+
+def edit_log(session) -> dict:
+    """The session's edit log as :func:`~nnunet_causal.inference.case_outputs.write_case` takes it."""
+    masks = session.structure_masks(session.segmentation())
+    base = session.structure_masks(session.segmentation(session.base_logits))
+    return {"model": str(session.model_folder), "fold": session.fold, "tci_weights": session.tci_settings or None,
+            "timings": {k: round(v, 4) for k, v in session.timings.items()}, "edits": list(session.log),
+            "applied": len(session.history),
+            "voxels_changed_total": {n: int((masks[n] != base[n]).sum()) for n in session.structures}}
 
 
 def write_outputs(session, out_folder, seg: Optional[np.ndarray] = None) -> dict:
-    """Write the label map, the sidecar and the edit log of the session's case; returns their paths."""
+    """Write the label map, the sidecar and the edit log of the session's case (the case contract); returns
+    their paths (``mask``, ``sidecar``, ``log``)."""
     p = session.predictor
-    out = Path(out_folder)
-    out.mkdir(parents=True, exist_ok=True)
-    ending = p.dataset_json["file_ending"]
     seg = session.segmentation() if seg is None else seg
     rw = p.plans_manager.image_reader_writer_class()
-    mask_path = out / f"{session.case}{ending}"
-    with atomic_path(mask_path) as tmp:
-        rw.write_seg(seg, tmp, session.properties)
-    logits = session.current_logits().float()
-    masks = session.structure_masks(seg)
-    base_masks = session.structure_masks(session.segmentation(session.base_logits))
-    lm = p.label_manager
-    records = []
-    for k, name in enumerate(session.structures):
-        peak = torch.sigmoid(logits[k + session.offset].amax()).item()
-        records.append({"prompt": name, "label_value": lm.label_dict[name], "terms": [name], "source": "trained",
-                        "trained_structures": [name], "voxel_count": int(masks[name].sum()),
-                        "max_probability": round(float(peak), 6),
-                        "voxels_changed_by_edits": int((masks[name] != base_masks[name]).sum())})
-    sidecar = out / f"{session.case}.prompts.json"
-    write_json_atomic(sidecar, {"case": session.case, "prompts": records, "edited": bool(session.history)})
-    log = out / f"{session.case}.edits.json"
-    write_json_atomic(log, {
-        "case": session.case, "model": str(session.model_folder), "fold": session.fold,
-        "tci_weights": session.tci_settings or None, "timings": {k: round(v, 4) for k, v in session.timings.items()},
-        "edits": session.log, "applied": len(session.history),
-        "voxels_changed_total": {n: int((masks[n] != base_masks[n]).sum()) for n in session.structures}})
-    return {"mask": str(mask_path), "sidecar": str(sidecar), "log": str(log)}
+    paths = case_outputs.write_case(
+        out_folder, session.case, p.dataset_json["file_ending"], records=structure_records(session, seg),
+        label_map=seg, write_seg=lambda a, path: rw.write_seg(a, path, session.properties),
+        edited=bool(session.history), edits=edit_log(session))
+    return {"mask": paths["mask"], "sidecar": paths["prompts"], "log": paths["edits"]}
 
 
 def _confounders_and_style(model_folder: Path, first_file: str):
@@ -100,7 +110,7 @@ def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[st
     if not commands:
         raise PromptError("give at least one command with -c")
     for c in commands:
-        _check_command(c)
+        check_command(c)
     missing = [f for f in files if not os.path.isfile(f)]
     if not files or missing:
         raise DatasetError(f"case file(s) {', '.join(missing) or '(none given with -i)'} do not exist")

@@ -315,6 +315,21 @@ class InterventionSession:
                 break
         return edit
 
+    def redo(self, edit: Edit) -> None:
+        """Apply again an edit that :meth:`undo` returned (its deltas are kept; no re-run)."""
+        self.history.append(edit)
+        self._seg = self.segmentation()
+        for entry in reversed(self.log):
+            if entry["command"] == edit.command and entry["undone"] and entry["actions"] == edit.actions:
+                entry["undone"] = False
+                break
+
+    def current_segmentation(self) -> np.ndarray:
+        """The label map with every applied edit (cached between edits)."""
+        if self._seg is None:
+            self._seg = self.segmentation()
+        return self._seg
+
     def _apply_action(self, action: dict):
         kind = action.get("action")
         if kind not in ACTIONS:

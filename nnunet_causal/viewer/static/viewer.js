@@ -189,7 +189,9 @@ function renderLayers(layers) {
     box.onchange = () => { box.checked ? ui.hidden.delete(l.value) : ui.hidden.add(l.value); redrawAll(); };
     sw.className = "swatch"; sw.style.background = `rgb(${colour(l.value).join(",")})`;
     const what = l.source === "trained" ? `→ ${l.trained_structures.join(" ∪ ")}` : "→ open vocabulary (own embedding)";
-    const presence = l.present ? `present, ${l.voxel_count} px/vox` : "absent (0 voxels)";
+    const presence = l.present === null ? `${l.voxel_count} px/vox present in the mask (no presence head decides)`
+      : l.present ? `present, ${l.voxel_count} px/vox` + (l.voxels_label_value !== l.value ? ` (label ${l.voxels_label_value})` : "")
+      : `absent (${l.voxel_count} voxels)`;
     text.innerHTML = `<b></b> <span class="meta"></span><br><span class="meta presence"></span>`;
     text.querySelector("b").textContent = l.prompt;
     text.querySelector(".meta").textContent = `${what} · ${l.resolution}${l.corrected ? ` (read as “${l.corrected}”)` : ""}`;
@@ -197,7 +199,7 @@ function renderLayers(layers) {
     p.textContent = `${presence} · max p ${(+l.max_probability).toFixed(3)}` +
       (l.voxels_changed_by_edits ? ` · ${l.voxels_changed_by_edits} changed by edits` : "") +
       (l.editable ? "" : " · not editable by commands");
-    if (!l.present) p.classList.add("absent");
+    if (l.present === false) p.classList.add("absent");
     li.append(box, sw, text); ul.appendChild(li);
   }
 }
