@@ -87,7 +87,7 @@ def _predictor(system: str, count: int, volume, patch: int, mirror: bool, device
         p.label_manager = pm.get_label_manager(_dataset_json(count))
         return (lambda data: convert_predicted_logits_to_segmentation_with_correct_shape(
             p.predict_logits_from_preprocessed_data(data), pm, cm, p.label_manager, props(data))), p
-    return (lambda data: p.predict_case_from_features(data, props(data), None)["segmentation"]), p
+    return (lambda data: p.predict_case_from_features(data, props(data)).segmentation), p
 
 
 def _memory(device: torch.device) -> float:
