@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "nnunet_causal.study.study_cli",
     "nnunet_causal.audit.audit_cli",
     "nnunet_causal.confounders.simulators_cli",
+    "nnunet_causal.training.trainers_cli",
     "nnunet_causal.mgcl.pretrain_cli",
     "nnunet_causal.benchmarking.perf",
     "nnunet_causal.intervention.commands.parse_command_cli",

@@ -148,7 +148,8 @@ def _deprecated() -> Dict[str, Tuple[type, Optional[str], dict]]:
             name = f"nnUNetTrainerCausalText_{short}" + (f"_{suffix}" if suffix else "")
             out[name] = (nnUNetTrainerCausalText, suffix, {"counterfactual_recipe": recipe, "use_instead": instead})
     for suffix in ("CPUDemo", "CPULong"):
-        out[f"nnUNetTrainerTextPresence_{suffix}"] = (nnUNetTrainerTextPresence, suffix, {})
+        out[f"nnUNetTrainerTextPresence_{suffix}"] = (nnUNetTrainerTextPresence, suffix, {
+            "use_instead": f"use nnUNetTrainerText_{suffix} (the presence head is the default)"})
     return out
 
 
@@ -167,27 +168,35 @@ def _make(name: str, bases: tuple, attrs: dict, doc: str) -> type:
     return type(name, bases, {**attrs, "__module__": __name__, "__qualname__": name, "__doc__": doc})
 
 
-def _build() -> Dict[str, type]:
+def _build() -> Tuple[Dict[str, type], Dict[str, str]]:
     out: Dict[str, type] = {}
+    family: Dict[str, str] = {}
     for e in ENTRIES:
+        family[e.name] = e.family
         if e.cls is None:
             continue
         out[e.name] = e.cls
         for s in _schedules_for(e):
             out[f"{e.name}_{s.suffix}"] = _make(f"{e.name}_{s.suffix}", (SCHEDULE_MIXINS[s.suffix], e.cls), {},
                                                 f"{e.name} for {s.describe()}.")
+            family[f"{e.name}_{s.suffix}"] = e.family
     out["nnUNetTrainerTextPresence"] = nnUNetTrainerTextPresence
+    family["nnUNetTrainerTextPresence"] = "text"
     for name, (base, suffix, attrs) in _deprecated().items():
         bases = ((SCHEDULE_MIXINS[suffix],) if suffix else ()) + (base,)
         if base is not nnUNetTrainerTextPresence:
             bases = (DeprecatedName,) + bases
         out[name] = _make(name, bases, attrs, f"Deprecated name, kept for its model folders. "
                                               f"{attrs.get('use_instead', 'Use nnUNetTrainerText.')}")
-    return out
+        family[name] = "causal" if issubclass(base, nnUNetTrainerCausalText) else "text"
+    return out, family
 
 
+_TRAINERS, _FAMILY_OF = _build()
 #: every trainer name this package serves -> its class
-TRAINERS: Mapping[str, type] = MappingProxyType(_build())
+TRAINERS: Mapping[str, type] = MappingProxyType(_TRAINERS)
+#: every name (the external ones included) -> its family (a key of FAMILIES)
+FAMILY_OF: Mapping[str, str] = MappingProxyType(_FAMILY_OF)
 #: trainers above this floor: name -> module (the ext shim imports them)
 EXTERNAL: Mapping[str, str] = MappingProxyType({e.name: e.module for e in ENTRIES if e.module})
 DEPRECATED: Tuple[str, ...] = tuple(sorted(DEPRECATED_BASES + tuple(_deprecated())))

@@ -30,7 +30,7 @@ class Schedule:
 
     def describe(self) -> str:
         it = f" x {self.iterations}" if self.iterations else " x 250"
-        return f"{self.epochs} epochs{it} iterations ({self.steps} steps)" + (f": {self.note}" if self.note else "")
+        return f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}{it} iterations ({self.steps} steps)" + (f": {self.note}" if self.note else "")
 
 
 SCHEDULES = (
