@@ -15,4 +15,5 @@ CONVERTER_MODULES = {
     "etis": "dataset_conversion.etis",
     "endoscopy-composite": "dataset_conversion.endoscopy_composite",
     "abdomen-composite": "dataset_conversion.abdomen_composite",
+    "folder": "dataset_conversion.folder",
 }
