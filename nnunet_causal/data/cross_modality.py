@@ -21,8 +21,8 @@ cross-modality recipe, :data:`CROSS_MODALITY_RECIPE`; read by ``nnUNetTrainerCau
 dictionary's header, see :mod:`nnunet_causal.confounders.recipe`) makes every counterfactual view include the
 dictionary's label-aware kinds -- the ``[modality]`` group among them: each structure loses or inverts its
 contrast -- and keeps half of the samples factual, so the default trainer trains the cross-modality recipe on
-a declared dataset without a trainer of its own; keys the dataset already sets are kept. Datasets without the key keep the
-stock normalisation (CT window for CT: the better choice when train and test are both CT).
+a declared dataset without a trainer of its own; keys the dataset already sets are kept. Datasets without
+the key keep the stock normalisation (CT window for CT: the better choice when train and test are both CT).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The dataset.json declaration for cross-modality training (per-image z-score instead of the CT window)."""
 import pytest
 
-from nnunet_causal.data.cross_modality import (CROSS_MODALITY_RECIPE, check_cross_modality_plans, cross_modality_declared,
-                                               declare_cross_modality)
+from nnunet_causal.data.cross_modality import (CROSS_MODALITY_RECIPE, check_cross_modality_plans,
+                                               cross_modality_declared, declare_cross_modality)
 from nnunet_causal.errors import DatasetError
 
 
