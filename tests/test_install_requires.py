@@ -19,7 +19,7 @@ PACKAGES = ("nnunet_causal", "dataset_conversion")
 
 #: optional extras and the only folder whose modules may import what they add (the rest of the package must
 #: work with ``install_requires`` alone)
-EXTRA_FOLDERS = {"viewer": "nnunet_causal/viewer/"}
+EXTRA_FOLDERS = {"viewer": "nnunet_causal/viewer/", "dicom": "nnunet_causal/formats/"}
 
 
 def declared_requirements(extra: str | None = None) -> set:
