@@ -58,6 +58,7 @@ from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
 
 class nnUNetTrainerText_PresenceBench(nnUNetTrainerText):
+    """The default text trainer (presence head) on a short CPU schedule."""
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = {epochs}, 25, 5
@@ -119,14 +120,14 @@ def read_case(pred: Path, labels, case: str):
     return rows, seg, truth
 
 
-def decided_present(row, seg) -> bool:
+def decided_present(row, seg, ignore_decisions: bool = False) -> bool:
     """The presence model's decision; a model without presence (``present`` null) "decides" by its mask."""
-    if row["present"] is None:
+    if row["present"] is None or ignore_decisions:
         return bool((seg == row["label_value"]).any())
     return bool(row["present"]) and bool((seg == row["label_value"]).any())
 
 
-def score_synthetic(pred: Path, raw_pred, labels: Path) -> dict:
+def score_synthetic(pred: Path, raw_pred, labels: Path, ignore_decisions: bool = False) -> dict:
     """Presence precision / recall over (case, trained prompt) pairs, true-positive voxels kept."""
     tp = fp = fn = tn = 0
     kept = total = 0
@@ -138,7 +139,7 @@ def score_synthetic(pred: Path, raw_pred, labels: Path) -> dict:
             if row["prompt"] not in LABEL_OF:
                 continue
             gt = truth == LABEL_OF[row["prompt"]]
-            said = decided_present(row, seg)
+            said = decided_present(row, seg, ignore_decisions)
             if gt.any():
                 tp += said
                 fn += not said
@@ -152,15 +153,16 @@ def score_synthetic(pred: Path, raw_pred, labels: Path) -> dict:
             "tp_voxels_kept": kept / max(total, 1)}
 
 
-def score_real(pred: Path, images, prompts) -> dict:
+def score_real(pred: Path, images, prompts, ignore_decisions: bool = False) -> dict:
     """Share of (image, prompt) pairs decided absent (no mask for a model without presence), with reasons."""
     absent, reasons = [], {}
     for name in images:
         rows, seg, _ = read_case(pred, None, name)
         for row in rows:
             if row["prompt"] in prompts:
-                absent.append(not decided_present(row, seg))
-                if row.get("presence_reason") and not decided_present(row, seg):
+                said = decided_present(row, seg, ignore_decisions)
+                absent.append(not said)
+                if row.get("presence_reason") and not said and not ignore_decisions:
                     key = row["presence_reason"].split(":")[0].split("(")[0].strip()
                     reasons[key] = reasons.get(key, 0) + 1
     return {"decided_absent": float(np.mean(absent)) if absent else float("nan"), "pairs": len(absent),
@@ -172,6 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", required=True)
     ap.add_argument("--epochs", type=int, default=12, help="training epochs of 25 steps (both models)")
     ap.add_argument("--cases", type=int, default=12, help="phantoms per training scanner (a quarter are test)")
+    ap.add_argument("--train_ablation", action="store_true",
+                    help="also train nnUNetTrainerText_NoPresence for the 'without presence' column (default: the "
+                         "same model's unfiltered masks, --keep_absent_masks, with its decisions ignored)")
     args = ap.parse_args(argv)
     work = Path(args.work).resolve()
     bin_dir = Path(sys.executable).parent
@@ -189,12 +194,16 @@ def main(argv=None) -> int:
         timings["plan_and_preprocess_s"] = _run([bin_dir / "nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c",
                                                  "2d", "-np", "1", "-npfp", "1"], env)
     models = {}
-    for key, trainer in (("presence", "nnUNetTrainerText_PresenceBench"),
-                         ("no presence", "nnUNetTrainerText_NoPresence_PresenceBench")):
+    trainers = [("presence", "nnUNetTrainerText_PresenceBench")]
+    if args.train_ablation:
+        trainers.append(("no presence", "nnUNetTrainerText_NoPresence_PresenceBench"))
+    for key, trainer in trainers:
         model = work / "results" / DATASET / f"{trainer}__nnUNetPlans__2d"
         if not (model / "fold_0" / "checkpoint_final.pth").is_file():
-            timings[f"train {key} s"] = _run([bin_dir / "nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", trainer,
-                                              "-device", "cpu"], env)
+            resume = ["--c"] if any((model / "fold_0").glob("checkpoint_*.pth")) else []
+            secs = _run([bin_dir / "nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", trainer, "-device", "cpu",
+                         *resume], env)
+            timings[f"train {key} s"] = timings.get(f"train {key} s", 0) + secs
             (work / "timings.json").write_text(json.dumps(timings, indent=2))
         models[key] = model
     prompts = TRAINED + NEVER_SEEN
@@ -203,7 +212,7 @@ def main(argv=None) -> int:
         runs = [("filtered", [])] + ([("unfiltered", ["--keep_absent_masks"])] if key == "presence" else [])
         for run, extra in runs:
             for set_name, (images, _) in sets.items():
-                if run == "unfiltered" and set_name == "real":
+                if run == "unfiltered" and set_name == "real" and args.train_ablation:
                     continue
                 out = work / "pred" / key.replace(" ", "_") / run / set_name.replace(" ", "_")
                 n_images = len(list(images.glob("*_0000.nii.gz")))
@@ -216,17 +225,22 @@ def main(argv=None) -> int:
                     (work / "timings.json").write_text(json.dumps(timings, indent=2))
                     (out / "done").write_text("")
                 results[(key, run, set_name)] = out
+    if not args.train_ablation:   # without presence = the same weights, decisions ignored, masks unfiltered
+        for set_name in sets:
+            results[("no presence", "filtered", set_name)] = results[("presence", "unfiltered", set_name)]
     table = {}
-    for key in models:
+    for key in ("no presence", "presence"):
         row = {}
         for set_name in ("in-domain", "held-out site"):
             raw = results.get((key, "unfiltered", set_name))
-            row[set_name] = score_synthetic(results[(key, "filtered", set_name)], raw, sets[set_name][1])
+            row[set_name] = score_synthetic(results[(key, "filtered", set_name)], raw, sets[set_name][1],
+                                            ignore_decisions=key == "no presence")
         real = results[(key, "filtered", "real")]
-        row["other region: abdominal prompts"] = score_real(real, OTHER_REGION, ABDOMINAL)
-        row["other region: brain prompts"] = score_real(real, OTHER_REGION, NEVER_SEEN)
-        row["chest CT: abdominal prompts"] = score_real(real, CHEST_CT, ABDOMINAL)
-        row["chest CT: brain prompts"] = score_real(real, CHEST_CT, NEVER_SEEN)
+        ignore = key == "no presence"
+        row["other region: abdominal prompts"] = score_real(real, OTHER_REGION, ABDOMINAL, ignore)
+        row["other region: brain prompts"] = score_real(real, OTHER_REGION, NEVER_SEEN, ignore)
+        row["chest CT: abdominal prompts"] = score_real(real, CHEST_CT, ABDOMINAL, ignore)
+        row["chest CT: brain prompts"] = score_real(real, CHEST_CT, NEVER_SEEN, ignore)
         table[key] = row
     cal = json.loads((models["presence"] / "fold_0" / "presence_calibration.json").read_text())
     (work / "presence_results.json").write_text(json.dumps({"table": table, "timings": timings,
@@ -251,12 +265,10 @@ def print_table(table: dict, timings: dict) -> None:
         print(f"{name + ' decided absent (n=' + str(a[name]['pairs']) + ')':52s}"
               f"{100 * a[name]['decided_absent']:17.1f}%{100 * b[name]['decided_absent']:15.1f}%")
     print("reasons (with presence):", {k: v["reasons"] for k, v in b.items() if isinstance(v, dict) and "reasons" in v})
-    for key in ("presence", "no presence"):
-        for set_name in ("in-domain", "held-out site", "real"):
-            t = timings.get(f"predict {key} filtered {set_name}")
-            if t:
-                print(f"prediction {key:12s} {set_name:14s}: {t['s']:.1f} s for {t['images']} images x {t['prompts']} "
-                      f"prompts = {t['s'] / (t['images'] * t['prompts']):.3f} s per prompt and image")
+    for name, t in timings.items():
+        if name.startswith("predict"):
+            print(f"{name:44s}: {t['s']:.1f} s for {t['images']} images x {t['prompts']} prompts = "
+                  f"{t['s'] / (t['images'] * t['prompts']):.3f} s per prompt and image")
     print({k: v for k, v in timings.items() if k.startswith("train") or k.startswith("plan")})
 
 
