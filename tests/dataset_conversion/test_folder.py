@@ -4,6 +4,7 @@ nothing; Colin27 + AAL and pyradiomics' lesion cases pass nnU-Net's own dataset 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -16,7 +17,8 @@ from nnunet_causal.cli import main
 from nnunet_causal.errors import DatasetError
 
 TEMPLATES = Path("/usr/share/mricron/templates")
-PYRADIOMICS = Path.home() / ".cache" / "nnunet_causal" / "downloads" / "pyradiomics-3.0.1.tar.gz"
+PYRADIOMICS = Path(os.environ.get("NNUNET_CAUSAL_DATA_CACHE", Path.home() / ".cache" / "nnunet_causal" / "downloads")) \
+    / "pyradiomics-3.0.1.tar.gz"
 
 
 def _img(arr, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0)):
@@ -137,7 +139,7 @@ def _verify(nnunet_env, ids):
 
 @pytest.mark.slow  # about 80 s: nnU-Net's fingerprint of a 181 x 217 x 181 volume
 @pytest.mark.skipif(not (TEMPLATES / "aal.nii.gz").is_file(),
-                    reason="mricron-data is not installed: apt-get install mricron-data (Colin27 + AAL templates)")
+                    reason="mricron-data is not installed: run scripts/fetch_real_data.sh or apt-get install mricron-data")
 def test_colin27_with_aal_as_shipped_passes_nnunet_verification(tmp_path, nnunet_env):
     src = tmp_path / "colin27"
     (src / "images").mkdir(parents=True)
@@ -154,8 +156,8 @@ def test_colin27_with_aal_as_shipped_passes_nnunet_verification(tmp_path, nnunet
 
 @pytest.mark.slow  # about 2 min: nnU-Net's fingerprint of two 512 x 512 lung CTs and three MR volumes
 @pytest.mark.skipif(not PYRADIOMICS.is_file(),
-                    reason=f"{PYRADIOMICS} is not cached: download pyradiomics-3.0.1.tar.gz from PyPI "
-                           f"(pip download --no-deps --no-binary :all: pyradiomics==3.0.1) into that folder")
+                    reason=f"{PYRADIOMICS} is not cached: run scripts/fetch_real_data.sh (downloads the pyradiomics "
+                           f"3.0.1 source distribution from PyPI)")
 def test_pyradiomics_lesion_cases_pass_nnunet_verification(tmp_path, nnunet_env):
     with tarfile.open(PYRADIOMICS) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith("pyradiomics-3.0.1/data/") and
