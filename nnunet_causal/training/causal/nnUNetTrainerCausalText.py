@@ -29,7 +29,10 @@ when a subclass sets one. A case without a domain record uses the rest (logged o
 negative. L_causal, L_contrast, L_LAD and the gate are logged per epoch (training log, the checkpoint's
 logging and ``progress_causal.png`` beside nnU-Net's ``progress.png``).
 
-Every option is a class attribute; ablations and schedules are one-line subclasses (``variants.py``).
+Every option is a class attribute; ablations are one-line subclasses (``variants.py``), schedules are generated
+for every trainer by :mod:`nnunet_causal.training.catalogue`. The counterfactual recipe (share of views, of
+label-aware views, weight exponent, GIN/IPA share, consistency weight) is the header of the dataset's
+confounder dictionary (:mod:`nnunet_causal.confounders.recipe`, ``docs/trainers.md``).
 """
 from __future__ import annotations
 
