@@ -116,10 +116,22 @@ def _case_masks(label_path: Path, sidecar: dict, series: DicomSeries) -> list:
 
 
 def write_case_dicom(label_path: Path, sidecar_path: Path, series: DicomSeries, kinds: Sequence[str],
-                     series_description: str = "nnunet_causal text-prompted segmentation") -> List[Path]:
+                     series_description: str = "nnunet_causal text-prompted segmentation",
+                     edits_path: Optional[Path] = None) -> List[Path]:
     """Write ``CASE.seg.dcm`` and/or ``CASE.rtstruct.dcm`` beside ``label_path`` (``kinds``: 'seg',
-    'rtstruct'); return the files written."""
+    'rtstruct'); return the files written. ``edits_path``: an edited result's ``CASE.edits.json``, stored
+    in the objects' private block (:func:`~nnunet_causal.formats.segments.add_edit_history`) and summed up
+    in their series description."""
     label_path, sidecar_path = Path(label_path), Path(sidecar_path)
+    history = None
+    if edits_path is not None:
+        from nnunet_causal.formats.segments import edited_description
+
+        try:
+            history = json.loads(Path(edits_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{edits_path}: cannot read the edit log: {e}") from e
+        series_description = edited_description(history)
     try:
         sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -132,12 +144,12 @@ def write_case_dicom(label_path: Path, sidecar_path: Path, series: DicomSeries, 
         from nnunet_causal.formats.dicom_seg import write_dicom_seg
 
         written.append(write_dicom_seg(masks, source, label_path.parent / f"{case}.seg.dcm",
-                                       series_description=series_description))
+                                       series_description=series_description, edit_history=history))
     if "rtstruct" in kinds:
         from nnunet_causal.formats.rtstruct import write_rtstruct
 
         written.append(write_rtstruct(masks, source, label_path.parent / f"{case}.rtstruct.dcm",
-                                      series_description=series_description))
+                                      series_description=series_description, edit_history=history))
     return written
 
 
@@ -184,3 +196,31 @@ def write_dicom_outputs(output_folder: Path, file_ending: str, cases: Dict[str, 
         written += write_case_dicom(label, Path(output_folder) / f"{case}.prompts.json", series,
                                     DICOM_OUTPUTS[save_dicom], series_description)
     return written
+
+
+@contextmanager
+def dicom_case_input(inputs: Sequence[str], model_folder: Path,
+                     save_dicom: Optional[str] = None) -> Iterator[Tuple[List[str], Optional[DicomSeries]]]:
+    """For commands that take one case's channel files (``nnunet_causal intervene``, the viewer):
+    ``(inputs, None)`` unless ``inputs`` is one folder holding one DICOM series, then ``([staged file],
+    series)`` with the series written as ``<tmp>/<case>_0000<ending>`` (the ending from
+    ``model_folder/dataset.json``), the temporary folder deleted on leaving. ``save_dicom`` without a DICOM
+    input is refused (as :func:`check_dicom_request`)."""
+    if len(inputs) != 1 or not looks_like_dicom_input(Path(inputs[0])):
+        if save_dicom:
+            raise DatasetError(f"--save_dicom needs one folder holding a DICOM series as input, got "
+                               f"{', '.join(map(str, inputs))}")
+        yield list(inputs), None
+        return
+    check_dicom_request(Path(inputs[0]), save_dicom)
+    try:
+        ending = json.loads((Path(model_folder) / "dataset.json").read_text(encoding="utf-8"))["file_ending"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{model_folder}/dataset.json: cannot read the model's file ending: {e}") from e
+    series = scan_dicom_folder(Path(inputs[0]))
+    if len(series) != 1:
+        raise DatasetError(f"{inputs[0]}: holds {len(series)} DICOM series; give the folder of one series")
+    with tempfile.TemporaryDirectory(prefix="nnunet_causal_dicom_") as tmp:
+        cases = stage_dicom_cases(Path(inputs[0]), Path(tmp), ending)
+        [(case, s)] = cases.items()
+        yield [str(Path(tmp) / f"{case}_0000{ending}")], s

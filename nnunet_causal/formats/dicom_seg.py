@@ -25,7 +25,7 @@ import numpy as np
 from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError, NnunetCausalError
 from nnunet_causal.formats.anatomy_codes import structure_code
-from nnunet_causal.formats.segments import PromptMask, dicom_text
+from nnunet_causal.formats.segments import PromptMask, add_edit_history, dicom_text
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,10 @@ def segment_descriptions(masks: Sequence[PromptMask]):
 
 def write_dicom_seg(masks: Sequence[PromptMask], source: Sequence, path: Path, *,
                     series_description: str = "nnunet_causal segmentation", series_number: int = 900,
-                    content_description: Optional[str] = None) -> Path:
+                    content_description: Optional[str] = None, edit_history: Optional[dict] = None) -> Path:
     """Write the prompts' masks as one DICOM-SEG file referencing ``source`` (the series' datasets in slice
-    order, as :func:`~nnunet_causal.formats.dicom_series.read_series_headers` returns them)."""
+    order, as :func:`~nnunet_causal.formats.dicom_series.read_series_headers` returns them). An edited result's
+    ``edit_history`` goes into the private block of :func:`~nnunet_causal.formats.segments.add_edit_history`."""
     hd = require_highdicom()
 
     path = Path(path)
@@ -118,6 +119,8 @@ def write_dicom_seg(masks: Sequence[PromptMask], source: Sequence, path: Path, *
             omit_empty_frames=bool(pixels.any()))
     except (ValueError, TypeError, AttributeError) as e:
         raise DatasetError(f"{path}: cannot build the DICOM-SEG from the source series: {e}") from e
+    if edit_history is not None:
+        add_edit_history(seg, edit_history)
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp, enforce_file_format=True)
     return path

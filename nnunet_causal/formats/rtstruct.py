@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.anatomy_codes import structure_code
 from nnunet_causal.formats.dicom_seg import MANUFACTURER, _COLOURS, _version, check_masks
-from nnunet_causal.formats.segments import PromptMask, dicom_text
+from nnunet_causal.formats.segments import PromptMask, add_edit_history, dicom_text
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: the Referenced SOP Class of the RT Referenced Study Sequence (DICOM PS3.3 C.8.8.5)
@@ -99,9 +99,10 @@ def _code_item(code):
 
 def write_rtstruct(masks: Sequence[PromptMask], source: Sequence, path: Path, *,
                    series_description: str = "nnunet_causal structures", series_number: int = 901,
-                   label: str = "nnunet_causal") -> Path:
+                   label: str = "nnunet_causal", edit_history: Optional[dict] = None) -> Path:
     """Write the prompts' masks as one RTSTRUCT file referencing ``source`` (the series' datasets in slice
-    order, as :func:`~nnunet_causal.formats.dicom_series.read_series_headers` returns them)."""
+    order, as :func:`~nnunet_causal.formats.dicom_series.read_series_headers` returns them). An edited result's
+    ``edit_history`` goes into the private block of :func:`~nnunet_causal.formats.segments.add_edit_history`."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
@@ -171,6 +172,8 @@ def write_rtstruct(masks: Sequence[PromptMask], source: Sequence, path: Path, *,
     ds.StructureSetROISequence, ds.ROIContourSequence = rois, contours
     ds.RTROIObservationsSequence = observations
     ds.ApprovalStatus = "UNAPPROVED"
+    if edit_history is not None:
+        add_edit_history(ds, edit_history)
     with atomic_path(path, suffix=".dcm") as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path

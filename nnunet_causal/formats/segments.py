@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -58,3 +58,41 @@ def prompt_masks(label_map: np.ndarray, records: Sequence[Mapping]) -> list:
         mask = np.zeros(label_map.shape, bool) if r.get("mask_suppressed") else label_map == held
         out.append(PromptMask(value, str(r["prompt"]), tuple(str(n) for n in names), mask))
     return out
+
+
+#: private block holding an edited result's history in DICOM-SEG and RTSTRUCT (see :func:`add_edit_history`)
+PRIVATE_GROUP = 0x0071
+PRIVATE_CREATOR = "nnunet_causal"
+EDIT_HISTORY_ELEMENT = 0x01
+
+
+def add_edit_history(ds, history: Mapping) -> None:
+    """Store ``history`` (the case's ``CASE.edits.json`` content) in ``ds`` as JSON text.
+
+    Private block: group ``0071``, creator ``(0071,0010) LO "nnunet_causal"``, history in
+    ``(0071,1001) UT`` (UTF-8 JSON: every command, what it was parsed to, the actions, the voxels each
+    changed, refused / undone flags). Readers that do not know the block ignore it; the series
+    description says "edited" and lists the applied commands in short.
+    """
+    import json
+
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(EDIT_HISTORY_ELEMENT, "UT", json.dumps(history, default=str))
+
+
+def read_edit_history(ds) -> Optional[dict]:
+    """The history :func:`add_edit_history` stored, or None."""
+    import json
+
+    try:
+        block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+    except KeyError:
+        return None
+    return json.loads(block[EDIT_HISTORY_ELEMENT].value)
+
+
+def edited_description(history: Mapping, limit: int = LO_MAX) -> str:
+    """``edited: <command>; <command>...`` of the applied (not refused, not undone) commands, shortened."""
+    applied = [str(e.get("command", "")) for e in history.get("edits", [])
+               if not e.get("refused") and not e.get("undone")]
+    return dicom_text("edited: " + "; ".join(applied) if applied else "edited: no edit applied", limit)
