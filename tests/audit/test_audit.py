@@ -92,3 +92,64 @@ def test_a_bad_second_model_is_found_before_any_work(tmp_path, model):
     with pytest.raises(ModelError, match="does not exist"):
         run_audit([str(model), str(tmp_path / "missing_model")], str(images), str(tmp_path / "o"), progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_measurements_on_a_hand_computed_case(monkeypatch):
+    """A model that labels 0 < x <= 3 as "lesion" (1) and x > 3 as "other" (2); one 10x10 lesion; a do(z) that
+    at strength s lowers the right half of the image by 2 s and, at s = 1, adds six bright voxels far away.
+    At s = 1 the lesion loses its right half: consistency = 2 * 50 / (100 + 50) = 2/3, and against a reference
+    equal to the factual mask dice_change = 2/3 - 1 = -1/3; "other" appears from nothing: consistency 0 (an
+    empty and a non-empty mask), dice_change 0 - 1 (two empty masks have Dice 1), fp_created 6. At s = 0.25
+    nothing changes. Summary at s = 1: sensitivity (1/3 + 1) / 2, dice_change (-1/3 - 1) / 2, fp 6 / 2."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from nnunet_causal.audit.measure import AuditCase, ModelAuditor
+    from nnunet_causal.audit.report import summarise
+
+    x = -np.ones((1, 1, 32, 32), np.float32)             # (C, Z, H, W): one 2D slice
+    x[0, 0, 8:18, 11:21] = 1.0                          # columns 16..20 are its right half
+    ref = (x > 0).astype(np.int16)
+
+    class Logits:
+        def __init__(self, data):
+            self.data = data
+
+    class Predictor:
+        dataset_json = {"channel_names": {"0": "x"}}
+        label_manager = SimpleNamespace(convert_logits_to_segmentation=lambda logits: torch.as_tensor(logits.data))
+        configuration_manager = SimpleNamespace(preprocessor_class=lambda verbose: SimpleNamespace(
+            run_case=lambda files, label, *a: (x.copy(), None if label is None else ref.copy(), {})))
+        plans_manager = None
+
+        @staticmethod
+        def predict_sliding_window_return_logits(data):
+            d = data[0].numpy()
+            return Logits(((d > 0) & (d <= 3)).astype(np.int16) + 2 * (d > 3).astype(np.int16))
+
+    def do_z(self, data, seg, entry, generator, strength):
+        out = data.clone()
+        out[..., 16:] -= 2 * strength                       # the right half: columns 16..31
+        out[0, 0, 0, 26:32] = 5.0 * (strength == 1.0)       # six new bright voxels far from the structure
+        return out
+
+    monkeypatch.setattr(ModelAuditor, "_intervene", do_z)
+    auditor = ModelAuditor.__new__(ModelAuditor)
+    auditor.predictor, auditor.channels, auditor.ndim, auditor.draws = Predictor(), 1, 2, 1
+    auditor.sampler = SimpleNamespace(active=[0])
+    auditor.entries = [SimpleNamespace(description="a darker right half", where="test, line 1")]
+    auditor.strengths = [0.25, 1.0]
+    auditor.structures = {"lesion": 1, "other": 2}
+    rows = auditor.run([AuditCase("c0", ["c0_0000.png"], "c0.png")], progress=False)["rows"]
+    got = {(r["strength"], r["structure"]): (r["consistency"], r["dice_change"], r["fp_created"]) for r in rows}
+    assert got[(0.25, "lesion")] == (1.0, 0.0, 0)
+    assert got[(1.0, "lesion")][0] == pytest.approx(2 / 3) and got[(1.0, "lesion")][1] == pytest.approx(-1 / 3)
+    assert got[(1.0, "lesion")][2] == 0 and got[(0.25, "other")] == (1.0, 0.0, 0)
+    assert got[(1.0, "other")] == (0.0, -1.0, 6)
+    summary = summarise("m", rows, auditor.entries, has_reference=True)
+    top = [r for r in summary if r["strength"] == 1.0][0]
+    assert top["sensitivity"] == pytest.approx(2 / 3) and top["dice_change"] == pytest.approx(-2 / 3)
+    assert top["fp_created_per_image"] == 3.0 and top["rank"] == 1 and top["n_images"] == 1
+    low = [r for r in summary if r["strength"] == 0.25][0]
+    assert (low["sensitivity"], low["dice_change"], low["fp_created_per_image"]) == (0.0, 0.0, 0.0)

@@ -1,4 +1,5 @@
 """Causal, contrastive and LAD losses: finite with empty classes, decreasing under optimisation."""
+import pytest
 import torch
 
 from nnunet_causal.training.causal_losses import (CausalLossWeights, causal_loss, class_fractions, contrast_loss,
@@ -62,3 +63,35 @@ def test_label_fractions_equal_the_one_hot_path_without_building_it():
         fast = label_fractions(target, 5, grid)
         torch.testing.assert_close(fast, class_fractions(label_map_to_onehot(target, 5), grid))
         assert fast.shape == (2, 5, int(torch.tensor(grid).prod()))
+
+
+def test_the_loss_composition_on_a_hand_computed_case():
+    """Two bottleneck cells (text features e1 and e2), one class in cell 0, prompt e1, confounder e2, style -e1,
+    tau 0.5: L_causal = 1 - cos(e1, A), L_contrast = ln 2 (g = (e1 + e2)/sqrt 2 scores 1/(sqrt 2 tau) against
+    both texts), L_LAD = ln(1 + e^-4) + 0 (f = e1: 2 against its prompt, -2 against the style; hinge at
+    cos = -1), total = gate (0.5 L_causal + 0.1 L_contrast) + 0.1 L_LAD -- the LAD term is not gated."""
+    import math
+
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    aux = {"bottleneck_text": torch.stack([e1, e2])[None]}            # (B=1, N=2, D=2)
+    onehot = torch.tensor([[[[1.0, 0.0]]]])                           # (B=1, K=1, 1, 2): class 1 in cell 0
+    prompts, confounders, styles = e1[None], e2[None], -e1[None]
+    lad = math.log(1 + math.exp(-4))
+    for anchor, l_causal in ((e1, 0.0), (e2, 1.0), (-e1, 2.0)):
+        for gate in (0.0, 1.0):
+            parts = total_causal_loss(aux, onehot, prompts, anchor[None], confounders, styles, CausalLossWeights(),
+                                      gate, (1, 2))
+            assert float(parts["causal"]) == pytest.approx(l_causal, abs=1e-6)
+            assert float(parts["contrast"]) == pytest.approx(math.log(2), abs=1e-6)
+            assert float(parts["lad"]) == pytest.approx(lad, abs=1e-6)
+            want = gate * (0.5 * l_causal + 0.1 * math.log(2)) + 0.1 * lad
+            assert float(parts["total"]) == pytest.approx(want, abs=1e-6)
+    # each image's own known style is one more negative: e2 scores as the confounder, so ln 3
+    parts = total_causal_loss(aux, onehot, prompts, e1[None], confounders, None, CausalLossWeights(), 1.0, (1, 2),
+                              known_styles=e2[None])
+    assert float(parts["contrast"]) == pytest.approx(math.log(3), abs=1e-6) and "lad" not in parts
+    assert float(parts["total"]) == pytest.approx(0.1 * math.log(3), abs=1e-6)
+    # other weights scale each term
+    w = CausalLossWeights(causal=2.0, contrast=3.0, lad=5.0)
+    parts = total_causal_loss(aux, onehot, prompts, e2[None], confounders, styles, w, 1.0, (1, 2))
+    assert float(parts["total"]) == pytest.approx(2.0 * 1.0 + 3.0 * math.log(2) + 5.0 * lad, abs=1e-5)
