@@ -14,6 +14,7 @@ label map lies on the series' grid, and writes ``CASE.seg.dcm`` (DICOM-SEG) and/
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -224,3 +225,21 @@ def dicom_case_input(inputs: Sequence[str], model_folder: Path,
         cases = stage_dicom_cases(Path(inputs[0]), Path(tmp), ending)
         [(case, s)] = cases.items()
         yield [str(Path(tmp) / f"{case}_0000{ending}")], s
+
+
+@functools.lru_cache(maxsize=16)
+def _staged_for_process(folder: str, file_ending: str, modified: float) -> tempfile.TemporaryDirectory:
+    tmp = tempfile.TemporaryDirectory(prefix="nnunet_causal_dicom_")  # removed when the process ends
+    cases = stage_dicom_cases(Path(folder), Path(tmp.name), file_ending)
+    write_series_record(Path(tmp.name), cases)
+    return tmp
+
+
+def staged_dicom_folder(folder: Path, file_ending: str) -> Path:
+    """``folder`` itself, or, when it holds DICOM series, a folder of their staged cases (one per series,
+    :func:`stage_dicom_cases`, with ``dicom_series.json``) that lives as long as the process; staged once
+    per folder and modification time (for the viewer, which lists its cases more than once)."""
+    folder = Path(folder)
+    if not looks_like_dicom_input(folder):
+        return folder
+    return Path(_staged_for_process(str(folder.resolve()), file_ending, folder.stat().st_mtime).name)

@@ -34,7 +34,9 @@ def list_cases(folder: Path, file_ending: str) -> List[CaseFiles]:
     """Cases of ``folder`` in nnU-Net's naming, sorted, each with its channel files ``_0000`` ... ``_000k``
     (numbers without gaps; a case with a gap is left out). Whether the count fits the model is checked when a
     case is predicted (an RGB PNG is one file holding three channels). The listing is the only source of the
-    paths the viewer opens."""
+    paths the viewer opens. A folder of DICOM series lists one case per series (staged with exact geometry)."""
+    from nnunet_causal.formats.dicom_cases import staged_dicom_folder
+    folder = staged_dicom_folder(Path(folder), file_ending)
     pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(file_ending) + r"$")
     found: Dict[str, Dict[int, Path]] = {}
     for p in sorted(Path(folder).iterdir()):
