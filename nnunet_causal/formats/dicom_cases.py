@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.files import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.dicom_series import (DicomSeries, is_dicom_folder, read_series_headers, read_series_image,
                                                 scan_dicom_folder)

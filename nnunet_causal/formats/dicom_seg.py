@@ -25,15 +25,12 @@ import numpy as np
 from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError, NnunetCausalError
 from nnunet_causal.formats.anatomy_codes import structure_code
-from nnunet_causal.formats.segments import PromptMask, add_edit_history, dicom_text
+from nnunet_causal.formats.segments import (MANUFACTURER, SEGMENT_COLOURS, PromptMask, add_edit_history, check_masks,
+                                            dicom_text, software_version)
 
 logger = logging.getLogger(__name__)
 
 DICOM_EXTRA = "pip install 'nnunet_causal[dicom]'"
-MANUFACTURER = "nnunet_causal"
-#: a colour per segment (CIELab via sRGB), cycled
-_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
 
 
 def require_highdicom():
@@ -45,37 +42,18 @@ def require_highdicom():
     return highdicom
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nnunet_causal")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def check_masks(masks: Sequence[PromptMask], source: Sequence, what: str) -> None:
-    """Every mask lies on the source series: ``(slices, Rows, Columns)``."""
-    if not source:
-        raise DatasetError(f"{what}: no source images")
-    shape = (len(source), int(source[0].Rows), int(source[0].Columns))
-    for m in masks:
-        if m.mask.shape != shape:
-            raise DatasetError(f"{what}: the mask of prompt '{m.prompt}' has shape {m.mask.shape}, the source series "
-                               f"{shape} (slices, rows, columns)")
-
-
 def segment_descriptions(masks: Sequence[PromptMask]):
     """highdicom ``SegmentDescription`` per prompt (numbers = label values, renumbered 1..K if needed)."""
     hd = require_highdicom()
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(name="nnunet_causal text-prompted segmentation",
-                                                   family=codes.cid7162.ArtificialIntelligence, version=_version())
+                                                   family=codes.cid7162.ArtificialIntelligence,
+                                                   version=software_version())
     out = []
     for number, m in enumerate(masks, start=1):
         code = structure_code(m.structures or [m.prompt])
-        r, g, b = _COLOURS[(number - 1) % len(_COLOURS)]
+        r, g, b = SEGMENT_COLOURS[(number - 1) % len(SEGMENT_COLOURS)]
         desc = hd.seg.SegmentDescription(
             segment_number=number, segment_label=dicom_text(m.name), segmented_property_category=code.category,
             segmented_property_type=code.type, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -113,7 +91,7 @@ def write_dicom_seg(masks: Sequence[PromptMask], source: Sequence, path: Path, *
             source_images=list(source), pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=segment_descriptions(masks), series_instance_uid=hd.UID(),
             series_number=int(series_number), sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer=MANUFACTURER, manufacturer_model_name="nnunet_causal", software_versions=_version(),
+            manufacturer=MANUFACTURER, manufacturer_model_name="nnunet_causal", software_versions=software_version(),
             device_serial_number="0", series_description=dicom_text(series_description),
             content_description=dicom_text(content_description or series_description), content_label="SEGMENTATION",
             omit_empty_frames=bool(pixels.any()))

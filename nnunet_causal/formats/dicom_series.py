@@ -180,7 +180,8 @@ def _checked_series(folder: Path, uid: str, items: Sequence[tuple]) -> DicomSeri
     worst = int(np.argmax(np.linalg.norm(across, axis=1)))
     if np.linalg.norm(across[worst]) > TILT_TOLERANCE * pixel.min():
         angle = np.degrees(np.arctan2(np.linalg.norm(across[worst]), abs(drift[worst] @ normal)))
-        raise DatasetError(f"{where}: gantry tilt or sheared slices: positions drift {np.linalg.norm(across[worst]):.3f} "
+        drift_mm = float(np.linalg.norm(across[worst]))
+        raise DatasetError(f"{where}: gantry tilt or sheared slices: positions drift {drift_mm:.3f} "
                            f"mm across the slice normal ({angle:.2f} degrees); resample the series to an "
                            f"orthogonal grid first")
     step = float((along[-1] - along[0]) / (len(along) - 1))

@@ -2,9 +2,10 @@
 
 One ROI per prompt, numbered by prompt order (1..K, the label values): ROI Name = the canonical structure
 name, ROI Description = the prompt text, RT ROI Identification Code = the structure's SNOMED CT code
-(:func:`~nnunet_causal.formats.anatomy_codes.structure_code`; the side is in the name), RT ROI Interpreted Type ORGAN for anatomy
-and empty otherwise, generation algorithm AUTOMATIC. The structure set references the source series (its
-frame of reference, study, series and every image) and each contour names the image it lies on.
+(:func:`~nnunet_causal.formats.anatomy_codes.structure_code`; the side is in the name), RT ROI Interpreted
+Type ORGAN for anatomy and empty otherwise, generation algorithm AUTOMATIC. The structure set references the
+source series (its frame of reference, study, series and every image) and each contour names the image it
+lies on.
 
 Contours. Each slice of a mask is traced with marching squares at level 0.5
 (``skimage.measure.find_contours`` on the zero-padded slice), so contour vertices lie half-way between an
@@ -32,8 +33,8 @@ import numpy as np
 from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.anatomy_codes import structure_code
-from nnunet_causal.formats.dicom_seg import MANUFACTURER, _COLOURS, _version, check_masks
-from nnunet_causal.formats.segments import PromptMask, add_edit_history, dicom_text
+from nnunet_causal.formats.segments import (MANUFACTURER, SEGMENT_COLOURS, PromptMask, add_edit_history, check_masks,
+                                            dicom_text, software_version)
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: the Referenced SOP Class of the RT Referenced Study Sequence (DICOM PS3.3 C.8.8.5)
@@ -129,7 +130,7 @@ def write_rtstruct(masks: Sequence[PromptMask], source: Sequence, path: Path, *,
             setattr(ds, attr, getattr(ref, attr, ""))
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), int(series_number)
     ds.SeriesDescription, ds.OperatorsName = dicom_text(series_description), ""
-    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = MANUFACTURER, "nnunet_causal", _version()
+    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = MANUFACTURER, "nnunet_causal", software_version()
     ds.InstanceNumber = 1
     ds.StructureSetLabel, ds.StructureSetName = dicom_text(label, 16), dicom_text(label)
     ds.StructureSetDate, ds.StructureSetTime = date, time
@@ -158,7 +159,8 @@ def write_rtstruct(masks: Sequence[PromptMask], source: Sequence, path: Path, *,
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
         rois.append(roi)
         contour = pydicom.Dataset()
-        contour.ReferencedROINumber, contour.ROIDisplayColor = number, list(_COLOURS[(number - 1) % len(_COLOURS)])
+        contour.ReferencedROINumber = number
+        contour.ROIDisplayColor = list(SEGMENT_COLOURS[(number - 1) % len(SEGMENT_COLOURS)])
         items = _contours_of(m.mask.astype(bool), source)
         if items:
             contour.ContourSequence = items
@@ -192,7 +194,8 @@ def read_rtstruct(path: Path, source: Sequence) -> Dict[int, tuple]:
     normal = np.cross(frames[0][1], frames[0][2])
     heights = np.asarray([f[0] @ normal for f in frames])
     by_uid = {str(ds.SOPInstanceUID): k for k, ds in enumerate(source)}
-    names = {int(r.ROINumber): (str(r.ROIName), str(getattr(r, "ROIDescription", ""))) for r in st.StructureSetROISequence}
+    names = {int(r.ROINumber): (str(r.ROIName), str(getattr(r, "ROIDescription", "")))
+             for r in st.StructureSetROISequence}
     out = {}
     for rc in st.ROIContourSequence:
         number = int(rc.ReferencedROINumber)

@@ -16,6 +16,34 @@ import numpy as np
 
 #: the DICOM LO value representation holds at most 64 characters
 LO_MAX = 64
+#: Manufacturer of the DICOM objects this package writes
+MANUFACTURER = "nnunet_causal"
+#: display colour (RGB) per segment / ROI, cycled
+SEGMENT_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                   (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+
+
+def software_version() -> str:
+    """The installed package's version (Software Versions of the DICOM objects)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nnunet_causal")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_masks(masks: Sequence["PromptMask"], source: Sequence, what: str) -> None:
+    """Every mask lies on the source series ``(slices, Rows, Columns)``; else :class:`DatasetError` naming ``what``."""
+    from nnunet_causal.errors import DatasetError
+
+    if not source:
+        raise DatasetError(f"{what}: no source images")
+    shape = (len(source), int(source[0].Rows), int(source[0].Columns))
+    for m in masks:
+        if m.mask.shape != shape:
+            raise DatasetError(f"{what}: the mask of prompt '{m.prompt}' has shape {m.mask.shape}, the source series "
+                               f"{shape} (slices, rows, columns)")
 
 
 @dataclass(frozen=True)
