@@ -50,12 +50,16 @@ def test_several_series_in_one_folder_are_split_by_uid(tmp_path):
     assert found[0].case_id == "S_1_2_3_1"
 
 
-def test_compressed_series_is_decoded(tmp_path):
-    from pydicom.uid import RLELossless
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEGLSLossless", "JPEG2000Lossless"])
+def test_compressed_series_is_decoded(tmp_path, syntax):
+    import pydicom.uid
 
-    img = volume()
-    series(tmp_path / "rle", img, transfer_syntax=RLELossless)
-    assert np.array_equal(_array(read_series_image(scan_dicom_folder(tmp_path / "rle")[0])), _array(img))
+    img = volume(shape=(3, 64, 64))  # OpenJPEG needs 64 pixels or more per side for its default resolutions
+    series(tmp_path / "c", img, transfer_syntax=getattr(pydicom.uid, syntax))
+    [s] = scan_dicom_folder(tmp_path / "c")
+    import pydicom
+    assert pydicom.dcmread(s.files[0]).file_meta.TransferSyntaxUID == getattr(pydicom.uid, syntax)
+    assert np.array_equal(_array(read_series_image(s)), _array(img))
 
 
 def _bad(tmp_path, change):
