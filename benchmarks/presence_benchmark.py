@@ -1,12 +1,12 @@
 """Presence: "is this structure in this image?" for an abdominal CT text model -- measured on in-domain and
-held-out-site phantoms and on real images of other body regions, side by side with a model trained without
-the presence head (the ablation ``nnUNetTrainerText_NoPresence``), in one run.
+held-out-site phantoms and on real images of other body regions, side by side with what a model without the
+presence head reports, in one run.
 
 Model: the project's synthetic abdominal CT phantoms (:mod:`nnunet_causal.synthetic.ct3d`, eight
 TotalSegmentator structures; with ``reports=True`` the gallbladder, spleen and kidneys are each missing from
 15 % of the cases), scanners A and B for training, 2D configuration, stock ``nnUNetv2_plan_and_preprocess``
-and ``nnUNetv2_train`` with the default text trainer (presence head, calibration after validation) and its
-``_NoPresence`` ablation on the same short schedule (``--epochs`` x 25 steps).
+and ``nnUNetv2_train`` with the default text trainer (presence head, calibration after validation) and
+optionally its ``_NoPresence`` ablation on the same short schedule (``--epochs`` x 25 steps).
 
 Test images:
 
@@ -19,14 +19,17 @@ Test images:
   are reported apart).
 
 Prompts: the eight trained structures, and brain structures the model never saw ("brain", "cerebellum",
-"lateral ventricle", through ``--open_vocabulary``). Reported per model: presence precision / recall
-against the phantoms' labels (a structure counts as present in a case when the label has a voxel of it;
-for the model without presence, "decided present" = has a mask), the share of true-positive voxels of
-present structures that the presence decisions keep (against the same model's unfiltered masks,
-``--keep_absent_masks``), the share of abdominal prompt x image pairs decided absent on other-region
-images, and the prediction time per prompt and image.
+"lateral ventricle", through ``--open_vocabulary``). One ``nnUNetv2_predict_text`` run per image set
+(``--keep_absent_masks``, mirroring off): the sidecar holds the presence decisions, the label map the
+unfiltered masks. Reported side by side: "without presence" -- a structure is "found" when it has a mask, what
+a model without the presence head reports (by default the same weights; ``--train_ablation`` trains the
+``_NoPresence`` model for it) -- and "with presence" -- the sidecar's ``present``. Per column: presence
+precision / recall against the phantoms' labels (a structure is present in a case when its label has a voxel),
+the share of true-positive voxels of present structures kept (a structure decided absent loses its voxels;
+one decided present keeps them), the share of abdominal and brain prompt x image pairs decided absent on the
+real images, and the prediction time per prompt and image.
 
-Usage: python benchmarks/presence_benchmark.py --work /tmp/presence_bench [--epochs 12] [--cases 12]
+Usage: python benchmarks/presence_benchmark.py --work /tmp/presence_bench [--epochs 8] [--train_ablation]
 """
 from __future__ import annotations
 
@@ -120,31 +123,34 @@ def read_case(pred: Path, labels, case: str):
     return rows, seg, truth
 
 
-def decided_present(row, seg, ignore_decisions: bool = False) -> bool:
-    """The presence model's decision; a model without presence (``present`` null) "decides" by its mask."""
-    if row["present"] is None or ignore_decisions:
-        return bool((seg == row["label_value"]).any())
-    return bool(row["present"]) and bool((seg == row["label_value"]).any())
+def decided_present(row, seg, use_presence: bool) -> bool:
+    """With presence: the model's decision (``present``; a structure decided absent has no voxel in the label
+    map, which the tests check). Without: the structure has a mask in the unfiltered label map."""
+    if use_presence and row["present"] is not None:
+        return bool(row["present"])
+    return bool((seg == row["voxels_label_value" if "voxels_label_value" in row else "label_value"]).any())
 
 
-def score_synthetic(pred: Path, raw_pred, labels: Path, ignore_decisions: bool = False) -> dict:
-    """Presence precision / recall over (case, trained prompt) pairs, true-positive voxels kept."""
+def score_synthetic(pred: Path, labels: Path, use_presence: bool) -> dict:
+    """Presence precision / recall over (case, trained prompt) pairs (a structure is present when its label
+    has a voxel), and the share of true-positive voxels of present structures kept: those of structures
+    decided present, in the unfiltered label map (a structure decided present keeps all its voxels)."""
     tp = fp = fn = tn = 0
     kept = total = 0
     for sidecar in sorted(pred.glob("*.prompts.json")):
         case = sidecar.name[:-len(".prompts.json")]
         rows, seg, truth = read_case(pred, labels, case)
-        raw_seg = read_case(raw_pred, labels, case)[1] if raw_pred else seg
         for row in rows:
             if row["prompt"] not in LABEL_OF:
                 continue
             gt = truth == LABEL_OF[row["prompt"]]
-            said = decided_present(row, seg, ignore_decisions)
+            said = decided_present(row, seg, use_presence)
             if gt.any():
                 tp += said
                 fn += not said
-                kept += int(((seg == row["label_value"]) & gt).sum())
-                total += int(((raw_seg == row["label_value"]) & gt).sum())
+                voxels = int(((seg == row["label_value"]) & gt).sum())
+                total += voxels
+                kept += voxels if said else 0
             else:
                 fp += said
                 tn += not said
@@ -153,16 +159,16 @@ def score_synthetic(pred: Path, raw_pred, labels: Path, ignore_decisions: bool =
             "tp_voxels_kept": kept / max(total, 1)}
 
 
-def score_real(pred: Path, images, prompts, ignore_decisions: bool = False) -> dict:
-    """Share of (image, prompt) pairs decided absent (no mask for a model without presence), with reasons."""
+def score_real(pred: Path, images, prompts, use_presence: bool) -> dict:
+    """Share of (image, prompt) pairs decided absent (no mask, without presence), with the reasons."""
     absent, reasons = [], {}
     for name in images:
         rows, seg, _ = read_case(pred, None, name)
         for row in rows:
             if row["prompt"] in prompts:
-                said = decided_present(row, seg, ignore_decisions)
+                said = decided_present(row, seg, use_presence)
                 absent.append(not said)
-                if row.get("presence_reason") and not said and not ignore_decisions:
+                if use_presence and not said and row.get("presence_reason"):
                     key = row["presence_reason"].split(":")[0].split("(")[0].strip()
                     reasons[key] = reasons.get(key, 0) + 1
     return {"decided_absent": float(np.mean(absent)) if absent else float("nan"), "pairs": len(absent),
@@ -172,7 +178,7 @@ def score_real(pred: Path, images, prompts, ignore_decisions: bool = False) -> d
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
-    ap.add_argument("--epochs", type=int, default=12, help="training epochs of 25 steps (both models)")
+    ap.add_argument("--epochs", type=int, default=8, help="training epochs of 25 steps (both models)")
     ap.add_argument("--cases", type=int, default=12, help="phantoms per training scanner (a quarter are test)")
     ap.add_argument("--train_ablation", action="store_true",
                     help="also train nnUNetTrainerText_NoPresence for the 'without presence' column (default: the "
@@ -207,54 +213,49 @@ def main(argv=None) -> int:
             (work / "timings.json").write_text(json.dumps(timings, indent=2))
         models[key] = model
     prompts = TRAINED + NEVER_SEEN
-    results = {}
+    preds = {}
     for key, model in models.items():
-        runs = [("filtered", [])] + ([("unfiltered", ["--keep_absent_masks"])] if key == "presence" else [])
-        for run, extra in runs:
-            for set_name, (images, _) in sets.items():
-                if run == "unfiltered" and set_name == "real" and args.train_ablation:
-                    continue
-                out = work / "pred" / key.replace(" ", "_") / run / set_name.replace(" ", "_")
-                n_images = len(list(images.glob("*_0000.nii.gz")))
-                if not (out / "done").is_file():
-                    secs = _run([bin_dir / "nnUNetv2_predict_text", "-i", images, "-o", out, "-m", model, "-f", "0",
-                                 "-device", "cpu", "-prompts", *prompts, "--open_vocabulary",
-                                 "--disable_progress_bar", "-npp", "1", "-nps", "1", *extra], env)
-                    timings[f"predict {key} {run} {set_name}"] = {"s": secs, "images": n_images,
-                                                                  "prompts": len(prompts)}
-                    (work / "timings.json").write_text(json.dumps(timings, indent=2))
-                    (out / "done").write_text("")
-                results[(key, run, set_name)] = out
-    if not args.train_ablation:   # without presence = the same weights, decisions ignored, masks unfiltered
-        for set_name in sets:
-            results[("no presence", "filtered", set_name)] = results[("presence", "unfiltered", set_name)]
+        for set_name, (images, _) in sets.items():
+            # one run per set: decisions in the sidecar, unfiltered masks in the label map (no mirroring)
+            out = work / "pred" / key.replace(" ", "_") / set_name.replace(" ", "_")
+            n_images = len(list(images.glob("*_0000.nii.gz")))
+            if not (out / "done").is_file():
+                secs = _run([bin_dir / "nnUNetv2_predict_text", "-i", images, "-o", out, "-m", model, "-f", "0",
+                             "-device", "cpu", "-prompts", *prompts, "--open_vocabulary", "--disable_tta",
+                             "--keep_absent_masks", "--disable_progress_bar", "-npp", "1", "-nps", "1"], env)
+                timings[f"predict {key} {set_name}"] = {"s": secs, "images": n_images, "prompts": len(prompts)}
+                (work / "timings.json").write_text(json.dumps(timings, indent=2))
+                (out / "done").write_text("")
+            preds[(key, set_name)] = out
     table = {}
-    for key in ("no presence", "presence"):
+    for column, key, use in (("without presence", "no presence" if args.train_ablation else "presence", False),
+                             ("with presence", "presence", True)):
         row = {}
         for set_name in ("in-domain", "held-out site"):
-            raw = results.get((key, "unfiltered", set_name))
-            row[set_name] = score_synthetic(results[(key, "filtered", set_name)], raw, sets[set_name][1],
-                                            ignore_decisions=key == "no presence")
-        real = results[(key, "filtered", "real")]
-        ignore = key == "no presence"
-        row["other region: abdominal prompts"] = score_real(real, OTHER_REGION, ABDOMINAL, ignore)
-        row["other region: brain prompts"] = score_real(real, OTHER_REGION, NEVER_SEEN, ignore)
-        row["chest CT: abdominal prompts"] = score_real(real, CHEST_CT, ABDOMINAL, ignore)
-        row["chest CT: brain prompts"] = score_real(real, CHEST_CT, NEVER_SEEN, ignore)
-        table[key] = row
+            row[set_name] = score_synthetic(preds[(key, set_name)], sets[set_name][1], use)
+        real = preds[(key, "real")]
+        row["other region: abdominal prompts"] = score_real(real, OTHER_REGION, ABDOMINAL, use)
+        row["other region: brain prompts"] = score_real(real, OTHER_REGION, NEVER_SEEN, use)
+        row["chest CT: abdominal prompts"] = score_real(real, CHEST_CT, ABDOMINAL, use)
+        row["chest CT: brain prompts"] = score_real(real, CHEST_CT, NEVER_SEEN, use)
+        table[column] = row
     cal = json.loads((models["presence"] / "fold_0" / "presence_calibration.json").read_text())
-    (work / "presence_results.json").write_text(json.dumps({"table": table, "timings": timings,
-                                                            "calibration": {k: v for k, v in cal.items()
-                                                                            if k != "domain"},
-                                                            "domain": {k: v for k, v in cal["domain"].items()
-                                                                       if k not in ("mean", "std")}}, indent=2))
-    print_table(table, timings)
+    scores = {}
+    for set_name in sets:
+        for sidecar in sorted(preds[("presence", set_name)].glob("*.prompts.json")):
+            rows = json.loads(sidecar.read_text())["prompts"]
+            scores[sidecar.name[:-len(".prompts.json")]] = {r["prompt"]: [r["presence_score"], r["present"],
+                                                                           r.get("presence_reason")] for r in rows}
+    (work / "presence_results.json").write_text(json.dumps(
+        {"table": table, "timings": timings, "calibration": {k: v for k, v in cal.items() if k != "domain"},
+         "domain": {k: v for k, v in cal["domain"].items() if k not in ("mean", "std")}, "cases": scores}, indent=2))
+    print_table(table, timings, "same weights, --keep_absent_masks" if not args.train_ablation else "ablation")
     return 0
 
 
-def print_table(table: dict, timings: dict) -> None:
-    a, b = table["no presence"], table["presence"]
-    print(f"\n{'':52s}{'without presence':>18s}{'with presence':>16s}")
+def print_table(table: dict, timings: dict, baseline: str) -> None:
+    a, b = table["without presence"], table["with presence"]
+    print(f"\n{'':52s}{'without presence':>18s}{'with presence':>16s}   (without: {baseline})")
     for set_name in ("in-domain", "held-out site"):
         for metric in ("precision", "recall", "absent_decided_absent", "tp_voxels_kept"):
             print(f"{set_name + ': ' + metric:52s}{100 * a[set_name][metric]:17.1f}%{100 * b[set_name][metric]:15.1f}%")
@@ -264,12 +265,12 @@ def print_table(table: dict, timings: dict) -> None:
                  "chest CT: brain prompts"):
         print(f"{name + ' decided absent (n=' + str(a[name]['pairs']) + ')':52s}"
               f"{100 * a[name]['decided_absent']:17.1f}%{100 * b[name]['decided_absent']:15.1f}%")
-    print("reasons (with presence):", {k: v["reasons"] for k, v in b.items() if isinstance(v, dict) and "reasons" in v})
+    print("reasons (with presence):", {k: v["reasons"] for k, v in b.items() if "reasons" in v})
     for name, t in timings.items():
         if name.startswith("predict"):
             print(f"{name:44s}: {t['s']:.1f} s for {t['images']} images x {t['prompts']} prompts = "
                   f"{t['s'] / (t['images'] * t['prompts']):.3f} s per prompt and image")
-    print({k: v for k, v in timings.items() if k.startswith("train") or k.startswith("plan")})
+    print({k: v for k, v in timings.items() if not k.startswith("predict")})
 
 
 if __name__ == "__main__":
