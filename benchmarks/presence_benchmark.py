@@ -244,8 +244,9 @@ def main(argv=None) -> int:
     for set_name in sets:
         for sidecar in sorted(preds[("presence", set_name)].glob("*.prompts.json")):
             rows = json.loads(sidecar.read_text())["prompts"]
-            scores[sidecar.name[:-len(".prompts.json")]] = {r["prompt"]: [r["presence_score"], r["present"],
-                                                                           r.get("presence_reason")] for r in rows}
+            scores[sidecar.name[:-len(".prompts.json")]] = {
+                "domain_ratio": rows[0].get("presence_domain_ratio"),
+                **{r["prompt"]: [r["presence_score"], r["present"], r.get("presence_reason")] for r in rows}}
     (work / "presence_results.json").write_text(json.dumps(
         {"table": table, "timings": timings, "calibration": {k: v for k, v in cal.items() if k != "domain"},
          "domain": {k: v for k, v in cal["domain"].items() if k not in ("mean", "std")}, "cases": scores}, indent=2))

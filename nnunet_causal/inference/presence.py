@@ -60,10 +60,13 @@ class PresenceDecision:
     threshold: Optional[float]
     calibration: str
     reason: Optional[str] = None
+    #: the case's domain distance as a multiple of the calibrated limit (> 1: out of domain); None unchecked
+    domain: Optional[float] = None
 
     def as_record(self) -> dict:
         return {"present": self.present, "presence_score": self.score, "presence_threshold": self.threshold,
-                "presence_calibration": self.calibration, "presence_reason": self.reason}
+                "presence_calibration": self.calibration, "presence_reason": self.reason,
+                "presence_domain_ratio": self.domain}
 
 
 # ---------------------------------------------------------------------------- model identity
@@ -251,22 +254,24 @@ def decide(scores: Optional[torch.Tensor], calibrations: Sequence[Optional[dict]
     thresholds = [float(c["threshold"]) for c in usable] or [DEFAULT_THRESHOLD]
     threshold = sum(thresholds) / len(thresholds)
     how = "validation fold" if usable else "uncalibrated: default threshold 0.5"
+    ratio = None if domain is None else round(float(domain), 4)
     out = []
     for s, why_not in zip(score, unsupported):
         s = round(float(s), 6)
         if why_not:
-            out.append(PresenceDecision(False, s, None, how, f"not supported by this model: {why_not}"))
+            out.append(PresenceDecision(False, s, None, how, f"not supported by this model: {why_not}", ratio))
         elif problems:
             out.append(PresenceDecision(None, s, None, "unknown: " + "; ".join(problems) + "; masks are not "
-                                        "filtered", None))
+                                        "filtered", None, ratio))
         elif domain is not None and domain > 1:
             out.append(PresenceDecision(False, s, round(threshold, 6), how,
                                         f"the image is unlike this model's training images (domain distance "
-                                        f"{domain:.2f} x the calibrated limit): another body region or modality"))
+                                        f"{domain:.2f} x the calibrated limit): another body region or modality",
+                                        ratio))
         else:
             present = s >= threshold
             out.append(PresenceDecision(bool(present), s, round(threshold, 6), how,
-                                        None if present else "presence score below the calibrated threshold"))
+                                        None if present else "presence score below the calibrated threshold", ratio))
     return out
 
 
@@ -289,4 +294,4 @@ def case_records(scores: Optional[torch.Tensor], calibrations: Sequence[Optional
 
 def unknown_record() -> dict:
     return {"present": None, "presence_score": None, "presence_threshold": None, "presence_calibration": NO_HEAD_NOTE,
-            "presence_reason": None}
+            "presence_reason": None, "presence_domain_ratio": None}

@@ -175,6 +175,7 @@ def test_images_unlike_the_training_images_are_decided_absent():
     assert [x.present for x in decide(scores, cal, near)] == [True, False]
     out = decide(scores, cal, far)
     assert [x.present for x in out] == [False, False] and all("unlike this model's training" in x.reason for x in out)
+    assert out[0].as_record()["presence_domain_ratio"] == pytest.approx(far, abs=1e-3)
     # two folds: the pooled vectors of fold 0, then fold 1 (as the window records them)
     assert presence.domain_ratio([torch.zeros(20, 16), torch.zeros(20, 16)], cal * 2) is not None
     assert presence.domain_ratio([torch.zeros(20, 16)], [{"threshold": 0.3}]) is None  # old calibration: no check
