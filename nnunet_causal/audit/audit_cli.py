@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from nnunet_causal.errors import DatasetError, ModelError
-from nnunet_causal.files import load_torch_file
+from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
 
 logger = logging.getLogger(__name__)
 
@@ -15,12 +15,11 @@ def _load_predictor(model_folder: Path, fold: str, checkpoint: str, device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     # the folder, fold and checkpoint were checked by run_audit before any work
-    ckpt = load_torch_file(model_folder / f"fold_{fold}" / checkpoint, "cpu", mmap=True, trusted_fallback=True)
-    configuration = ckpt["init_args"]["configuration"]
+    configuration = ModelFolder(model_folder).checkpoint_configuration(fold, checkpoint)
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
                                 verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(int(fold) if fold.isdigit() else fold,),
+    predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(parse_fold(fold),),
                                                    checkpoint_name=checkpoint)
     return predictor, configuration
 
@@ -35,7 +34,7 @@ def run_audit(models: Sequence[str], images: str, out: str, labels: Optional[str
 
     from nnunet_causal.audit.measure import ModelAuditor, find_cases
     from nnunet_causal.audit.report import plot_sensitivity, summarise, write_overlays, write_tables
-    from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, load_confounder_entries
+    from nnunet_causal.confounders.dictionary import load_confounder_entries
 
     if not models:
         raise ModelError("no model folder given (-m)")
@@ -44,10 +43,8 @@ def run_audit(models: Sequence[str], images: str, out: str, labels: Optional[str
     names = names or [Path(m).name for m in models]
     if len(set(names)) != len(names):  # same trainer of different datasets: use the full path
         names = [str(m) for m in models]
-    from nnunet_causal.inference.model_folder import check_model_folder
-
     for model in models:  # every folder checked before any work, so a bad one leaves nothing half-written
-        check_model_folder(Path(model), [str(fold)], checkpoint)
+        ModelFolder(model).check([parse_fold(fold)], checkpoint)
     if dictionary:
         load_confounder_entries(dictionary)
     dev = torch.device(device)
@@ -55,8 +52,7 @@ def run_audit(models: Sequence[str], images: str, out: str, labels: Optional[str
     for model, name in zip(models, names):
         folder = Path(model)
         predictor, configuration = _load_predictor(folder, str(fold), checkpoint, dev)
-        entries = load_confounder_entries(dictionary) if dictionary else \
-            confounder_entries_for_dataset(predictor.dataset_json)
+        entries = load_confounder_entries(dictionary) if dictionary else ModelFolder(folder).confounder_entries()
         ending = predictor.dataset_json["file_ending"]
         cases = find_cases(Path(images), Path(labels) if labels else None, ending, max_cases)
         auditor = ModelAuditor(predictor, configuration, entries, strengths, draws,

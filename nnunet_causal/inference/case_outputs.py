@@ -33,6 +33,8 @@ Every prompt record has these keys (``None`` where a writer has no value):
 ``presence_score``       case-level presence probability (``null`` without a head), with
 ``presence_threshold``   its threshold and ``presence_calibration`` (where the threshold comes from, or why
                          there is none)
+``presence_reason``      why the structure was decided absent (score below the threshold, image unlike
+                         the training images, structure outside the model's body regions); ``null`` otherwise
 ``mask_suppressed``      the structure was decided absent and its voxels were kept out of the label map
 ``terms``, ``score``,    the grounding: resolved terms, resolver score and stage (exact | knowledge |
 ``resolution``,          corrected | embedding | none), ``source`` (trained | open_vocabulary), the
@@ -68,10 +70,7 @@ import numpy as np
 
 from nnunet_causal.errors import DatasetError
 
-try:  # the shared file helpers (temp file + fsync + rename)
-    from nnunet_causal.files import atomic_path, write_json_atomic
-except ImportError:  # pragma: no cover - older layout
-    from nnunet_causal.data.raw_dataset import atomic_path, write_json_atomic
+from nnunet_causal.files import atomic_path, write_json_atomic
 
 SCHEMA_VERSION = 1
 PROMPTS_SUFFIX = ".prompts.json"

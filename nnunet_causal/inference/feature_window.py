@@ -31,6 +31,8 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
+from nnunet_causal.inference.model_folder import unwrap_network
+
 
 @dataclass
 class AggregatedFeatures:
@@ -46,10 +48,6 @@ class AggregatedFeatures:
     groups: torch.Tensor
     valid: torch.Tensor
     presence: Optional[torch.Tensor] = None
-
-
-def _unwrap(network):
-    return getattr(network, "_orig_mod", network)
 
 
 def _mirrored_features(predictor, network, x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +79,7 @@ def sliding_window_features(predictor, data: torch.Tensor) -> torch.Tensor:
 
 
 def _sliding_window_features(predictor, data: torch.Tensor, results_device: torch.device) -> torch.Tensor:
-    network = _unwrap(predictor.network).to(predictor.device)
+    network = unwrap_network(predictor.network).to(predictor.device)
     network.eval()
     device = predictor.device
     patch = predictor.configuration_manager.patch_size
@@ -109,7 +107,7 @@ def _sliding_window_features(predictor, data: torch.Tensor, results_device: torc
 @torch.inference_mode()
 def aggregate_case(predictor, data: torch.Tensor) -> AggregatedFeatures:
     """Every fold's embeddings of one case stacked, with the matching stacked head, and presence per fold."""
-    network = _unwrap(predictor.network)
+    network = unwrap_network(predictor.network)
     params = predictor.list_of_parameters
     n = len(params)
     feats: List[torch.Tensor] = []

@@ -25,7 +25,7 @@ import torch
 
 from nnunet_causal.errors import DatasetError, NnunetCausalError, PromptError
 from nnunet_causal.inference import case_outputs
-from nnunet_causal.inference.model_folder import check_model_folder
+from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def predict_text(args) -> int:
     bad = [f for f in args.f if f != "all" and not f.isdigit()]
     if bad:
         raise NnunetCausalError(f"-f: folds are numbers or 'all', got {' '.join(bad)}")
-    folds = [f if f == "all" else int(f) for f in args.f]
-    check_model_folder(model_folder, folds, args.chk)
+    folds = [parse_fold(f) for f in args.f]
+    ModelFolder(model_folder).check(folds, args.chk)
     device = torch.device(args.device)
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)

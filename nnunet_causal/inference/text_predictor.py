@@ -44,6 +44,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 
 from nnunet_causal.errors import DatasetError, PromptError, ResolutionError
 from nnunet_causal.inference import presence as presence_decisions
+from nnunet_causal.inference.model_folder import unwrap_network
 from nnunet_causal.inference.modality_check import warn_if_not_ct
 from nnunet_causal.inference.stock_prompts import caller_sets_prompts
 from nnunet_causal.networks.text_plans import get_text_settings
@@ -107,10 +108,6 @@ def _explanation(resolution) -> Optional[dict]:
     return value if isinstance(value, dict) else None
 
 
-def _unwrap(network):
-    return getattr(network, "_orig_mod", network)
-
-
 class nnUNetTextPredictor(nnUNetPredictor):
     """``nnUNetPredictor`` with :meth:`set_prompts` and :meth:`predict_case`; the sliding window, mirroring,
     preprocessing and resampling are nnU-Net's. ``options`` (:class:`PredictionOptions`) fix how cases run."""
@@ -132,10 +129,10 @@ class nnUNetTextPredictor(nnUNetPredictor):
             model_training_output_dir, use_folds, self.list_of_parameters, self.plans_manager.plans)
 
     def has_presence_head(self) -> bool:
-        return _unwrap(self.network).presence is not None
+        return unwrap_network(self.network).presence is not None
 
     def uses_feature_window(self) -> bool:
-        net = _unwrap(self.network)
+        net = unwrap_network(self.network)
         return bool(self.options.feature_window and self.assignments and net.inference_groups is not None
                     and not net.connector.image_conditioned)
 
@@ -165,7 +162,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
         model_vocab = vocabulary_from_labels({n: i + 1 for i, n in enumerate(trained_names)}, settings["prompts"])
         full_vocab = load_vocabulary("all").merged_with(model_vocab)
         term_to_label = model_vocab.label_for_term
-        net = _unwrap(self.network)
+        net = unwrap_network(self.network)
         if net.prompt_embeddings.shape[0] != len(trained_names):
             raise DatasetError("the network and the plans disagree on the number of trained prompts")
 
@@ -313,7 +310,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
     def logits_and_presence(self, data: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """nnU-Net's sliding-window logits ``(1 + K, *shape)`` (folds averaged) and the presence scores
         ``(folds, K)`` recorded during the same passes (None without a presence head)."""
-        net = _unwrap(self.network)
+        net = unwrap_network(self.network)
         record = net.presence is not None
         net.presence_recorder = [] if record else None
         try:
@@ -334,7 +331,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
 
         from nnunet_causal.inference import case_outputs
 
-        with presence_decisions.recording_pooled_features(_unwrap(self.network)) as pooled:
+        with presence_decisions.recording_pooled_features(unwrap_network(self.network)) as pooled:
             logits, scores = self.logits_and_presence(data)
         logits = logits.to("cpu")
         peaks = torch.sigmoid(logits[1:].reshape(logits.shape[0] - 1, -1).float().amax(1))
@@ -377,7 +374,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
         from nnunet_causal.inference.feature_window import aggregate_case
 
         n_threads = torch.get_num_threads()
-        with presence_decisions.recording_pooled_features(_unwrap(self.network)) as pooled:
+        with presence_decisions.recording_pooled_features(unwrap_network(self.network)) as pooled:
             agg = aggregate_case(self, data)
         presence = self._decisions(agg.presence, pooled)
         parts = {v - 1: s for v, s in binary_masks.items()} if binary_masks and output_truncated else None

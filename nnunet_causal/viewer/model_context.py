@@ -7,7 +7,6 @@ label manager for the typed prompts, while an :class:`InterventionSession` needs
 """
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import List, Optional
@@ -15,9 +14,8 @@ from typing import List, Optional
 import torch
 
 from nnunet_causal.errors import ModelError
-from nnunet_causal.inference.model_folder import check_model_folder
-from nnunet_causal.intervention.modulation.frozen_model import parse_fold
-from nnunet_causal.intervention.modulation.weights import WEIGHTS_NAME, fold_folder
+from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
+from nnunet_causal.intervention.modulation.weights import WEIGHTS_NAME
 
 
 class ModelContext:
@@ -27,8 +25,6 @@ class ModelContext:
                  device: str = "cpu", use_mirroring: bool = True):
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from nnunet_causal.networks.text_plans import PLANS_KEY, foreground_label_names
-
         self.folder = Path(model_folder).resolve()
         self.fold = parse_fold(fold)
         self.checkpoint, self.use_mirroring = checkpoint, use_mirroring
@@ -36,17 +32,15 @@ class ModelContext:
             self.device = torch.device(device)
         except RuntimeError as e:
             raise ModelError(f"unknown device '{device}' (cpu, cuda, mps)") from e
-        check_model_folder(self.folder, [self.fold], checkpoint)
-        self.dataset_json = json.loads((self.folder / "dataset.json").read_text(encoding="utf-8"))
-        self.plans = json.loads((self.folder / "plans.json").read_text(encoding="utf-8"))
-        if PLANS_KEY not in self.plans:
-            raise ModelError(f"{self.folder / 'plans.json'} has no '{PLANS_KEY}' entry: this is not a text model "
-                             f"(train it with -tr nnUNetTrainerText or a variant)")
+        self.model = ModelFolder(self.folder)
+        self.model.check([self.fold], checkpoint)
+        self.dataset_json, self.plans = self.model.dataset_json, self.model.plans
+        self.settings = self.model.require_text_settings()
         self.reader_writer_class = PlansManager(self.plans).image_reader_writer_class
-        self.file_ending = self.dataset_json["file_ending"]
+        self.file_ending = self.model.file_ending
         self.n_channels = len(self.dataset_json["channel_names"])
-        self.structures: List[str] = foreground_label_names(self.dataset_json)
-        self.has_tci = (fold_folder(self.folder, self.fold) / WEIGHTS_NAME).is_file()
+        self.structures: List[str] = self.model.structures
+        self.has_tci = (self.model.fold_folder(self.fold) / WEIGHTS_NAME).is_file()
         self._predictor = None
         self._lock = threading.Lock()
 
@@ -74,11 +68,8 @@ class ModelContext:
                                    use_mirroring=self.use_mirroring, require_tci=self.has_tci)
 
     def info(self) -> dict:
-        from nnunet_causal.networks.text_plans import PLANS_KEY
-
-        settings = self.plans[PLANS_KEY]
         return {"model": self.folder.name, "fold": self.fold, "structures": self.structures,
-                "confounders": list((settings.get("causal") or {}).get("confounders") or []),
+                "confounders": list((self.settings.get("causal") or {}).get("confounders") or []),
                 "intervention_weights": self.has_tci, "file_ending": self.file_ending,
                 "channels": list(self.dataset_json["channel_names"].values())}
 

@@ -2,19 +2,12 @@
 intervention session)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from nnunet_causal.errors import ModelError
-from nnunet_causal.inference.model_folder import check_model_folder
+from nnunet_causal.inference.model_folder import ModelFolder, parse_fold, unwrap_network
 
-
-def parse_fold(fold):
-    fold = str(fold)
-    if fold != "all" and not fold.isdigit():
-        raise ModelError(f"fold must be a number or 'all', got '{fold}'")
-    return fold if fold == "all" else int(fold)
+__all__ = ["load_frozen_predictor", "parse_fold"]
 
 
 def load_frozen_predictor(model_folder, fold="0", checkpoint: str = "checkpoint_final.pth",
@@ -26,12 +19,12 @@ def load_frozen_predictor(model_folder, fold="0", checkpoint: str = "checkpoint_
     from nnunet_causal.networks.text_network import TextPromptedSegmentationNetwork
 
     fold = parse_fold(fold)
-    check_model_folder(Path(model_folder), [fold], checkpoint)
+    ModelFolder(model_folder).check([fold], checkpoint)
     predictor = nnUNetTextPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=use_mirroring,
                                     perform_everything_on_device=device.type == "cuda", device=device,
                                     verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_folder), (fold,), checkpoint)
-    net = getattr(predictor.network, "_orig_mod", predictor.network)
+    net = unwrap_network(predictor.network)
     if not isinstance(net, TextPromptedSegmentationNetwork):
         raise ModelError(f"{model_folder} holds a {type(net).__name__}, not a text-prompted network: test-time "
                          f"intervention needs a model trained with -tr nnUNetTrainerText (or a variant)")

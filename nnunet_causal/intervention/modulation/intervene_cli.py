@@ -9,10 +9,8 @@ drop more); the commands are replayed in order, so a list of ``-c`` is a reprodu
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -75,37 +73,13 @@ def write_outputs(session, out_folder, seg: Optional[np.ndarray] = None) -> dict
     return {"mask": paths["mask"], "sidecar": paths["prompts"], "log": paths["edits"]}
 
 
-def _confounders_and_style(model_folder: Path, first_file: str):
-    """The confounder names the parser may resolve to (the bottleneck's dictionary of causal models, else the
-    dataset's) and the case's style description from dataset.json ``domains`` (None if it has none)."""
-    from nnunet_causal.confounders.dictionary import confounders_for_dataset
-    from nnunet_causal.networks.text_plans import PLANS_KEY
-
-    dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
-    settings = json.loads((model_folder / "plans.json").read_text(encoding="utf-8")).get(PLANS_KEY) or {}
-    if "causal" in settings:
-        confounders = list(settings["causal"]["confounders"])
-    else:
-        try:
-            confounders = confounders_for_dataset(dataset_json)
-        except DatasetError:
-            confounders = None
-    ending = dataset_json.get("file_ending", "")
-    name = Path(first_file).name
-    case = name[:-len(ending) - 5] if ending and name.endswith(ending) else name.split(".")[0]
-    style = ((dataset_json.get("domains") or {}).get(case) or {}).get("style")
-    return confounders, style
-
-
 def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[str], out: str, fold: str = "0",
                   checkpoint: str = "checkpoint_final.pth", device: str = "cpu", undo: int = 0,
                   use_mirroring: bool = True, keep_others: str = "exact") -> dict:
     """The whole command as a plain function: parse every command first, then predict, edit and write."""
+    from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
     from nnunet_causal.intervention.commands import parse_command
-    from nnunet_causal.intervention.modulation.frozen_model import parse_fold
     from nnunet_causal.intervention.modulation.session import InterventionSession
-    from nnunet_causal.text.vocabulary import vocabulary_from_model_folder
-    from nnunet_causal.inference.model_folder import check_model_folder
 
     if not commands:
         raise PromptError("give at least one command with -c")
@@ -114,9 +88,10 @@ def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[st
     missing = [f for f in files if not os.path.isfile(f)]
     if not files or missing:
         raise DatasetError(f"case file(s) {', '.join(missing) or '(none given with -i)'} do not exist")
-    check_model_folder(Path(model_folder), [parse_fold(fold)], checkpoint)
-    vocabulary = vocabulary_from_model_folder(Path(model_folder))
-    confounders, style = _confounders_and_style(Path(model_folder), files[0])
+    folder = ModelFolder(model_folder)
+    folder.check([parse_fold(fold)], checkpoint)
+    vocabulary, confounders = folder.vocabulary(), folder.confounders()
+    style = folder.style(folder.case_name(files[0]))
     # every command parsed before any prediction: a bad one fails fast, and it is parsed once only
     parsed = [parse_command(c, vocabulary, confounders=confounders, style_description=style) for c in commands]
     needs_film = any(a.get("action") != "ignore_confounder" for p in parsed for a in p.get("actions") or [])
@@ -136,9 +111,14 @@ def run_intervene(files: Sequence[str], model_folder: str, commands: Sequence[st
 
 
 def _run(args) -> int:
-    paths = run_intervene(args.i, args.m, args.c, args.o, args.f, args.chk, args.device, args.undo,
-                          not args.disable_tta, args.keep_others)
+    from nnunet_causal.formats.dicom_cases import DICOM_OUTPUTS, dicom_case_input, write_case_dicom
+    with dicom_case_input(args.i, args.m, args.save_dicom) as (files, series):  # a DICOM series folder as -i
+        paths = run_intervene(files, args.m, args.c, args.o, args.f, args.chk, args.device, args.undo,
+                              not args.disable_tta, args.keep_others)
     print(f"wrote {paths['mask']}, {paths['sidecar']}, {paths['log']}")
+    for path in write_case_dicom(paths["mask"], paths["sidecar"], series, DICOM_OUTPUTS[args.save_dicom],
+                                 edits_path=paths["log"]) if args.save_dicom else ():
+        print(f"wrote {path}")
     return 0
 
 
@@ -155,7 +135,8 @@ def add_parser(subparsers) -> None:
                "  nnunet_causal intervene -i ct_0000.nii.gz -m MODEL -c \"remove the spleen\" "
                "-c \"ignore the metal artefact\" --undo -o out",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("-i", nargs="+", required=True, help="the case's channel files (CASE_0000<ending> ...)")
+    p.add_argument("-i", nargs="+", required=True,
+                   help="the case's channel files (CASE_0000<ending> ...), or one folder holding a DICOM series")
     p.add_argument("-m", required=True, help="trained model folder (…/TRAINER__PLANS__CONFIG)")
     p.add_argument("-c", action="append", required=True, help="a command; repeat for several, applied in order")
     p.add_argument("-o", required=True, help="output folder")
@@ -167,4 +148,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, as nnUNetv2_predict's flag)")
     p.add_argument("--keep-others", default="exact", choices=("exact", "learned"),
                    help="exact: other structures keep their logits (default); learned: the generator's output")
+    p.add_argument("--save_dicom", choices=("seg", "rtstruct", "both"), default=None,
+                   help="with a DICOM series as -i: also write CASE.seg.dcm / CASE.rtstruct.dcm referencing it, the "
+                        "edit history in their private block (docs/formats.md)")
     p.set_defaults(func=_run)

@@ -46,7 +46,8 @@ from nnunet_causal.intervention.modulation.confounder_do import (bottleneck_with
 from nnunet_causal.intervention.modulation.corrections import dilate, location_region
 from nnunet_causal.intervention.modulation.film import (FILM_ACTIONS, STRENGTH_VALUES, condition_vectors, film_hooks,
                                                         target_queries)
-from nnunet_causal.intervention.modulation.frozen_model import load_frozen_predictor, parse_fold
+from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
+from nnunet_causal.intervention.modulation.frozen_model import load_frozen_predictor
 from nnunet_causal.intervention.modulation.tail_window import TailWindow
 from nnunet_causal.intervention.modulation.weights import load_tci
 from nnunet_causal.networks.text_plans import foreground_label_names, get_text_settings
@@ -85,6 +86,7 @@ class InterventionSession:
         if replay not in ("tail", "nnunet"):
             raise ValueError(f"replay must be 'tail' or 'nnunet', got '{replay}'")
         self.model_folder, self.fold = Path(model_folder), parse_fold(fold)
+        self.folder = ModelFolder(self.model_folder)
         self.device = torch.device(device)
         self.predictor = load_frozen_predictor(self.model_folder, self.fold, checkpoint, self.device,
                                                use_mirroring, step_size)
@@ -113,8 +115,7 @@ class InterventionSession:
     @property
     def vocabulary(self):
         if self._vocabulary is None:
-            from nnunet_causal.text.vocabulary import vocabulary_from_model_folder
-            self._vocabulary = vocabulary_from_model_folder(self.model_folder)
+            self._vocabulary = self.folder.vocabulary()
         return self._vocabulary
 
     @property
@@ -125,8 +126,7 @@ class InterventionSession:
         """The bottleneck's dictionary (causal models) or the dataset's confounder dictionary."""
         if self.has_bottleneck:
             return list(self.settings["causal"]["confounders"])
-        from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset
-        return [e.description for e in confounder_entries_for_dataset(self.predictor.dataset_json)]
+        return [e.description for e in self.folder.confounder_entries()]
 
     def structure_indices(self, targets: Sequence[str]) -> List[int]:
         """Indices of the trained structures a parsed target list names (PromptError listing them if unknown)."""
@@ -154,11 +154,8 @@ class InterventionSession:
         self.timings = {"preprocess_seconds": time.perf_counter() - t0}
         self.data = torch.from_numpy(np.ascontiguousarray(data)).float()
         self.properties = props
-        ending = p.dataset_json["file_ending"]
-        name = Path(files[0]).name
-        self.case = case or (name[:-len(ending) - 5] if name.endswith(ending) and len(name) > len(ending) + 5
-                             else name.split(".")[0])
-        self.style_description = style_description or (p.dataset_json.get("domains") or {}).get(self.case, {}).get("style")
+        self.case = case or self.folder.case_name(files[0])
+        self.style_description = style_description or self.folder.style(self.case)
         self.cached.start_record()
         self.base_logits, self.history, self.log = None, [], []
         self._replay_base, self._tail_base, self._seg, self._window = None, None, None, None
@@ -270,10 +267,7 @@ class InterventionSession:
     def apply_command(self, command: str) -> Edit:
         """Parse ``command`` (offline parser of :mod:`nnunet_causal.intervention.commands`) and apply it."""
         from nnunet_causal.intervention.commands import parse_command
-        try:
-            confounders = self.confounder_descriptions()
-        except DatasetError:
-            confounders = None
+        confounders = self.confounder_descriptions() if self.has_bottleneck else self.folder.confounders()
         parsed = parse_command(command, self.vocabulary, confounders=confounders,
                                style_description=self.style_description)
         return self.apply(parsed, command=command)
@@ -398,9 +392,8 @@ class InterventionSession:
             logits = self._replay(override=bottleneck_without(self.network, [idx])).float()
             reference = self.replay_base()
         else:
-            from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset
             from nnunet_causal.confounders.frames import IntensityFrame
-            entry = confounder_entries_for_dataset(self.predictor.dataset_json)[idx]
+            entry = self.folder.confounder_entries()[idx]
             steps = inverse_steps(entry)
             record["method"] = "image inverse of " + " then ".join(steps) + " (encoder re-run)"
             p = self.predictor
