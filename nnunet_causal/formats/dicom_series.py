@@ -11,8 +11,8 @@ number and the values fit, else ``float32``).
 Refused, with a one-line :class:`~nnunet_causal.errors.DatasetError` naming the folder, series and file
 (nothing is resampled: a corrected volume would no longer be the one a reader sees in the PACS):
 
-- a folder without DICOM files (files carrying the ``DICM`` preamble; DICOMDIR and non-image objects
-  such as SEG, RTSTRUCT and SR are skipped);
+- a folder without DICOM files (files carrying the ``DICM`` preamble; DICOMDIR, non-image objects such
+  as SEG, RTSTRUCT and SR, and localizer (scout) images, ImageType ``LOCALIZER``, are skipped);
 - a series of one slice, multi-frame (enhanced) images, colour images;
 - orientation, matrix size, pixel spacing or frame of reference that differ within a series ("mixed");
 - two slices at the same position (duplicated), a gap of a missing slice, steps that differ by more than
@@ -102,7 +102,7 @@ def scan_dicom_folder(folder: Path) -> List[DicomSeries]:
     if not files:
         raise DatasetError(f"{folder}: no DICOM files found (looked for files with the DICM preamble, recursively)")
     by_series: Dict[str, list] = {}
-    skipped = 0
+    skipped, localizers = 0, set()
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
@@ -112,12 +112,18 @@ def scan_dicom_folder(folder: Path) -> List[DicomSeries]:
                 str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == "1.2.840.10008.1.3.10":
             skipped += 1
             continue
+        if "LOCALIZER" in [str(t).upper() for t in (getattr(ds, "ImageType", None) or [])]:
+            localizers.add(str(getattr(ds, "SeriesInstanceUID", "")))
+            continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
         if not uid:
             raise DatasetError(f"{f}: no SeriesInstanceUID")
         by_series.setdefault(uid, []).append((f, ds))
+    if localizers:
+        logger.info("%s: skipped %d localizer (scout) series", folder, len(localizers))
     if not by_series:
-        raise DatasetError(f"{folder}: no DICOM image series found ({skipped} non-image DICOM object(s) skipped)")
+        raise DatasetError(f"{folder}: no DICOM image series found ({skipped} non-image DICOM object(s) and "
+                           f"{len(localizers)} localizer series skipped)")
     return [_checked_series(folder, uid, items) for uid, items in sorted(by_series.items())]
 
 

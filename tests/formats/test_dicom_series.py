@@ -51,6 +51,16 @@ def test_several_series_in_one_folder_are_split_by_uid(tmp_path):
 
 
 @pytest.mark.parametrize("syntax", ["RLELossless", "JPEGLSLossless", "JPEG2000Lossless"])
+def test_localizers_and_non_image_objects_are_skipped(tmp_path):
+    series(tmp_path / "study" / "ct", volume(), series_uid="1.2.3.1")
+    scout = series(tmp_path / "study" / "scout", volume(shape=(2, 8, 8)), series_uid="1.2.3.9")
+    for f in scout:
+        edit(f, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    edit(scout[1], ImageOrientationPatient=[1, 0, 0, 0, 0, -1])  # a lateral scout: would be "inconsistent"
+    assert [s.series_uid for s in scan_dicom_folder(tmp_path / "study")] == ["1.2.3.1"]
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEGLSLossless", "JPEG2000Lossless"])
 def test_compressed_series_is_decoded(tmp_path, syntax):
     import pydicom.uid
 
