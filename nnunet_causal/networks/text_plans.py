@@ -2,7 +2,9 @@
 
 nnU-Net copies the trainer's plans into the model folder (``plans.json``) and its predictor rebuilds the
 network through the trainer's static ``build_network_architecture(plans_manager, ...)``; so the settings
-below, written into the plans when the trainer is created, travel with every trained model::
+below, written into the plans when the trainer is created
+(:func:`nnunet_causal.training.text.plan_settings.add_text_settings`), travel with every trained model. This
+module only reads them: no environment variable, no text encoder::
 
     "nnunet_causal": {
       "text_encoder": "minilm",          # spec, see nnunet_causal.text.encoders
@@ -18,8 +20,7 @@ below, written into the plans when the trainer is created, travel with every tra
 """
 from __future__ import annotations
 
-import copy
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from nnunet_causal.errors import DatasetError
 
@@ -38,40 +39,6 @@ def foreground_label_names(dataset_json: dict) -> List[str]:
 
 def is_region_based(dataset_json: dict) -> bool:
     return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in dataset_json["labels"].values())
-
-
-def add_text_settings(plans: dict, dataset_json: dict, *, embed_dim: int = DEFAULT_EMBED_DIM,
-                      connector: str = "mlp", causal: Optional[dict] = None) -> dict:
-    """Return a copy of ``plans`` with the ``"nnunet_causal"`` entry filled in for ``dataset_json``.
-
-    The text encoder is chosen by :func:`nnunet_causal.text.encoders.resolve_text_encoder_spec`
-    (environment variable ``nnUNet_causal_text_encoder``, then dataset.json ``"text_encoder"``, then the
-    offline default). When the plans already hold settings (a model folder's plans, or ``--c``) their
-    encoder is kept so that a resumed run embeds with the same weights.
-    """
-    from nnunet_causal.text.embedding_cache import get_text_encoder
-    from nnunet_causal.text.encoders import resolve_text_encoder_spec
-    from nnunet_causal.text.label_text import prompts_for_labels
-
-    plans = copy.deepcopy(plans)
-    previous = plans.get(PLANS_KEY) or {}
-    prompts = prompts_for_labels(dataset_json)  # checked first: a bad prompt fails before weights load
-    spec = previous.get("text_encoder") or resolve_text_encoder_spec(dataset_json)
-    encoder = get_text_encoder(spec)
-    names = foreground_label_names(dataset_json)
-    settings = {
-        "text_encoder": spec,
-        "text_encoder_id": encoder.id,
-        "text_dim": int(encoder.dim),
-        "embed_dim": int(previous.get("embed_dim", embed_dim)),
-        "connector": previous.get("connector", connector),
-        "add_background": not is_region_based(dataset_json),
-        "prompts": {n: list(prompts[n]) for n in names},
-    }
-    if causal is not None:
-        settings["causal"] = causal
-    plans[PLANS_KEY] = settings
-    return plans
 
 
 def get_text_settings(plans: dict, source: str = "plans") -> Dict:

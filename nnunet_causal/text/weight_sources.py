@@ -92,15 +92,9 @@ def _folder_of(source: str) -> str:
 
 
 @contextmanager
-def _offline_env() -> Iterator[None]:
-    """Set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE for a load from local files; restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update({k: "1" for k in saved})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _offline_env() -> Iterator[dict]:
+    """A load from local files: yields the keyword arguments that keep a loader off the hub
+    (``{"local_files_only": True}``). The process environment is not changed -- the viewer loads encoders in a
+    worker thread while other threads run -- so every loader is given a local folder or file and, where it
+    takes one, ``local_files_only=True``."""
+    yield {"local_files_only": True}

@@ -92,7 +92,7 @@ class CaseState:
             report(0.4, "loading the intervention model")
             s = self.model.new_session()
             s.load_case(list(self.files.files), case=self.case)
-            with tile_progress(s.predictor, _tiles(report, 0.45, 0.7, "caching encoder features")):
+            with tile_progress(s.window_predictor, _tiles(report, 0.45, 0.7, "caching encoder features")):
                 base = s.predict()
             self.session, self._session_base = s, s.structure_masks(base)
         return self.session
@@ -104,7 +104,7 @@ class CaseState:
         check_command(command)   # empty / too long; the text itself only ever reaches the offline parser
         s = self._ensure_session(report)
         report(0.72, "applying the command (decoder-only re-runs)")
-        with tile_progress(s.predictor, _tiles(report, 0.72, 0.95, "editing")):
+        with tile_progress(s.window_predictor, _tiles(report, 0.72, 0.95, "editing")):
             edit = s.apply_command(command)
         if edit.deltas:
             self.redo_stack.clear()

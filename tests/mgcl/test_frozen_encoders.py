@@ -9,7 +9,7 @@ import torch
 from nnunet_causal.errors import TextEncoderError
 from nnunet_causal.mgcl.frozen_encoders_trainer import nnUNetTrainerText_FrozenEncoders as Trainer
 from nnunet_causal.mgcl.pretrain import PretrainSettings, pretrain_text
-from nnunet_causal.networks.text_plans import add_text_settings
+from nnunet_causal.training.text.plan_settings import add_text_settings
 from tests.inference.tiny_model import DATASET_JSON, PLANS
 from tests.mgcl.fixtures import TINY_DIM, setup_tiny
 

@@ -30,6 +30,7 @@ instead (same result within float tolerance, tested; ``ignore_confounder``'s bot
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,10 @@ class InterventionSession:
                                                use_mirroring, step_size)
         self.network = self.predictor.network
         self.cached = CachingNetwork(self.network)
+        #: the session's own view of the predictor for its sliding windows: the caching network and the
+        #: session's mirroring (the loaded predictor itself is never changed)
+        self.window_predictor = copy.copy(self.predictor)
+        self.window_predictor.network = self.cached
         self.keep_others = keep_others
         self.edit_mirroring, self.replay = edit_mirroring, replay
         self.settings = get_text_settings(self.predictor.plans_manager.plans, "the model's plans.json")
@@ -161,11 +166,7 @@ class InterventionSession:
         self._replay_base, self._tail_base, self._seg, self._window = None, None, None, None
 
     def _sliding_window(self) -> torch.Tensor:
-        self.predictor.network = self.cached
-        try:
-            return self.predictor.predict_sliding_window_return_logits(self.data).to("cpu")
-        finally:
-            self.predictor.network = self.network
+        return self.window_predictor.predict_sliding_window_return_logits(self.data).to("cpu")
 
     def predict(self) -> np.ndarray:
         """Full prediction (encoder, bottleneck, decoder); caches the features; returns the label map."""
@@ -188,12 +189,12 @@ class InterventionSession:
     def _replay(self, params=None, override=None, stages=None) -> torch.Tensor:
         """Decoder-only sliding window through nnU-Net's loop on the cached features (unmirrored tiles unless
         ``edit_mirroring``); ``params`` are FiLM pairs of ``stages`` (``None``: every stage)."""
-        p = self.predictor
+        view = self.window_predictor
         stride = 1 if self.edit_mirroring else self._mirror_count()
         self.cached.start_replay(stride)
         self.cached.bottleneck_override = override
-        mirroring = p.use_mirroring
-        p.use_mirroring = mirroring and stride == 1
+        mirroring = self.predictor.use_mirroring
+        view.use_mirroring = mirroring and stride == 1
         try:
             if params is None:
                 return self._sliding_window()
@@ -201,7 +202,7 @@ class InterventionSession:
                 return self._sliding_window()
         finally:
             self.cached.bottleneck_override = None
-            p.use_mirroring = mirroring
+            view.use_mirroring = mirroring
 
     def replay_base(self) -> torch.Tensor:
         """The unedited logits as the replays compute them (the base itself when edits mirror too)."""
@@ -402,11 +403,12 @@ class InterventionSession:
             frame = IntensityFrame.from_plans(p.plans_manager.plans, config)
             saved_data, saved_cache = self.data, self.cached
             self.data = invert_image(self.data, steps, frame, len(p.configuration_manager.patch_size) == 2)
-            self.cached = CachingNetwork(self.network)
+            self.cached = self.window_predictor.network = CachingNetwork(self.network)
             try:
                 logits = self._sliding_window().float()
             finally:
                 saved_cache.encoder_calls += self.cached.encoder_calls
                 self.data, self.cached = saved_data, saved_cache
+                self.window_predictor.network = saved_cache
             reference = self.base_logits
         return record, [(channels, logits[channels] - reference[channels].float())]

@@ -51,7 +51,8 @@ from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import (C
                                                                                label_map_for_simulators)
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.confounder_attention import ConfounderCrossAttention
-from nnunet_causal.networks.text_plans import add_text_settings, get_text_settings
+from nnunet_causal.networks.text_plans import get_text_settings
+from nnunet_causal.training.text.plan_settings import add_text_settings
 from nnunet_causal.training.causal_losses import (CausalLossWeights, class_fractions, label_fractions,
                                                   progressive_gate, total_causal_loss)
 from nnunet_causal.training.steps import (device_context, highest_resolution, nonfinite_flags, optimizer_step,

@@ -29,7 +29,8 @@ from nnunet_causal.files import atomic_path
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
 from nnunet_causal.networks.builder import build_text_network
-from nnunet_causal.networks.text_plans import PLANS_KEY, add_text_settings, foreground_label_names, get_text_settings
+from nnunet_causal.networks.text_plans import PLANS_KEY, foreground_label_names, get_text_settings
+from nnunet_causal.training.text.plan_settings import add_text_settings
 from nnunet_causal.training.text.presence import (PresenceLoss, calibrate_presence, embed_presence_negatives,
                                                   presence_settings, write_calibration)
 from nnunet_causal.training.text.saved_settings import model_folder, saved_text_settings
