@@ -11,7 +11,7 @@ the cost of the window no longer grows with the number of prompts. Several folds
 linear head over their stacked embeddings: ``mean_f (q_k^f F^f + b_k^f) = [q^1 .. q^n]/n . [F^1; ..; F^n] +
 mean_f b^f``.
 
-What is nnU-Net's here: padding (``pad_nd_image``), tile positions (``_internal_get_sliding_window_slicers``),
+What is nnU-Net's here: padding (``pad_nd_image``), tile positions (nnU-Net's slicers),
 the Gaussian (``compute_gaussian``, sigma 1/8, value scale 10) and the mirror axes. Our choice: the
 embeddings are accumulated in float32 (nnU-Net accumulates logits in float16); an E-channel float32 map costs
 as much memory as E/2 float16 logit channels and keeps the head's dot product exact.
@@ -86,7 +86,7 @@ def _sliding_window_features(predictor, data: torch.Tensor, results_device: torc
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context()
     with autocast:
         padded, revert = pad_nd_image(data, patch, "constant", {"value": 0}, True, None)
-        slicers = predictor._internal_get_sliding_window_slicers(padded.shape[1:])
+        slicers = predictor.sliding_window_slicers(padded.shape[1:])
         padded = padded.to(results_device)
         features = torch.zeros((network.embed_dim, *padded.shape[1:]), dtype=torch.float32, device=results_device)
         weights = torch.zeros(padded.shape[1:], dtype=torch.float32, device=results_device)

@@ -128,6 +128,10 @@ class nnUNetTextPredictor(nnUNetPredictor):
         self.presence_calibrations = presence_decisions.load_calibrations(
             model_training_output_dir, use_folds, self.list_of_parameters, self.plans_manager.plans)
 
+    def sliding_window_slicers(self, image_size) -> list:
+        """nnU-Net's tile positions over a padded ``(*spatial)`` size (the same tiles its own window uses)."""
+        return self._internal_get_sliding_window_slicers(image_size)
+
     def has_presence_head(self) -> bool:
         return unwrap_network(self.network).presence is not None
 

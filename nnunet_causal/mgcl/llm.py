@@ -9,7 +9,7 @@ Backends:
 
 * an **OpenAI-compatible HTTP endpoint** or a **local transformers folder**, through the package's one LLM
   client (:mod:`nnunet_causal.text.llm_client`; URL and model from the arguments or
-  ``$NNUNET_CAUSAL_LLM_URL`` / ``$NNUNET_CAUSAL_LLM_MODEL``, key ``$NNUNET_CAUSAL_LLM_API_KEY``).
+  ``$nnUNet_causal_llm_url`` / ``$nnUNet_causal_llm_model``, key ``$nnUNet_causal_llm_api_key``).
 
 An unreachable endpoint, an HTTP error, an answer without text or an answer that is not JSON of this schema
 is a :class:`~nnunet_causal.errors.TextEncoderError` (one message, nothing written). Single captions that

@@ -60,8 +60,8 @@ def add_parser(subparsers) -> None:
                         "default: dataset.json \"reports\", else captions from the labels")
     p.add_argument("--extractor", choices=("rules", "llm"), default="rules",
                    help="caption extraction: offline sentence grounding (default) or an LLM")
-    p.add_argument("--llm-url", default=None, help="OpenAI-compatible endpoint (default $NNUNET_CAUSAL_LLM_URL)")
-    p.add_argument("--llm-model", default=None, help="model name at the endpoint ($NNUNET_CAUSAL_LLM_MODEL)")
+    p.add_argument("--llm-url", default=None, help="OpenAI-compatible endpoint (default $nnUNet_causal_llm_url)")
+    p.add_argument("--llm-model", default=None, help="model name at the endpoint ($nnUNet_causal_llm_model)")
     p.add_argument("--llm-folder", default=None, help="local transformers causal-LM folder instead of an endpoint")
     p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per LLM request (default 60)")
     p.add_argument("-device", dest="device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")

@@ -6,8 +6,8 @@ Two backends with the same ``complete(messages) -> str`` method:
 * :class:`HttpChatClient`: an OpenAI-compatible ``POST .../chat/completions`` endpoint (vLLM, llama.cpp server,
   Ollama, a hosted API), ``temperature 0``, through :mod:`urllib`. The URL is the API base
   (``http://host:8000/v1``) or the full ``.../chat/completions`` address. URL, model and key come from the
-  arguments or the environment: ``NNUNET_CAUSAL_LLM_URL``, ``NNUNET_CAUSAL_LLM_MODEL`` and
-  ``NNUNET_CAUSAL_LLM_API_KEY`` (sent as a bearer token when set).
+  arguments or the environment: ``nnUNet_causal_llm_url``, ``nnUNet_causal_llm_model`` and
+  ``nnUNet_causal_llm_api_key`` (sent as a bearer token when set).
 * :class:`LocalChatModel`: a local transformers causal-LM folder, loaded once, greedy decoding, the
   tokenizer's chat template when it has one.
 
@@ -45,15 +45,17 @@ import urllib.request
 from pathlib import Path
 from typing import List, Optional, Type
 
+from nnunet_causal.environment import read_variable
 from nnunet_causal.errors import NnunetCausalError
 
-URL_VARIABLE, MODEL_VARIABLE, KEY_VARIABLE = "NNUNET_CAUSAL_LLM_URL", "NNUNET_CAUSAL_LLM_MODEL", "NNUNET_CAUSAL_LLM_API_KEY"
+# read through nnunet_causal.environment: the former upper-case names still work (deprecated)
+URL_VARIABLE, MODEL_VARIABLE, KEY_VARIABLE = "nnUNet_causal_llm_url", "nnUNet_causal_llm_model", "nnUNet_causal_llm_api_key"
 MAX_ANSWER_BYTES = 1_000_000
 
 
 def endpoint_from_environment() -> str:
     """The endpoint URL set in the environment ('' when none)."""
-    return os.environ.get(URL_VARIABLE, "").strip()
+    return read_variable(URL_VARIABLE, "").strip()
 
 
 def redact_url(url: str) -> str:
@@ -156,7 +158,7 @@ class HttpChatClient:
                  error: Type[NnunetCausalError] = NnunetCausalError, flag_hint: str = "--llm-url",
                  unreachable_hint: str = ""):
         url = (url or endpoint_from_environment()).strip()
-        model = (model or os.environ.get(MODEL_VARIABLE, "")).strip()
+        model = (model or read_variable(MODEL_VARIABLE, "")).strip()
         self.error = error
         if not url:
             raise error(f"no LLM endpoint: pass {flag_hint} or set ${URL_VARIABLE}")
@@ -185,7 +187,7 @@ class HttpChatClient:
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(KEY_VARIABLE, "").strip()
+        key = read_variable(KEY_VARIABLE, "").strip()
         if key:
             parts = urllib.parse.urlsplit(self.url)
             if parts.scheme != "https" and not is_loopback(parts.hostname or ""):

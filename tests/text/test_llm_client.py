@@ -88,7 +88,7 @@ def test_a_redirect_to_another_host_is_refused_and_the_key_never_reaches_it(prob
 @pytest.mark.parametrize("url", ["http://llm.example.org/v1", "http://10.1.2.3:8000/v1", "http://[2001:db8::1]/v1"])
 def test_the_key_is_never_sent_in_clear_text_to_a_remote_host(monkeypatch, url):
     monkeypatch.setenv("NNUNET_CAUSAL_LLM_API_KEY", "secret-key")
-    with pytest.raises(TextEncoderError, match="refusing to send .*NNUNET_CAUSAL_LLM_API_KEY in clear text .*https"):
+    with pytest.raises(TextEncoderError, match="refusing to send .*nnUNet_causal_llm_api_key in clear text .*https"):
         HttpChatClient(url, "m", timeout=5, error=TextEncoderError).complete([])
 
 

@@ -10,7 +10,7 @@ with the project's resolver (an unknown one is an error), and every confounder m
 or is retrieved from the knowledge base (:mod:`.causal_retrieval`). ``command`` is always the user's text.
 
 The transport is the package's one LLM client (:mod:`nnunet_causal.text.llm_client`: endpoint, model and key
-from arguments or ``NNUNET_CAUSAL_LLM_URL`` / ``_MODEL`` / ``_API_KEY``); here its failures are a
+from arguments or ``nnUNet_causal_llm_url`` / ``_model`` / ``_api_key``); here its failures are a
 :class:`PromptError` within the timeout (default 20 s).
 """
 from __future__ import annotations

@@ -61,11 +61,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--confounders", default=None,
                    help="confounder dictionary: ct|mri|endoscopy or a file (default: the model's, else all shipped)")
     p.add_argument("--style", default=None, help="the case's style description (resolves vague commands)")
-    p.add_argument("--llm-url", default=None, help="OpenAI-compatible endpoint (default $NNUNET_CAUSAL_LLM_URL)")
-    p.add_argument("--llm-model", default=None, help="model name at the endpoint (default $NNUNET_CAUSAL_LLM_MODEL)")
+    p.add_argument("--llm-url", default=None, help="OpenAI-compatible endpoint (default $nnUNet_causal_llm_url)")
+    p.add_argument("--llm-model", default=None, help="model name at the endpoint (default $nnUNet_causal_llm_model)")
     p.add_argument("--llm-local", default=None, help="local transformers causal-LM folder instead of an endpoint")
     p.add_argument("--llm-timeout", type=float, default=20.0, help="seconds to wait for the endpoint (default 20)")
     p.add_argument("--offline", action="store_true",
-                   help="use the offline parser even if $NNUNET_CAUSAL_LLM_URL is set")
+                   help="use the offline parser even if $nnUNet_causal_llm_url is set")
     p.add_argument("--encoder", default=None, help="text encoder for the resolver's similarity stage (e.g. minilm)")
     p.set_defaults(func=run_parse_command)

@@ -31,7 +31,7 @@ class TailWindow:
         p = predictor
         patch = tuple(p.configuration_manager.patch_size)
         padded_shape, self.revert = self._padding(pad_nd_image, data, patch)
-        self.slicers = p._internal_get_sliding_window_slicers(padded_shape)
+        self.slicers = p.sliding_window_slicers(padded_shape)
         axes = [m + 2 for m in p.allowed_mirroring_axes] if p.use_mirroring and p.allowed_mirroring_axes else []
         #: flip axes of every recorded call of a tile, in nnU-Net's order (unmirrored first)
         self.flips = [()] + [c for i in range(len(axes)) for c in itertools.combinations(axes, i + 1)]
