@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,8 @@ from nnunet_causal.files import atomic_path, write_json_atomic
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.formats.dicom_series import (DicomSeries, is_dicom_folder, read_series_headers, read_series_image,
                                                 scan_dicom_folder)
-from nnunet_causal.formats.geometry import Grid, check_same_grid
+from nnunet_causal.formats.geometry import Grid, check_same_grid, grid_differences
+from nnunet_causal.formats.segments import dicom_text
 
 logger = logging.getLogger(__name__)
 
@@ -154,16 +156,21 @@ def write_case_dicom(label_path: Path, sidecar_path: Path, series: DicomSeries, 
     return written
 
 
-def check_dicom_request(input_folder: Path, save_dicom: Optional[str]) -> bool:
+def check_dicom_request(input_folder: Path, save_dicom: Optional[str], reference: bool = False) -> bool:
     """Whether ``input_folder`` is a folder of DICOM series; refuse ``save_dicom`` ('seg', 'rtstruct',
-    'both') without DICOM input, and DICOM-SEG without highdicom, before any work is done."""
+    'both') without DICOM input unless a ``reference`` series is to be generated (and a reference with DICOM
+    input), and DICOM-SEG without highdicom, before any work is done."""
     is_dicom = looks_like_dicom_input(Path(input_folder))
+    if reference and (is_dicom or not save_dicom):
+        raise DatasetError("--dicom_reference generates a DICOM series for NIfTI / NRRD / MHA input and needs "
+                           "--save_dicom" + ("; this input is DICOM already" if is_dicom else ""))
     if save_dicom:
         if save_dicom not in DICOM_OUTPUTS:
             raise DatasetError(f"--save_dicom must be one of {sorted(DICOM_OUTPUTS)}, got '{save_dicom}'")
-        if not is_dicom:
+        if not is_dicom and not reference:
             raise DatasetError(f"--save_dicom needs a folder of DICOM series as input; {input_folder} holds none "
-                               f"(DICOM-SEG and RTSTRUCT must reference the images they segment)")
+                               f"(DICOM-SEG and RTSTRUCT must reference the images they segment; --dicom_reference "
+                               f"writes a CT series from each image to reference)")
         if "seg" in DICOM_OUTPUTS[save_dicom]:
             from nnunet_causal.formats.dicom_seg import require_highdicom
 
@@ -187,8 +194,13 @@ def dicom_input(input_folder: Path, file_ending: str, output_folder: Path) -> It
 
 
 def write_dicom_outputs(output_folder: Path, file_ending: str, cases: Dict[str, DicomSeries], save_dicom: str,
-                        series_description: str = "nnunet_causal text-prompted segmentation") -> List[Path]:
-    """DICOM-SEG / RTSTRUCT for every case of ``cases`` whose label map is in ``output_folder``."""
+                        series_description: str = "nnunet_causal text-prompted segmentation",
+                        reference_from: Optional[Path] = None, channel_names: Optional[dict] = None) -> List[Path]:
+    """DICOM-SEG / RTSTRUCT for every case of ``cases`` whose label map is in ``output_folder``; with
+    ``reference_from`` (a NIfTI / NRRD / MHA input folder) for its cases, each referencing a generated
+    series (:func:`reference_series`)."""
+    if reference_from is not None:
+        cases = {**cases, **reference_series(Path(reference_from), Path(output_folder), file_ending, channel_names)}
     written = []
     for case, series in cases.items():
         label = Path(output_folder) / f"{case}{file_ending}"
@@ -243,3 +255,36 @@ def staged_dicom_folder(folder: Path, file_ending: str) -> Path:
     if not looks_like_dicom_input(folder):
         return folder
     return Path(_staged_for_process(str(folder.resolve()), file_ending, folder.stat().st_mtime).name)
+
+
+def reference_series(input_folder: Path, output_folder: Path, file_ending: str,
+                     channel_names: Optional[dict] = None) -> Dict[str, DicomSeries]:
+    """For each predicted case (``output_folder/CASE<ending>`` exists) of ``input_folder``: its first channel
+    written as a DICOM CT series in ``output_folder/CASE_dicom/`` (:func:`~.dicom_write.write_ct_series`,
+    new study and series UIDs, anonymous patient), checked to read back on the image's grid.
+
+    Only CT is generated (a CT Image IOD would misdescribe other modalities): ``channel_names`` (the model's
+    dataset.json) must name channel 0 "CT"."""
+    import SimpleITK as sitk
+
+    from nnunet_causal.formats.dicom_write import write_ct_series
+
+    first = str((channel_names or {}).get("0", "")).strip()
+    if first.upper() != "CT":
+        raise DatasetError(f"--dicom_reference writes CT series only; this model's channel 0 is '{first or '?'}'")
+    out = {}
+    for image_path in sorted(Path(input_folder).glob(f"*_0000{file_ending}")):
+        case = image_path.name[: -len(f"_0000{file_ending}")]
+        if not (Path(output_folder) / f"{case}{file_ending}").is_file():
+            continue
+        image = sitk.ReadImage(str(image_path))
+        folder = Path(output_folder) / f"{case}_dicom"
+        if folder.exists():
+            shutil.rmtree(folder)
+        write_ct_series(image, folder, series_description=dicom_text(f"reference for {image_path.name}"))
+        [series] = scan_dicom_folder(folder)
+        diff = grid_differences(Grid.of(image), series.grid, WRITTEN_GRID_TOLERANCE)
+        if diff:
+            raise DatasetError(f"{folder}: the generated series is not on the grid of {image_path}: {'; '.join(diff)}")
+        out[case] = series
+    return out

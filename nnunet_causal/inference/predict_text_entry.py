@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_dicom", choices=("seg", "rtstruct", "both"), default=None,
                    help="with a folder of DICOM series as -i (one case per series): also write CASE.seg.dcm (DICOM-SEG) "
                         "and/or CASE.rtstruct.dcm (RTSTRUCT) referencing the series (docs/formats.md)")
+    p.add_argument("--dicom_reference", action="store_true",
+                   help="with --save_dicom and NIfTI/NRRD/MHA input of a CT model: write each image as a DICOM CT "
+                        "series (CASE_dicom/) for the DICOM-SEG / RTSTRUCT to reference")
     return p
 
 
@@ -147,7 +150,7 @@ def predict_text(args) -> int:
         raise NnunetCausalError(f"input folder {args.i} does not exist")
     specs = collect_prompts(args.prompts, args.prompt_file)
     from nnunet_causal.formats.dicom_cases import check_dicom_request, dicom_input, write_dicom_outputs
-    check_dicom_request(args.i, getattr(args, "save_dicom", None))  # a DICOM folder is read one case per series
+    check_dicom_request(args.i, getattr(args, "save_dicom", None), getattr(args, "dicom_reference", False))
     if args.m:
         model_folder = args.m
     else:
@@ -199,7 +202,9 @@ def predict_text(args) -> int:
                                args.keep_absent_masks)
             n += 1
     if getattr(args, "save_dicom", None):
-        for path in write_dicom_outputs(args.o, ending, dicom_cases, args.save_dicom):
+        for path in write_dicom_outputs(args.o, ending, dicom_cases, args.save_dicom,
+                                        reference_from=args.i if args.dicom_reference else None,
+                                        channel_names=predictor.dataset_json["channel_names"]):
             logger.info("wrote %s", path)
     logger.info("wrote %d case(s) to %s", n, args.o)
     return 0

@@ -83,6 +83,26 @@ def test_save_dicom_without_dicom_input_is_refused_before_any_work(tmp_path, mod
     assert not (tmp_path / "o").exists()
 
 
+def test_nifti_input_with_a_generated_reference_series(tmp_path, model):
+    import SimpleITK as sitk
+
+    img = volume(shape=(8, 14, 12), spacing=(0.8, 1.2, 2.5), direction=rotation(0, 0, 30), seed=5)
+    (tmp_path / "nii").mkdir()
+    sitk.WriteImage(img, str(tmp_path / "nii" / "c_0000.nii.gz"))
+    out = tmp_path / "pred"
+    assert main(["-i", str(tmp_path / "nii"), "-o", str(out), "-m", str(model), *ARGS, "--save_dicom", "seg",
+                 "--dicom_reference"]) == 0
+    [s] = scan_dicom_folder(out / "c_dicom")
+    assert grid_differences(Grid.of(sitk.ReadImage(str(tmp_path / "nii" / "c_0000.nii.gz"))), s.grid, 1e-4) == []
+    headers = read_series_headers(s)
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "c.nii.gz")))
+    seg = read_dicom_seg(out / "c.seg.dcm", headers)
+    for rec in json.loads((out / "c.prompts.json").read_text())["prompts"]:
+        assert np.array_equal(seg[rec["label_value"]][2], label == rec["voxels_label_value"])
+    assert pydicom.dcmread(out / "c.seg.dcm").ReferencedSeriesSequence[0].SeriesInstanceUID == s.series_uid
+    assert dciodvfy_errors(out / "c.seg.dcm") == []
+
+
 def test_a_bad_series_stops_the_run_with_one_line(tmp_path, model, capsys):
     files = series(tmp_path / "dicom", volume(shape=(5, 8, 8)))
     files[2].unlink()
@@ -90,3 +110,13 @@ def test_a_bad_series_stops_the_run_with_one_line(tmp_path, model, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing slice" in err[0]
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_reference_series_are_ct_only_and_need_save_dicom(tmp_path):
+    from nnunet_causal.errors import DatasetError
+    from nnunet_causal.formats.dicom_cases import check_dicom_request, reference_series
+
+    with pytest.raises(DatasetError, match="CT series only; this model's channel 0 is 'T1'"):
+        reference_series(tmp_path, tmp_path, ".nii.gz", {"0": "T1"})
+    with pytest.raises(DatasetError, match="needs --save_dicom"):
+        check_dicom_request(tmp_path, None, reference=True)
