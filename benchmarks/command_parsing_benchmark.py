@@ -1,4 +1,4 @@
-"""Command-parsing accuracy per category on a development command set (issue 12; target >= 90 % overall).
+"""Command-parsing accuracy per category on a development command set (target >= 90 % overall).
 
     PYTHONPATH=. python benchmarks/command_parsing_benchmark.py [--set tests/intervention/data/commands_dev.tsv]
         [--vocabulary all] [--encoder minilm] [--llm-url URL --llm-model NAME] [--failures]

@@ -1,5 +1,5 @@
 """Prompt grounding on the extended development set: precision and recall with and without the
-embedding stage, side by side (issue 13).
+embedding stage, side by side.
 
 Per prompt the resolver returns a set of terms (or none). With the answers of the TSV
 (``prompt<TAB>answers<TAB>kind``, answers as in ``tests/text/prompts_dev.tsv``):
@@ -15,7 +15,7 @@ something is returned.
     python benchmarks/grounding_benchmark.py [--data TSV] [--vocabulary all] [--errors] [--before REF]
 
 ``--before REF`` adds the resolver of git revision REF (``nnunet_causal/text/resolver.py`` as it was there,
-with today's vocabulary) as two more columns, e.g. ``--before 8ea191b`` for the resolver before issue 13.
+with today's vocabulary) as two more columns, e.g. a revision whose resolver lacks list splitting and spelling correction.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Test-time intervention benchmark: do commands fix simulated errors, leave other structures alone, and cost
-less than predicting again? (issue 12's closing numbers, measured side by side in one run)
+less than predicting again? (measured side by side in one run)
 
 Steps (CPU, about 10-20 minutes on 2 cores):
 1. A synthetic 2D RGB dataset written here (``--size`` px frames, textured background with a red irregular
@@ -7,7 +7,7 @@ Steps (CPU, about 10-20 minutes on 2 cores):
    with halved widths (``nnUNetPlans_CPU16``), stock ``nnUNetv2_train ... -tr nnUNetTrainerText_CPUDemo``.
 2. ``nnunet_causal train-tci`` on the frozen model (``run_train_tci``, ``--tci-steps``, ``--film-stages``);
    a generator already in the model folder with the same steps, seed and film stages is reused (printed).
-   ``--compare-tci LABEL=FILE`` (repeatable) adds the variants of another generator (e.g. the session-5
+   ``--compare-tci LABEL=FILE`` (repeatable) adds the variants of another generator (e.g. the run-R5
    all-stage one), each with its own session and full prediction, so old and new are timed in the same run.
 3. Per test case and target structure (each of the three in turn), four simulated errors, each answered by
    the command that should fix it:

@@ -1,4 +1,4 @@
-"""Where an edit's time goes (issue 12): median milliseconds of each part of a full prediction and of an edit
+"""Where an edit's time goes: median milliseconds of each part of a full prediction and of an edit
 on one case of a trained model with TCI weights, measured in one process, side by side.
 
 Parts: encoder and each decoder stage per network call (forward hooks during the base prediction), nnU-Net's

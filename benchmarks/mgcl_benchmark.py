@@ -77,7 +77,7 @@ class nnUNetTrainerText_FrozenEncoders_BenchDefault(_Bench, nnUNetTrainerText_Fr
     """The same stage 3 on the default encoder's folder (MiniLM unchanged): only the text space differs."""
     text_embed_dim = 16
 '''
-#: default budget: the run of RESULTS_mgcl.md (2026-12-01 session 6; 65 min at nice 19 on a 2-core CPU at load ~12)
+#: default budget: the run of RESULTS_mgcl.md (run R6; 65 min at nice 19 on a 2-core CPU at load ~12)
 SEG_EPOCHS, SEG_ITERATIONS, MGCL_EPOCHS, MGCL_ITERATIONS = 6, 10, 6, 2
 UNSEEN_SENTENCE = "an image in which the {} can be seen"
 #: (anchor, its mirror, a held-out phrase of the anchor's side): met when cos(anchor, mirror) < cos(anchor,

@@ -1,2 +1,2 @@
-"""Test-time causal intervention (issue 12; Causal-SAM-LLM, seed 000; causal retrieval, seed 003):
+"""Test-time causal intervention (Causal-SAM-LLM, seed 000; causal retrieval, seed 003):
 ``commands/`` turns a clinician's command into structured edit actions; ``modulation/`` applies them."""

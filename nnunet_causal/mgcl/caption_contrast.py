@@ -5,7 +5,7 @@ positive).
 Why. ``L_MGCL`` ties each caption to an *image* feature; the text geometry only moves where the image side
 pulls it. The two kidneys are mirror-image ellipsoids, so their organ features differ mostly by the position
 term, and 12 text steps moved "left kidney" away from "right kidney" *and* away from the held-out "kidney on
-the left side" (session 6: 0.871 vs 0.865). This term states in the text space itself what a caption is
+the left side" (0.871 vs 0.865, run R6 of benchmarks/RESULTS_mgcl.md). This term states in the text space itself what a caption is
 about, at the granularity the segmentation needs -- the structure, side included:
 
 * **anchors and positives**: the captions of one structure (same label, side included) sampled in the step,
@@ -25,10 +25,10 @@ of either). Temperature fixed at 0.07 (CLIP's and SupCon's start value): a learn
 loss by sharpening alone. The held-out phrases of the benchmark are never among the captions; the term
 generalises to them only through the side words it teaches the encoder to weigh.
 
-Measured (benchmarks/RESULTS_cpu.md, session 7, one seed): weight 1 meets cos("left kidney", "right kidney")
+Measured (benchmarks/RESULTS_mgcl.md, run R7, one seed): weight 1 meets cos("left kidney", "right kidney")
 < cos("left kidney", "kidney on the left side") (0.859 < 0.878) but no other held-out side pair, and
 held-out-synonym retrieval is lower (0.732, weight 0.1: 0.750, against 0.804 for a fresh run without it and
-0.911 for session 6's identical run -- so the run-to-run spread is as large as the drop). A likely reason:
+0.911 for run R6's identical run -- so the run-to-run spread is as large as the drop). A likely reason:
 the term pulls the *training* wordings into tight per-structure clusters that unseen synonyms do not join.
 No benefit shown, so ``pretrain-text`` leaves it off by default.
 """

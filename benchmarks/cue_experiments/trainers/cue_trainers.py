@@ -1,4 +1,4 @@
-"""Trainer variants of the session-4 cue experiments (benchmarks/RESULTS_cpu.md); dictionaries in the folder above."""
+"""Trainer variants of the cue experiments of run R4 (benchmarks/RESULTS_cpu.md); dictionaries in the folder above."""
 from pathlib import Path
 
 import torch

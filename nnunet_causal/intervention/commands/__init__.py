@@ -1,4 +1,4 @@
-"""Command parsing and causal retrieval for test-time intervention (issue 12; seeds 000 and 003).
+"""Command parsing and causal retrieval for test-time intervention (seeds 000 and 003).
 
 ``parse_command("shrink the liver a bit and remove the spleen", "btcv")`` ->
 ``{"command": ..., "actions": [{"action": "shrink", "target": ["liver"], "strength": "slight", ...}, ...],

@@ -22,7 +22,7 @@ the last ``n`` stages (``stages``, decoder order; all by default and for weights
 existed). Our choice for new weights (``train-tci --film-stages``, default 2): the last two. Everything
 above the first modulated stage -- that stage's own unmodulated output included -- does not depend on the
 command, so an edit starts from it (:mod:`~nnunet_causal.intervention.modulation.decoder_tail`) and costs
-the last stage(s) only; the benchmark (``benchmarks/RESULTS_intervention_cpu.md``, session 6) measures what
+the last stage(s) only; the benchmark (``benchmarks/RESULTS_intervention_cpu.md``, run R6) measures what
 that costs in accuracy.
 """
 from __future__ import annotations

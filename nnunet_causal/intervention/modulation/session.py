@@ -21,7 +21,7 @@ Mirroring and cost. The base prediction uses nnU-Net's test-time mirroring (``us
 replays every mirrored pass by default (``edit_mirroring=True``: nnU-Net's TTA for the edit too, so the
 target's edited logits are the mirror-averaged modulated prediction itself, ``delta = l'_k - l_k`` with both
 terms TTA logits); ``edit_mirroring=False`` estimates the change on the unmirrored tiles only, against an
-unmirrored base computed once per case on the first edit (cheaper, less accurate: the benchmark's session 5).
+unmirrored base computed once per case on the first edit (cheaper, less accurate: run R5 of ``benchmarks/RESULTS_intervention_cpu.md``).
 The replay resumes the decoder at the generator's first modulated stage from its output cached in the base
 prediction and aggregates all tiles and mirrors in batches
 (:class:`~nnunet_causal.intervention.modulation.tail_window.TailWindow`); the FiLM generator runs once per

@@ -74,7 +74,7 @@ def test_command_is_never_used_as_a_path(tmp_path):
 def test_unknown_structure_lists_nearest_terms():
     with pytest.raises(PromptError, match=r"'lxvqr' is not a structure.*nearest known terms: "):
         parse_command("shrink the lxvqr", "all")
-    # a typo of a known name is corrected by the resolver (issue 13), not refused
+    # a typo of a known name is corrected by the resolver, not refused
     assert one("shrink the livr", "all")["target"] == ["liver"]
     with pytest.raises(PromptError, match="does not say which structure"):
         parse_command("make it bigger", "all")
