@@ -233,6 +233,7 @@ class nnUNetTrainerTextPresence(nnUNetTrainerText):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        warnings.warn("nnUNetTrainerTextPresence is deprecated: nnUNetTrainerText trains the presence head by "
-                      "default", DeprecationWarning, stacklevel=2)
+        message = "nnUNetTrainerTextPresence is deprecated: nnUNetTrainerText trains the presence head by default"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.print_to_log_file(message)
