@@ -106,7 +106,8 @@ def test_png_folder_2d(tmp_path, raw_root):
      "case1.nrrd: spacing"),
     (lambda r: _write(_img(np.full((4, 8, 8), 7, np.uint8)), r / "labels" / "case1.nrrd"),
      r"case1.nrrd: unexpected label value\(s\) \[7\]"),
-    (lambda r: _write(_img(np.zeros((4, 8, 8), np.float32)), r / "images" / "case1.nii.gz"), "duplicate case id 'case1'"),
+    (lambda r: _write(_img(np.zeros((4, 8, 8), np.float32)), r / "images" / "case1.nii.gz"),
+     "duplicate case id 'case1'"),
     (lambda r: (r / "labels" / "case0.nrrd").unlink(), "case0.nrrd: no label map"),
     (lambda r: (r / "names.csv").write_text("value,name\n10,liver\n10,spleen\n"), "label value 10 is given twice"),
 ])
@@ -139,7 +140,7 @@ def _verify(nnunet_env, ids):
 
 @pytest.mark.slow  # about 80 s: nnU-Net's fingerprint of a 181 x 217 x 181 volume
 @pytest.mark.skipif(not (TEMPLATES / "aal.nii.gz").is_file(),
-                    reason="mricron-data is not installed: run scripts/fetch_real_data.sh or apt-get install mricron-data")
+                    reason="mricron-data is not installed: run scripts/fetch_real_data.sh (apt-get install mricron-data)")
 def test_colin27_with_aal_as_shipped_passes_nnunet_verification(tmp_path, nnunet_env):
     src = tmp_path / "colin27"
     (src / "images").mkdir(parents=True)
