@@ -161,3 +161,17 @@ def test_the_prediction_and_case_modules_reach_into_no_private_name_of_another_m
     unexpected = {rel: [h for h in hits if h.split(" ", 1)[1] not in allowed.get(rel, set())]
                   for rel, hits in found.items()}
     assert not {k: v for k, v in unexpected.items() if v}, unexpected
+
+
+def test_one_limit_per_input_in_one_place():
+    """The prompt-length and command-length limits are assigned once; every input checks against them."""
+    assigned: Dict[str, List[str]] = {}
+    for rel, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    if isinstance(t, ast.Name) and t.id in ("MAX_PROMPT_CHARS", "MAX_COMMAND_CHARS", "MAX_PROMPTS"):
+                        assigned.setdefault(t.id, []).append(rel)
+    assert assigned == {"MAX_PROMPT_CHARS": ["nnunet_causal/text/words.py"],
+                        "MAX_COMMAND_CHARS": ["nnunet_causal/intervention/commands/schema.py"],
+                        "MAX_PROMPTS": ["nnunet_causal/viewer/case_state.py"]}, assigned

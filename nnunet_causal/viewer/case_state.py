@@ -21,10 +21,11 @@ import torch
 
 from nnunet_causal.errors import DatasetError, PromptError
 from nnunet_causal.inference import case_outputs
+from nnunet_causal.text.words import MAX_PROMPT_CHARS
 from nnunet_causal.viewer.cases import CaseFiles, CaseImage
 
 MAX_PROMPTS = 32          # prompts per request (the request model in app.py uses this constant too)
-MAX_PROMPT_CHARS = 200    # characters per prompt
+# characters per prompt: the grounding's own limit, one constant for every prompt input
 Report = Callable[[float, str], None]
 
 
