@@ -105,7 +105,7 @@ def _explanation(resolution) -> Optional[dict]:
         value = value()
     if value is None and callable(getattr(resolution, "to_dict", None)):
         value = resolution.to_dict()
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, dict) and value else None
 
 
 class nnUNetTextPredictor(nnUNetPredictor):
