@@ -32,7 +32,8 @@ Every prompt record has these keys (``None`` where a writer has no value):
                          guess). The same for every prompt of one structure, in every output.
 ``presence_score``       case-level presence probability (``null`` without a head), with
 ``presence_threshold``   its threshold and ``presence_calibration`` (where the threshold comes from, or why
-                         there is none)
+                         there is none); the presence decision may add keys of its own, such as
+                         ``presence_reason`` (:mod:`nnunet_causal.inference.presence`)
 ``presence_reason``      why the structure was decided absent (score below the threshold, image unlike
                          the training images, structure outside the model's body regions); ``null`` otherwise
 ``mask_suppressed``      the structure was decided absent and its voxels were kept out of the label map
