@@ -144,3 +144,30 @@ def location_region(location: Optional[str], shape: Sequence[int]) -> Optional[t
         view[-axis_from_end] = n
         region &= keep.view(view)
     return region
+
+
+def location_gate(kind: str, location: Optional[str], target_logits: torch.Tensor,
+                  record: dict) -> Optional[torch.Tensor]:
+    """The spatial gate of an action with a location (None: everywhere); ``remove`` gates the target's
+    connected components whose centre lies in the region, dilated by 2 voxels. Notes what it did in ``record``."""
+    if not location:
+        return None
+    region = location_region(location, target_logits.shape)
+    record["location_applied"] = region is not None
+    if region is None:
+        record["location_note"] = (f"no array direction in '{location}' (top/bottom/left/right...): the "
+                                   f"action was applied everywhere")
+        return None
+    if kind != "remove":
+        return region.float()
+    import numpy as np
+    from scipy import ndimage
+    mask = (target_logits > 0).numpy()
+    comps, n = ndimage.label(mask)
+    chosen = np.zeros_like(mask)
+    for c, centre in enumerate(ndimage.center_of_mass(mask, comps, range(1, n + 1)), start=1):
+        if region[tuple(int(round(v)) for v in centre)]:
+            chosen |= comps == c
+    record["components_removed"] = int(len(np.unique(comps[chosen]))) if chosen.any() else 0
+    grown = dilate(torch.from_numpy(chosen)[None, None], (2,) * chosen.ndim)[0, 0]
+    return grown.float()

@@ -44,7 +44,7 @@ from nnunet_causal.errors import DatasetError, ModelError, PromptError
 from nnunet_causal.intervention.modulation.cached_network import CachingNetwork
 from nnunet_causal.intervention.modulation.confounder_do import (bottleneck_without, invert_image, inverse_steps,
                                                                  match_confounder)
-from nnunet_causal.intervention.modulation.corrections import dilate, location_region
+from nnunet_causal.intervention.modulation.corrections import location_gate
 from nnunet_causal.intervention.modulation.film import (FILM_ACTIONS, STRENGTH_VALUES, condition_vectors, film_hooks,
                                                         target_queries)
 from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
@@ -354,33 +354,11 @@ class InterventionSession:
                                          torch.tensor([STRENGTH_VALUES[strength]], device=q.device))
                 params = self.generator(cond)  # once per (target, action), broadcast over tiles and mirrors
             ch = k + self.offset
-            gate = None if current is None else self._gate(kind, action.get("location"), current[ch], record)
+            gate = None if current is None else location_gate(kind, action.get("location"), current[ch], record)
             channels = [ch] if self.keep_others == "exact" else list(range(self.base_logits.shape[0]))
             delta = self._modulated(channels, params) - self._reference(channels)
             deltas.append((channels, delta if gate is None else delta * gate))
         return record, deltas
-
-    def _gate(self, kind: str, location: Optional[str], target_logits: torch.Tensor, record: dict):
-        if not location:
-            return None
-        region = location_region(location, target_logits.shape)
-        record["location_applied"] = region is not None
-        if region is None:
-            record["location_note"] = (f"no array direction in '{location}' (top/bottom/left/right...): the "
-                                       f"action was applied everywhere")
-            return None
-        if kind != "remove":
-            return region.float()
-        from scipy import ndimage
-        mask = (target_logits > 0).numpy()
-        comps, n = ndimage.label(mask)
-        chosen = np.zeros_like(mask)
-        for c, centre in enumerate(ndimage.center_of_mass(mask, comps, range(1, n + 1)), start=1):
-            if region[tuple(int(round(v)) for v in centre)]:
-                chosen |= comps == c
-        record["components_removed"] = int(len(np.unique(comps[chosen]))) if chosen.any() else 0
-        grown = dilate(torch.from_numpy(chosen)[None, None], (2,) * chosen.ndim)[0, 0]
-        return grown.float()
 
     def _ignore_confounder(self, action: dict, targets: List[str], record: dict):
         descriptions = self.confounder_descriptions()
