@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from nnunet_causal.files import load_torch_file, make_temp_dir, recover_folder, replace_folder, write_json_atomic
+from nnunet_causal.files import (load_torch_file, make_temp_dir, recover_folder, remove_stale_temps, replace_folder,
+                                 write_json_atomic)
 from nnunet_causal.errors import ModelError
 from nnunet_causal.text.encoders import MGCL_METADATA
 
@@ -58,6 +59,7 @@ def write_encoder_folder(run) -> Path:
     out = Path(run.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(out)
+    remove_stale_temps(out.parent)  # folders half-written by killed runs
     tmp = make_temp_dir(out.parent, prefix=f".tmp_{out.name}_")
     try:
         run.text.save(tmp)
