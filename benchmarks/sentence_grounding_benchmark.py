@@ -102,8 +102,14 @@ def run_worker(per_phrase: int, totalseg_map: Optional[str]) -> dict:
     out["seconds_per_1000"] = (time.perf_counter() - start) / max(1, len(pos)) * 1000
     for kind, sid, text, key, _ in negative_cases():
         out["negatives"].append([kind, sid, text, key, _terms(resolve_prompt, text, vocabs[key])])
+    try:  # TotalSegmentator's own names in the vocabulary of its tasks (union labels such as "lung" held)
+        from nnunet_causal.text.vocabulary import load_vocabulary
+        vocabs["totalseg"] = load_vocabulary("totalseg")
+    except Exception:  # noqa: BLE001 - a package without that vocabulary: the full one
+        vocabs["totalseg"] = vocabs["all"]
     for source, name, expected in coverage_cases(totalseg_map):
-        out["coverage"].append([source, name, expected, _terms(resolve_prompt, name, vocabs["all"])])
+        vocab = vocabs["totalseg"] if source == "TotalSegmentator" else vocabs["all"]
+        out["coverage"].append([source, name, expected, _terms(resolve_prompt, name, vocab)])
     return out
 
 

@@ -228,7 +228,7 @@ COVERAGE = [
                                     ("kidney cyst", ["kidney_cyst_left", "kidney_cyst_right"]),
                                     ("renal mass", ["kidney_tumor"])]],
     *[("LiTS", n, t) for n, t in [("liver", ["liver"]), ("liver tumor", ["liver_tumor"]),
-                                    ("liver lesion", ["liver_tumor"])]],
+                                    ("hepatic tumour", ["liver_tumor"])]],
     *[("MSD", n, t) for n, t in [("edema", ["peritumoral_edema"]), ("non-enhancing tumor", ["necrotic_tumor_core"]),
                                    ("enhancing tumour", ["enhancing_tumor"]), ("left atrium", ["heart_atrium_left"]),
                                    ("liver", ["liver"]), ("liver cancer", ["liver_tumor"]),

@@ -1,61 +1,57 @@
-"""Prompt grounding: free text -> canonical structures, by knowledge first and similarity last (seed 003).
+"""Prompt grounding: the one entry that turns words into structures (seed 003: knowledge first, surface
+similarity last and never alone).
 
-Seed 003 argues for grounding a query in retrieved knowledge rather than in surface similarity; here the
-"retrieval" is over the anatomical knowledge base of :mod:`nnunet_causal.text.vocabulary` and the stages
-run from most to least trustworthy:
+:func:`resolve_prompt` reads a prompt -- a name ("left kidney") or a sentence ("Segmentation of the left
+kidney on contrast-enhanced abdominal CT") -- once into words with roles
+(:mod:`~nnunet_causal.text.grounding.roles`: structure, side, context, task, function, unknown) and grounds
+the structure phrase exactly as if it had been written alone (:func:`resolve_phrase`). Context words are
+recorded as evidence; a structure whose body region contradicts the context ("brainstem" in "abdominal
+CT") is reported in the explanation, not silently accepted. :func:`resolve_phrase` serves callers that
+scan word spans themselves (report captions, command clauses).
 
-1. ``exact`` -- the normalised prompt is a term's canonical name (``kidney_left``, ``left kidney``);
-2. ``knowledge`` -- synonyms, abbreviations, Latin / adjectival forms, filler words removed
-   ("hepatic region" -> liver), laterality parsed explicitly ("kidney on the left"), plural or
-   "both"/"bilateral" -> merged categories ("suprarenal glands" -> both adrenals), vertebra and rib
-   numbers and ordinals ("fifth lumbar vertebra" -> vertebrae_L5);
-3. ``embedding`` -- cosine similarity between the prompt and every synonym in the vocabulary with the
-   given text encoder, accepted at ``>= threshold`` (default :data:`EMBEDDING_THRESHOLD`, chosen on the
-   development prompts with MiniLM: synonyms score >= 0.62, unrelated text <= 0.35). The side found in
-   the prompt overrides the side of the nearest synonym, because sentence embeddings barely separate
-   left from right;
-4. ``none`` -- no terms; ``message`` says why and names the nearest terms.
+Stages of a phrase, from most to least trustworthy:
 
-Issue 13 added, between and around these stages (helpers in :mod:`nnunet_causal.text.grounding`):
+1. ``exact`` -- the phrase is a term's canonical name or readable label;
+2. ``knowledge`` -- synonyms, abbreviations, sides, plurals and collectives (always the whole set),
+   numbers, word order and part-of widening (:mod:`~nnunet_causal.text.grounding.phrase`); a structure the
+   knowledge base knows but ``vocabulary`` (a model's) does not hold is answered by its parts, widened to
+   a whole the model holds (with a note), or refused saying so (:mod:`~nnunet_causal.text.grounding.lookup`);
+3. lists -- "A and B", "A, B and C", "A + B" (:mod:`~nnunet_causal.text.grounding.lists`): each part on its
+   own, the union; a part that names nothing makes the whole name nothing;
+4. ``corrected`` -- unknown words corrected towards the vocabulary's words within a length-scaled edit
+   distance (:mod:`~nnunet_causal.text.grounding.spelling`), then stages 1-2 again;
+5. ``embedding`` -- only with a text encoder: cosine similarity to every synonym, accepted at
+   ``>= threshold`` and only with lexical evidence (:mod:`~nnunet_causal.text.grounding.evidence`);
+6. ``none`` -- no terms; ``message`` names the words not understood and the nearest known structures.
 
-* lists -- a prompt the knowledge base does not know as a whole and that joins phrases ("A and B",
-  "A, B and C", "A as well as B", "A + B") is split (:mod:`~nnunet_causal.text.grounding.lists`), each
-  part grounded on its own, and the result is the union; a part that names nothing makes the whole
-  prompt name nothing (a silently dropped structure is a wrong answer too);
-* ``corrected`` -- after exact and knowledge failed, unknown words are corrected towards the vocabulary's
-  words within a length-scaled edit distance (:mod:`~nnunet_causal.text.grounding.spelling`) and the
-  corrected text gets the exact and knowledge stages again; ``corrected`` holds the corrected form;
-* the embedding stage must show lexical evidence (:mod:`~nnunet_causal.text.grounding.evidence`): no
-  entity-changing word foreign to the structure, and head-noun agreement or a lead of
-  :data:`EMBEDDING_MARGIN` over the runner-up;
-* every resolution lists the prompt's words that were ``used``, ``ignored`` and ``unknown``.
+Each :class:`Resolution` says which words named the structure, which were context, which were widened or
+corrected and which were ignored (:meth:`Resolution.to_dict`, key ``explanation``).
 """
 from __future__ import annotations
 
-import difflib
-import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
-
-import torch
+from typing import Dict, List, Optional
 
 from nnunet_causal.text.base import TextEncoder
-from nnunet_causal.text.grounding.evidence import account_words, check_embedding_match
+from nnunet_causal.text.grounding.embedding import by_embedding, nearest_terms
+from nnunet_causal.text.grounding.evidence import supports, term_words
 from nnunet_causal.text.grounding.lists import split_list
+from nnunet_causal.text.grounding.lookup import place
+from nnunet_causal.text.grounding.phrase import check_sides, ground_phrase
+from nnunet_causal.text.grounding.roles import parse_prompt
 from nnunet_causal.text.grounding.spelling import correct_prompt
-from nnunet_causal.text.vocabulary import FILLERS, ORDINALS, REGION_LETTER, Vocabulary, normalize
+from nnunet_causal.text.knowledge import Vocabulary
+from nnunet_causal.text.words import ORDINALS, SIDE_LETTERS, SIDE_WORDS, check_prompt, lexicon, normalize
+
+__all__ = ["EMBEDDING_THRESHOLD", "EMBEDDING_MARGIN", "METHOD_RANK", "Resolution", "resolve_prompt",
+           "resolve_phrase", "nearest_terms"]
 
 EMBEDDING_THRESHOLD = 0.6
 #: similarity lead over the best structure of another base that lets the embedding stage accept a match
-#: whose head noun does not agree. On the extended development set wrong best matches lead by up to 0.33
-#: ("aortic valve" -> aorta; blocked by its entity word), so a lead alone is weak evidence: 0.35 keeps
-#: the margin path for clear-cut cases only (when in doubt, no match)
+#: whose head noun does not agree (wrong best matches lead by up to 0.33 on the extended development set)
 EMBEDDING_MARGIN = 0.35
 #: how far each stage is trusted (a list takes its least trusted part's method)
 METHOD_RANK = {"exact": 0, "knowledge": 1, "corrected": 2, "embedding": 3, "none": 4}
-_VERT = re.compile(r"^(?:vertebra )?([ctls])\s?(\d{1,2})(?: vertebra| vertebral body| level)?$")
-_VERT_WORDS = re.compile(r"^(?:(\w+) )?(cervical|thoracic|dorsal|lumbar|sacral) vertebra(?: (\d{1,2}))?$")
-_RIB = re.compile(r"^(?:(\d{1,2})(?:st|nd|rd|th)?|(\w+))? ?rib(?: (\d{1,2}))?$")
 
 
 @dataclass
@@ -64,17 +60,18 @@ class Resolution:
     terms: List[str] = field(default_factory=list)
     score: float = 0.0
     method: str = "none"
-    #: the corrected form of the prompt when spelling was corrected (method "corrected")
+    #: the corrected form of the structure phrase when spelling was corrected (method "corrected")
     corrected: Optional[str] = None
-    #: words of the prompt (normalised) that named the terms, that were ignored, and that the vocabulary
-    #: does not know (a subset of ignored)
+    #: words of the prompt (normalised) that named the terms, that were ignored, and that nothing knows
     used: List[str] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     unknown: List[str] = field(default_factory=list)
-    #: why nothing matched (with the nearest terms), or what was corrected
+    #: why nothing matched (words not understood, nearest terms), or what was corrected / widened
     message: str = ""
     #: the resolutions of the parts of a list prompt
     parts: List["Resolution"] = field(default_factory=list)
+    #: plain data: phrase, structure_words, side_words, context, widened, corrected, contradictions, notes
+    explanation: Dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         out = {"prompt": self.prompt, "terms": self.terms, "score": round(float(self.score), 4),
@@ -87,147 +84,126 @@ class Resolution:
             out["message"] = self.message
         if self.parts:
             out["parts"] = [p.as_dict() for p in self.parts]
+        if self.explanation:
+            out["explanation"] = self.explanation
         return out
 
-
-def _ordinal(word: Optional[str]) -> Optional[int]:
-    if word is None:
-        return None
-    if word.isdigit():
-        return int(word)
-    m = re.match(r"^(\d+)(st|nd|rd|th)$", word)
-    return int(m.group(1)) if m else ORDINALS.get(word)
+    to_dict = as_dict
 
 
-def _numbered(core: str, side: Optional[str], vocab: Vocabulary) -> Optional[List[str]]:
-    m = _VERT.match(core)
-    if m:
-        return [f"vertebrae_{m.group(1).upper()}{int(m.group(2))}"]
-    m = _VERT_WORDS.match(core)
-    if m:
-        n = _ordinal(m.group(1)) if m.group(1) else (int(m.group(3)) if m.group(3) else None)
-        if n is not None:
-            return [f"vertebrae_{REGION_LETTER[m.group(2)]}{n}"]
-    m = _RIB.match(core)
-    if m and core != "rib":
-        n = _ordinal(m.group(1) or m.group(2)) if (m.group(1) or m.group(2)) else None
-        n = n if n is not None else (int(m.group(3)) if m.group(3) else None)
-        if n is not None:
-            sides = [side] if side in ("left", "right") else ["left", "right"]
-            return [f"rib_{s}_{n}" for s in sides]
-    return None
+# ------------------------------------------------------------------ phrase stages
+def _known(phrase: str, vocabulary: Vocabulary) -> Optional[Resolution]:
+    """Exact and knowledge stages, on ``vocabulary`` first and then on the whole knowledge base (placed
+    back onto ``vocabulary``); None when neither knows the phrase."""
+    hit = ground_phrase(phrase, vocabulary)
+    notes: List[str] = []
+    widened: List[dict] = []
+    if hit is None:
+        hit = ground_phrase(phrase, vocabulary.with_knowledge())
+        if hit is None:
+            return None
+        placed = place(hit.terms, vocabulary)
+        if not placed.terms:
+            return Resolution(phrase, message=f"'{phrase}' names {', '.join(placed.missing or hit.terms)}, which "
+                                              f"this vocabulary does not hold")
+        notes += placed.notes
+        widened += [{"from": a, "to": [b], "why": "part of a held structure"} for a, b in placed.widened]
+        terms, exact = placed.terms, False
+    else:
+        terms, exact = vocabulary.order(hit.terms), hit.exact
+    if hit.part_words:
+        notes.append(f"part words {', '.join(repr(w) for w in hit.part_words)} widened to the whole: "
+                     f"{', '.join(terms)}")
+        widened.insert(0, {"from": phrase, "to": terms, "part_words": hit.part_words})
+    method = "exact" if exact and not widened else "knowledge"
+    score = 1.0 if method == "exact" else (0.9 if widened else 0.95)
+    return Resolution(phrase, terms, score, method, message="; ".join(notes),
+                      explanation={"widened": widened, "notes": notes})
 
 
-def _knowledge(prompt: str, vocab: Vocabulary) -> Tuple[Optional[List[str]], bool]:
-    """Terms from the knowledge base, and whether the hit was an exact canonical name."""
-    side, core, plural = vocab.parse(prompt)
-    if not core:
-        return None, False
-    if plural and side is None:
-        side = "both"
-    idx = vocab.index()
-    candidates = [core, " ".join(w for w in core.split() if w not in FILLERS)]
-    for c in dict.fromkeys(candidates):
-        if not c:
+def _account(res: Resolution, vocabulary: Vocabulary, written: List[str], grounded: List[str]) -> Resolution:
+    """``used`` / ``ignored`` / ``unknown`` over ``written`` (the phrase's words); ``grounded`` are the words
+    that were grounded (the corrected form when spelling was corrected, word for word)."""
+    kb = vocabulary.with_knowledge()
+    own = term_words(kb, res.terms) if res.terms else set()
+    known = kb.words
+    lex = lexicon()
+    res.used, res.ignored, res.unknown = [], [], []
+    pairs = zip(written, grounded) if len(written) == len(grounded) else ((w, w) for w in written)
+    for w, g in pairs:
+        if res.terms and (g in SIDE_WORDS or g in SIDE_LETTERS or g in ORDINALS or any(c.isdigit() for c in g)
+                          or supports(g, own) or g in lex["parts"] and res.explanation.get("widened")):
+            res.used.append(w)
             continue
-        numbered = _numbered(c, side, vocab)
-        if numbered is not None:
-            return numbered, False
-        for key in ((side, c), (None, c)):
-            if key[0] == "both":
-                continue
-            hit = idx.get(key)
-            if hit:
-                apply_side = side if key[0] is None else None
-                terms = vocab.expand(hit[0], hit[1], apply_side)
-                if terms:
-                    exact = hit[0] == "term" and normalize(prompt) in (normalize(hit[1]),)
-                    return terms, exact
-    return None, False
-
-
-def _known(prompt: str, vocabulary: Vocabulary) -> Optional[Resolution]:
-    """Exact and knowledge stages; a structure known to the knowledge base but not held by ``vocabulary``
-    gives an empty resolution with a message; None when neither stage knows the prompt."""
-    from nnunet_causal.text.label_text import label_to_text
-
-    norm = normalize(prompt)
-    for name in vocabulary.terms:
-        if norm in (normalize(name), normalize(label_to_text(name))):
-            return Resolution(prompt, [name], 1.0, "exact")
-    # knowledge: look up in the full knowledge base, then keep what the vocabulary holds
-    terms, _ = _knowledge(prompt, vocabulary)
-    if terms is None:
-        terms, _ = _knowledge(prompt, vocabulary.with_knowledge())
-    if terms is None:
-        return None
-    kept = vocabulary.order(terms)
-    if kept:
-        return Resolution(prompt, kept, 0.95, "knowledge")
-    return Resolution(prompt, message=f"'{prompt}' names {', '.join(terms)}, which this vocabulary does not hold")
-
-
-def _with_words(res: Resolution, vocabulary: Vocabulary, text: Optional[str] = None) -> Resolution:
-    """Fill ``used`` / ``ignored`` / ``unknown`` (words of ``text``, default the prompt, mapped back to
-    the prompt's own words when ``text`` is its word-by-word correction)."""
-    written = normalize(res.prompt).split()
-    text_words = normalize(text if text is not None else res.prompt).split()
-    used, ignored, unknown = account_words(" ".join(text_words), vocabulary.with_knowledge(), res.terms)
-    if len(text_words) == len(written) and text is not None:
-        back = dict(zip(text_words, written))
-        used, ignored, unknown = ([back.get(w, w) for w in ws] for ws in (used, ignored, unknown))
-    if not res.terms:  # nothing named: every word was ignored
-        used, ignored = [], list(written)
-    res.used, res.ignored, res.unknown = used, ignored, unknown
+        res.ignored.append(w)
+        if not (g in known or kb.singular(g) != g or g in lex["function"] or g in lex["task"] or g in SIDE_WORDS
+                or g in lex["descriptors"] or g in lex["parts"] or any(g in lex[k] for k in ("modality", "sequence",
+                                                                                              "phase", "region",
+                                                                                              "view", "anchors"))):
+            res.unknown.append(w)
     return res
 
 
-def resolve_prompt(prompt: str, vocabulary: Vocabulary, encoder: Optional[TextEncoder] = None,
+def resolve_phrase(phrase: str, vocabulary: Vocabulary, encoder: Optional[TextEncoder] = None,
                    threshold: float = EMBEDDING_THRESHOLD) -> Resolution:
-    """Ground ``prompt`` in ``vocabulary`` (stages in the module docstring). ``terms`` is empty when
-    nothing matches; terms outside ``vocabulary`` (a restricted subset) are dropped."""
-    if not normalize(prompt):
-        return Resolution(prompt, message="empty prompt")
-    res = _known(prompt, vocabulary)
+    """Ground a phrase exactly as written (no sentence roles): the stages in the module docstring."""
+    words = normalize(phrase).split()
+    if not words:
+        return Resolution(phrase, message="empty prompt")
+    check_sides(phrase, phrase)
+    res = _known(phrase, vocabulary)
     if res is not None:
-        return _with_words(res, vocabulary)
-    parts = split_list(prompt)
+        res.prompt = phrase
+        return _account(res, vocabulary, words, words)
+    parts = split_list(phrase)
     if parts is not None:
-        return _resolve_list(prompt, parts, vocabulary, encoder, threshold)
-    res = _by_correction(prompt, vocabulary)
+        return _resolve_list(phrase, parts, vocabulary, encoder, threshold)
+    res = _by_correction(phrase, vocabulary)
     if res is not None:
         return res
     if encoder is None:
-        near = ", ".join(nearest_terms(prompt, vocabulary, k=3))
-        return _with_words(Resolution(prompt, message=f"no known structure in '{prompt}' (nearest terms: "
-                                                      f"{near})"), vocabulary)
-    return _by_embedding(prompt, vocabulary, encoder, threshold)
-
-
-def _resolve_list(prompt: str, parts: List[str], vocabulary: Vocabulary, encoder: Optional[TextEncoder],
-                  threshold: float) -> Resolution:
-    """Union of the parts, each grounded on its own; empty when any part names nothing."""
-    resolved = [resolve_prompt(p, vocabulary, encoder, threshold) for p in parts]
-    failed = [r for r in resolved if not r.terms]
-    if failed:
-        why = "; ".join(f"'{r.prompt}': {r.message or 'no match'}" for r in failed)
-        res = Resolution(prompt, [], 0.0, "none", message=f"{len(failed)} of {len(parts)} parts name no "
-                                                          f"structure ({why})", parts=resolved)
-        return _with_words(res, vocabulary)
-    method = max((r.method for r in resolved), key=METHOD_RANK.__getitem__)
-    terms = vocabulary.order(t for r in resolved for t in r.terms)
-    corrected = None
-    if any(r.corrected for r in resolved):
-        corrected = ", ".join(r.corrected or r.prompt for r in resolved)
-    res = Resolution(prompt, terms, min(r.score for r in resolved), method, corrected=corrected, parts=resolved)
-    res = _with_words(res, vocabulary)
-    res.unknown = list(dict.fromkeys(w for r in resolved for w in r.unknown))
+        res = _account(Resolution(phrase), vocabulary, words, words)
+        return _refusal(res, phrase, vocabulary)
+    res = by_embedding(phrase, vocabulary, encoder, threshold, EMBEDDING_MARGIN, Resolution)
+    if not res.terms:
+        res = _account(res, vocabulary, words, words)
     return res
 
 
-def _by_correction(prompt: str, vocabulary: Vocabulary) -> Optional[Resolution]:
-    """Exact / knowledge stages on the spelling-corrected prompt (:mod:`...grounding.spelling`)."""
-    fix = correct_prompt(prompt, vocabulary.with_knowledge())
+def _refusal(res: Resolution, text: str, vocabulary: Vocabulary) -> Resolution:
+    near = ", ".join(nearest_terms(text, vocabulary, k=3))
+    words = f"words not understood: {', '.join(res.unknown)}; " if res.unknown else ""
+    res.message = f"no known structure in '{text}' ({words}nearest terms: {near})"
+    return res
+
+
+def _resolve_list(phrase: str, parts: List[str], vocabulary: Vocabulary, encoder: Optional[TextEncoder],
+                  threshold: float) -> Resolution:
+    """Union of the parts, each grounded on its own; empty when any part names nothing."""
+    resolved = [resolve_phrase(p, vocabulary, encoder, threshold) for p in parts]
+    words = normalize(phrase).split()
+    failed = [r for r in resolved if not r.terms]
+    if failed:
+        why = "; ".join(f"'{r.prompt}': {r.message or 'no match'}" for r in failed)
+        res = Resolution(phrase, [], 0.0, "none", message=f"{len(failed)} of {len(parts)} parts name no "
+                                                          f"structure ({why})", parts=resolved)
+        res = _account(res, vocabulary, words, words)
+    else:
+        method = max((r.method for r in resolved), key=METHOD_RANK.__getitem__)
+        terms = vocabulary.order(t for r in resolved for t in r.terms)
+        corrected = ", ".join(r.corrected or r.prompt for r in resolved) if any(r.corrected for r in resolved) else None
+        res = Resolution(phrase, terms, min(r.score for r in resolved), method, corrected=corrected, parts=resolved,
+                         message="; ".join(r.message for r in resolved if r.message))
+        res.explanation = {"widened": [w for r in resolved for w in r.explanation.get("widened", [])],
+                           "notes": [n for r in resolved for n in r.explanation.get("notes", [])]}
+        res = _account(res, vocabulary, words, words)
+    res.unknown = list(dict.fromkeys(res.unknown + [w for r in resolved for w in r.unknown]))
+    return res
+
+
+def _by_correction(phrase: str, vocabulary: Vocabulary) -> Optional[Resolution]:
+    """Exact / knowledge stages on the spelling-corrected phrase."""
+    fix = correct_prompt(phrase, vocabulary.with_knowledge())
     if fix is None or not fix.changes:
         return None
     res = _known(fix.text, vocabulary)
@@ -235,60 +211,81 @@ def _by_correction(prompt: str, vocabulary: Vocabulary) -> Optional[Resolution]:
         return None
     edits = sum(d for _, _, d in fix.changes)
     changes = ", ".join(f"'{a}' -> '{b}'" for a, b, _ in fix.changes)
-    out = Resolution(prompt, res.terms, round(0.9 - 0.05 * edits, 4) if res.terms else 0.0,
+    out = Resolution(phrase, res.terms, round(0.9 - 0.05 * edits, 4) if res.terms else 0.0,
                      "corrected" if res.terms else "none", corrected=fix.text,
-                     message=f"spelling corrected: {changes}" + (f"; {res.message}" if res.message else ""))
-    return _with_words(out, vocabulary, fix.text)
+                     message=f"spelling corrected: {changes}" + (f"; {res.message}" if res.message else ""),
+                     explanation={**res.explanation, "corrected": [{"written": a, "corrected": b}
+                                                                  for a, b, _ in fix.changes]})
+    return _account(out, vocabulary, normalize(phrase).split(), fix.text.split())
 
 
-def _by_embedding(prompt: str, vocabulary: Vocabulary, encoder: TextEncoder, threshold: float) -> Resolution:
-    aliases = vocabulary.aliases()
-    if not aliases:
-        return _with_words(Resolution(prompt, message="empty vocabulary"), vocabulary)
-    side, _, plural = vocabulary.parse(prompt)
-    emb = encoder.encode([prompt] + [a for a, _ in aliases])
-    sims = (emb[1:] @ emb[0]).tolist()
-    # best similarity per entity (a base's sides are one entity: the side comes from the prompt)
-    best: Dict[str, Tuple[float, str]] = {}
-    for (_, name), s in zip(aliases, sims):
-        key = vocabulary.terms[name].base or name
-        if s > best.get(key, (-2.0, ""))[0]:
-            best[key] = (s, name)
-    ranked = sorted(best.values(), key=lambda v: -v[0])
-    score, name = ranked[0]
-    margin = score - (ranked[1][0] if len(ranked) > 1 else -1.0)
-    near = ", ".join(f"{n} ({s:.2f})" for s, n in ranked[:3])
-    if score < threshold:
-        res = Resolution(prompt, [], score, "none", message=f"no structure is similar enough (best {score:.2f} < "
-                                                            f"{threshold:.2f}; nearest terms: {near})")
-        return _with_words(res, vocabulary)
-    evidence = check_embedding_match(prompt, vocabulary.with_knowledge(), name, margin, EMBEDDING_MARGIN)
-    if not evidence.accepted:
-        res = Resolution(prompt, [], score, "none", message=f"not matched: {evidence.reason} (nearest terms: {near})")
-        return _with_words(res, vocabulary)
-    term = vocabulary.terms[name]
-    if side is None and plural:
-        side = "both"
-    if term.base and side in ("left", "right", "both"):
-        terms = vocabulary.expand("base", term.base, None if side == "both" else side)
+# ------------------------------------------------------------------ the sentence entry
+def resolve_prompt(prompt: str, vocabulary: Vocabulary, encoder: Optional[TextEncoder] = None,
+                   threshold: float = EMBEDDING_THRESHOLD) -> Resolution:
+    """Ground ``prompt`` -- a name or a sentence -- in ``vocabulary`` (module docstring). ``terms`` is empty
+    when nothing matches. Raises :class:`~nnunet_causal.errors.PromptError` for a prompt that is empty,
+    too long, holds control characters or names both sides of one structure."""
+    check_prompt(prompt)
+    parsed = parse_prompt(prompt, vocabulary.with_knowledge())
+    phrase = parsed.phrase
+    if not phrase:
+        res = Resolution(prompt)
+        res.ignored = list(parsed.words)
+        res.unknown = parsed.words_with("unknown")
+        res = _refusal(res, prompt, vocabulary)
     else:
-        terms = [term.name]
-    res = Resolution(prompt, vocabulary.order(terms) or [term.name], score, "embedding")
-    res = _with_words(res, vocabulary)
-    res.used, res.ignored, res.unknown = evidence.used, evidence.ignored, evidence.unknown
+        check_sides(prompt, phrase)
+        res = None
+        if parsed.whole_at:  # the phrase before its cuts: a list ("the spleen along with the pancreas")
+            whole = resolve_phrase(parsed.whole, vocabulary)
+            if whole.terms and whole.method in ("exact", "knowledge"):
+                res, parsed.phrase_at = whole, parsed.whole_at
+        if res is None:
+            res = resolve_phrase(phrase, vocabulary, encoder, threshold)
+        if not res.terms and parsed.whole_at and encoder is not None:  # "organ that stores bile"
+            other = resolve_phrase(parsed.whole, vocabulary, encoder, threshold)
+            if other.terms:
+                res, parsed.phrase_at = other, parsed.whole_at
+        used = set(res.used)
+        res.prompt = phrase
+        phrase_unknown = res.unknown
+        res.used, res.ignored = [], []
+        inside = set(parsed.phrase_at)
+        for i, w in enumerate(parsed.words):
+            (res.used if i in inside and w in used else res.ignored).append(w)
+        res.unknown = list(dict.fromkeys(phrase_unknown + parsed.words_with("unknown")))
+        if not res.terms and res.message.startswith("no known structure"):
+            res = _refusal(res, phrase, vocabulary)
+    res.prompt = prompt
+    res.explanation = _explain(res, parsed, vocabulary)
     return res
 
 
-def nearest_terms(prompt: str, vocabulary: Vocabulary, k: int = 5, encoder: Optional[TextEncoder] = None
-                  ) -> List[str]:
-    """The ``k`` terms whose names look most like ``prompt`` (embedding similarity with an encoder, else
-    string similarity) -- for error messages."""
-    aliases = vocabulary.aliases()
-    if encoder is not None and aliases:
-        emb = encoder.encode([prompt] + [a for a, _ in aliases])
-        order = torch.argsort(emb[1:] @ emb[0], descending=True).tolist()
-        ranked = [aliases[i][1] for i in order]
-    else:
-        scored = sorted(aliases, key=lambda a: -difflib.SequenceMatcher(None, normalize(prompt), normalize(a[0])).ratio())
-        ranked = [t for _, t in scored]
-    return list(dict.fromkeys(ranked))[:k]
+def _explain(res: Resolution, parsed, vocabulary: Vocabulary) -> Dict[str, object]:
+    lex = lexicon()
+    inside = set(parsed.phrase_at)
+    used = set(res.used)
+    side_words = [parsed.words[i] for i in parsed.phrase_at
+                  if parsed.roles[i] == "side" and parsed.words[i] in used]
+    out: Dict[str, object] = {
+        "phrase": parsed.phrase,
+        "structure_words": [parsed.words[i] for i in parsed.phrase_at
+                            if parsed.words[i] in used and parsed.roles[i] != "side"],
+        "side_words": side_words,
+        "context": parsed.context(),
+        "widened": list(res.explanation.get("widened", [])),
+        "corrected": list(res.explanation.get("corrected", [])),
+        "ignored": [w for i, w in enumerate(parsed.words) if i not in inside or w not in used],
+        "unknown": list(res.unknown),
+        "contradictions": [],
+        "notes": list(res.explanation.get("notes", [])),
+    }
+    regions = {lex["region_of"][w] for w, r in zip(parsed.words, parsed.roles)
+               if r == "context:region" and w in lex["region_of"]}
+    kb = vocabulary.with_knowledge()
+    for t in res.terms:
+        region = kb.terms[t].region if t in kb.terms else None
+        clash = sorted(r for r in regions if region and r in lex["incompatible_regions"].get(region, []))
+        if clash:
+            out["contradictions"].append(f"{t} lies in the {region}, but the context says {', '.join(clash)}")
+    return out

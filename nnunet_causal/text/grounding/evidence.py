@@ -1,5 +1,5 @@
 """Lexical evidence for a match: the words a structure is named by, a prompt's head noun, and the words
-that change the entity (issue 13; seed 003: similarity alone "introduces new spurious correlations").
+that change the entity (seed 003: similarity alone "introduces new spurious correlations").
 
 A prompt is read as a *head phrase* (up to the first preposition or relative pronoun: "large artery" in
 "large artery from the heart") whose last word is the *head noun* and whose other words are its
@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import FrozenSet, List, Optional, Sequence, Set, Tuple
 
-from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, Vocabulary, normalize
+from nnunet_causal.text.knowledge import Vocabulary
+from nnunet_causal.text.label_text import label_to_text
+from nnunet_causal.text.words import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, normalize, simple_singular
 
 #: words that carry no content for grounding (besides the vocabulary's articles and fillers)
 FUNCTION_WORDS = frozenset("""
@@ -66,14 +68,6 @@ BOUNDARIES = frozenset("""of from to that which who whose where with without nea
     behind above below under over between inside outside within into onto next beside along""".split())
 
 
-def simple_singular(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
 def stem(word: str) -> str:
     """A crude stem for sharing tests: plural and a final vowel removed ("bile" -> "bil")."""
     w = simple_singular(word)
@@ -100,7 +94,6 @@ def _entity_words_cached(key: int, names: Tuple[Tuple[str, ...], ...]) -> Frozen
 
 
 def _all_names(vocabulary: Vocabulary) -> List[Tuple[str, ...]]:
-    from nnunet_causal.text.label_text import label_to_text
     names = []
     for t in vocabulary.terms.values():
         for s in [label_to_text(t.name), *t.synonyms]:
@@ -115,8 +108,10 @@ def _all_names(vocabulary: Vocabulary) -> List[Tuple[str, ...]]:
 
 def entity_words(vocabulary: Vocabulary) -> FrozenSet[str]:
     """Words that name an entity on their own (module docstring, rule 1)."""
-    names = tuple(sorted(set(_all_names(vocabulary))))
-    return _entity_words_cached(hash(names), names)
+    def build():
+        names = tuple(sorted(set(_all_names(vocabulary))))
+        return _entity_words_cached(hash(names), names)
+    return vocabulary.memo("entity words", build)
 
 
 def head_of(words: Sequence[str], known: Optional[Set[str]] = None) -> Optional[str]:
@@ -134,7 +129,6 @@ def head_of(words: Sequence[str], known: Optional[Set[str]] = None) -> Optional[
 def term_words(vocabulary: Vocabulary, terms: Sequence[str]) -> Set[str]:
     """Every word of the names of ``terms``: synonyms, readable label, base names and the groups that
     contain them (singular forms added)."""
-    from nnunet_causal.text.label_text import label_to_text
     words: Set[str] = set()
     wanted = set(terms)
     for name in terms:
@@ -181,7 +175,6 @@ def phrases(text: str) -> Tuple[List[str], List[str]]:
 
 
 def _names_of(vocabulary: Vocabulary, term: str) -> List[str]:
-    from nnunet_causal.text.label_text import label_to_text
     t = vocabulary.terms[term]
     names = [label_to_text(term), *t.synonyms]
     if t.base:
@@ -234,6 +227,24 @@ def _head_agrees(head: str, prompt_words: Set[str], vocabulary: Vocabulary, term
     return False
 
 
+#: prepositions whose phrase says where a structure runs or comes from, not what it is ("the tube *from
+#: the throat* to the stomach" is not the throat)
+DIRECTIONAL = frozenset("from to into toward towards between via through".split())
+
+
+def _describing_words(prompt: str) -> List[str]:
+    """Content words of ``prompt`` outside directional phrases (:data:`DIRECTIONAL`)."""
+    out, skip = [], False
+    for w in normalize(prompt).split():
+        if w in DIRECTIONAL:
+            skip = True
+        elif w in BOUNDARIES or w in ("that", "which", "who"):
+            skip = False
+        if not skip:
+            out.append(w)
+    return content_words(" ".join(out))
+
+
 def check_embedding_match(prompt: str, vocabulary: Vocabulary, term: str, margin: float,
                           min_margin: float) -> Evidence:
     """May the embedding stage name ``term`` for ``prompt``? ``margin`` is its similarity lead over the
@@ -265,7 +276,7 @@ def check_embedding_match(prompt: str, vocabulary: Vocabulary, term: str, margin
     # 4. head agreement, or a margin over the runner-up
     words = set(normalize(prompt).split())
     if generic:
-        agree = any(supports(w, own) for w in content_words(prompt) if w not in GENERIC_HEADS)
+        agree = any(supports(w, own) for w in _describing_words(prompt) if w not in GENERIC_HEADS)
     else:
         agree = _head_agrees(head, words, vocabulary, term)
     if agree or margin >= min_margin:

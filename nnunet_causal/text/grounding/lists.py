@@ -1,7 +1,7 @@
 """Split a prompt that names several structures ("A and B", "A, B and C", "A as well as B", "A + B",
 "A & B", "A/B", "A plus B", "A along with B").
 
-Each part is grounded on its own by the resolver and the result is the union (issue 13). Two kinds of
+Each part is grounded on its own by the resolver and the result is the union. Two kinds of
 sharing between parts are undone here, before grounding, so that every part is a complete phrase:
 
 * a part made only of modifiers borrows the noun of the next full part: "left and right kidney" ->
@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional
 
-from nnunet_causal.text.vocabulary import ARTICLES, ORDINALS, SIDE_WORDS, normalize
+from nnunet_causal.text.words import ARTICLES, ORDINALS, SIDE_WORDS, normalize
 
 _SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|/|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
                         r"|\bplus\b|\band\b)\s*", re.IGNORECASE)

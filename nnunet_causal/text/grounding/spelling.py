@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, Vocabulary, normalize
+from nnunet_causal.text.grounding.evidence import FUNCTION_WORDS, OUTSIDE_ENTITIES
+from nnunet_causal.text.knowledge import Vocabulary
+from nnunet_causal.text.words import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, lexicon, normalize
 
 MIN_CORRECTABLE = 4
 
@@ -68,7 +70,7 @@ def _candidates(vocabulary: Vocabulary) -> List[str]:
 
 
 def _is_known(word: str, vocabulary: Vocabulary, protected: Iterable[str]) -> bool:
-    return (word in vocabulary.words or vocabulary._singular(word) != word or word in ARTICLES
+    return (word in vocabulary.words or vocabulary.singular(word) != word or word in ARTICLES
             or word in FILLERS or word in SIDE_WORDS or word in ORDINALS or word in protected
             or not word.isalpha())
 
@@ -76,10 +78,11 @@ def _is_known(word: str, vocabulary: Vocabulary, protected: Iterable[str]) -> bo
 def correct_prompt(prompt: str, vocabulary: Vocabulary) -> Optional[Correction]:
     """``prompt`` (normalised) with each unknown word replaced by its unique nearest vocabulary word
     within :func:`max_edits`; None when no word was changed."""
-    from nnunet_causal.text.grounding.evidence import FUNCTION_WORDS, OUTSIDE_ENTITIES
-
-    protected = set(FUNCTION_WORDS) | set(OUTSIDE_ENTITIES)
-    candidates = _candidates(vocabulary)
+    lex = lexicon()
+    protected = set(FUNCTION_WORDS) | set(OUTSIDE_ENTITIES) | lex["task"] | lex["function"] | lex["parts"]
+    for kind in ("modality", "sequence", "phase", "region", "view", "anchors", "imaging_nouns"):
+        protected |= lex[kind]
+    candidates = vocabulary.memo("spelling candidates", lambda: _candidates(vocabulary))
     out, changes, ambiguous = [], [], {}
     for word in normalize(prompt).split():
         bound = max_edits(len(word))
