@@ -5,7 +5,7 @@ offline and deterministic instead:
 
 1. the report is split into sentences (``.``, ``!``, ``?`` followed by white space, and line breaks; a
    ``;`` does not split, so "X is small; no focal abnormality" stays one finding);
-2. every sentence is grounded with :func:`nnunet_causal.text.resolver.resolve_prompt` (knowledge stages
+2. every sentence is grounded with :func:`nnunet_causal.text.resolver.resolve_phrase` (knowledge stages
    only, no embedding similarity): word spans of up to :data:`MAX_SPAN` words are tried longest first, a
    span that resolves names its structures, so "left renal organ" -> ``kidney_left``, "kidney on the left
    side" -> ``kidney_left``, "kidneys" -> both kidneys (laterality is the resolver's, parsed explicitly);
@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence
 
-from nnunet_causal.text.resolver import resolve_prompt
+from nnunet_causal.text.resolver import resolve_phrase
 from nnunet_causal.text.vocabulary import Vocabulary, normalize
 
 MAX_SPAN = 6
@@ -56,7 +56,7 @@ def split_sentences(report: str) -> List[str]:
 
 
 def _resolve_span(span: str, vocabulary: Vocabulary) -> List[str]:
-    res = resolve_prompt(span, vocabulary)  # no encoder: exact and knowledge stages only
+    res = resolve_phrase(span, vocabulary)  # a span as written, no encoder: exact and knowledge stages only
     return list(res.terms) if res.method in ("exact", "knowledge") else []
 
 

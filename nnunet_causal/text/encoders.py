@@ -44,7 +44,7 @@ import torch
 
 from nnunet_causal.errors import TextEncoderError
 from nnunet_causal.text.base import TextEncoder
-from nnunet_causal.text.weight_sources import _folder_of, _offline_env, hub_snapshot  # noqa: F401 (re-export)
+from nnunet_causal.text.weight_sources import folder_of, hub_snapshot, offline_env  # noqa: F401 (re-export)
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class SentenceTransformerEncoder(_BatchedEncoder):
     def __init__(self, folder: str, encoder_id: str, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
         try:
-            with _offline_env():
+            with offline_env():
                 self.model = SentenceTransformer(folder, device=device, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as e:
             raise TextEncoderError(f"cannot load sentence-transformers model from {folder}: {e}") from e
@@ -204,7 +204,7 @@ class TransformersEncoder(_BatchedEncoder):
     def __init__(self, folder: str, encoder_id: str, pooling: str = "mean", device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
         try:
-            with _offline_env():
+            with offline_env():
                 self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
         except (OSError, ValueError, RuntimeError) as e:
@@ -254,17 +254,17 @@ def _open_clip_from_folder(folder: str, device: str):
     overrides = {}
     tokenizer = None
     if text_cfg.get("hf_model_name"):
-        text_cfg["hf_model_name"] = _folder_of(_local_or_hub(text_cfg["hf_model_name"]))
+        text_cfg["hf_model_name"] = folder_of(_local_or_hub(text_cfg["hf_model_name"]))
         text_cfg["hf_model_pretrained"] = False  # the CLIP checkpoint holds the text weights
         overrides["text_cfg"] = text_cfg
     if text_cfg.get("hf_tokenizer_name"):
         has_own = any((Path(folder) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))
-        source = folder if has_own else _folder_of(_local_or_hub(text_cfg["hf_tokenizer_name"]))
-        with _offline_env():
+        source = folder if has_own else folder_of(_local_or_hub(text_cfg["hf_tokenizer_name"]))
+        with offline_env():
             tokenizer = HFTokenizer(source, context_length=text_cfg.get("context_length", 77),
                                     tokenizer_mode=text_cfg.get("tokenizer_mode"),
                                     **text_cfg.get("tokenizer_kwargs", {}))
-    with _offline_env():
+    with offline_env():
         model = open_clip.create_model(f"local-dir:{folder}", device=device, **overrides)
     return model, tokenizer or open_clip.get_tokenizer(f"local-dir:{folder}")
 
@@ -288,7 +288,7 @@ def _open_clip(spec: EncoderSpec, device: str) -> TextEncoder:
                 checkpoint, quick_gelu = _open_clip_tag_checkpoint(spec.arch, spec.source)
             elif not Path(checkpoint).is_file():
                 raise TextEncoderError(f"open_clip checkpoint file {checkpoint} does not exist")
-            with _offline_env():
+            with offline_env():
                 model = open_clip.create_model(spec.arch, pretrained=checkpoint, device=device,
                                                force_quick_gelu=quick_gelu)
             tokenizer = open_clip.get_tokenizer(spec.arch)
@@ -333,7 +333,7 @@ def create_text_encoder(spec: Optional[str] = None, device: str = "cpu") -> Text
     if parsed.backend == "minilm":
         encoder = _minilm(device)
     elif parsed.backend == "st":
-        encoder = SentenceTransformerEncoder(_folder_of(parsed.source), parsed.id, device)
+        encoder = SentenceTransformerEncoder(folder_of(parsed.source), parsed.id, device)
     elif parsed.backend == "mgcl":
         folder = Path(parsed.source)
         if not (folder / MGCL_METADATA).is_file():
@@ -342,7 +342,7 @@ def create_text_encoder(spec: Optional[str] = None, device: str = "cpu") -> Text
                                    f"sentence-transformers folder")
         encoder = SentenceTransformerEncoder(str(folder), parsed.id, device)
     elif parsed.backend == "hf":
-        encoder = TransformersEncoder(_folder_of(parsed.source), parsed.id, parsed.kind, device)
+        encoder = TransformersEncoder(folder_of(parsed.source), parsed.id, parsed.kind, device)
     else:
         encoder = _open_clip(parsed, device)
     logger.info("loaded text encoder %s", encoder)

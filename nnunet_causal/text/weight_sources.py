@@ -82,7 +82,7 @@ def hub_snapshot(repo_id: str, files: Sequence[str] = ()) -> str:
         raise _missing_model_error(repo_id, f"downloading it failed ({type(e).__name__}: {e})", files) from e
 
 
-def _folder_of(source: str) -> str:
+def folder_of(source: str) -> str:
     """A local folder for an ``st:``/``hf:`` source: the folder itself, or the hub snapshot."""
     if os.path.isabs(source):
         if not Path(source).is_dir():
@@ -92,7 +92,7 @@ def _folder_of(source: str) -> str:
 
 
 @contextmanager
-def _offline_env() -> Iterator[dict]:
+def offline_env() -> Iterator[dict]:
     """A load from local files: yields the keyword arguments that keep a loader off the hub
     (``{"local_files_only": True}``). The process environment is not changed -- the viewer loads encoders in a
     worker thread while other threads run -- so every loader is given a local folder or file and, where it

@@ -7,7 +7,7 @@ A clause is a piece of a sentence between separators ("," "and" "but" "then" ...
    ("do not shrink the liver") unless the cue itself is a complaint that contains the negation;
 2. confounder words of the causal knowledge base (so that "contrast" or "T2" is not read as a structure);
 3. structures: longest word spans of what is left that the project's resolver grounds by name or knowledge
-   (:func:`nnunet_causal.text.resolver.resolve_prompt`; never by surface similarity alone -- the
+   (:func:`nnunet_causal.text.resolver.resolve_phrase`; never by surface similarity alone -- the
    embedding stage runs only when an encoder is given). A structure after a proximity word ("near the
    liver") is a location, not a target; a side word the structure does not use ("the left part of the
    liver") is a location too;
@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 
 from nnunet_causal.intervention.commands import lexicon as L
 from nnunet_causal.intervention.commands.causal_knowledge import CausalKnowledge, find_phrases
-from nnunet_causal.text.resolver import resolve_prompt
+from nnunet_causal.text.resolver import resolve_phrase
 from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, SIDE_WORDS, Vocabulary, load_vocabulary
 
 MAX_SPAN = 7
@@ -157,10 +157,10 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
             if len(content) == 1 and content[0].endswith("es") and vocabulary.parse(content[0])[1] == content[0][:-2] \
                     and len(content[0]) <= 5:
                 continue  # "rules" read as the plural of "rul" (the right upper lobe); "ribs", "hips" stay
-            res = resolve_prompt(text, vocabulary)
+            res = resolve_phrase(text, vocabulary)
             in_model = bool(res.terms)
             if not in_model:
-                other = resolve_prompt(text, full)
+                other = resolve_phrase(text, full)
                 if not other.terms:
                     continue
                 res = other
@@ -198,7 +198,7 @@ def _ground_by_embedding(clause: Clause, vocabulary: Vocabulary, claimed: List[b
     if not best:
         return
     text = " ".join(clause.tokens[i] for i in best)
-    res = resolve_prompt(text, vocabulary, encoder=encoder)
+    res = resolve_phrase(text, vocabulary, encoder=encoder)
     if res.terms:
         clause.structures.append(StructureSpan(best[0], best[-1] + 1, text, res.terms, res.method))
         for i in best:
