@@ -237,7 +237,8 @@ def report(results: "OrderedDict[str, dict]", show_errors: int) -> str:
 
 
 def _run_in(package_root: Path, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--per-phrase", str(args.per_phrase)]
+    cmd = [sys.executable, str(package_root / "benchmarks" / Path(__file__).name), "--worker", "--per-phrase",
+           str(args.per_phrase)]
     if args.totalseg_map:
         cmd += ["--totalseg-map", args.totalseg_map]
     env = {**__import__("os").environ, "PYTHONPATH": str(package_root)}

@@ -15,7 +15,9 @@ Roles (word lists in ``resources/prompt_words.json``, :func:`nnunet_causal.text.
   read as a whole;
 * ``function`` -- articles, prepositions, pronouns; ``unknown`` -- everything else.
 
-When nothing remains (the prompt is "brain MRI" or "heart CT"), the region words of the context runs are
+A prompt the knowledge base knows whole is a name and keeps every word ("surrounding non-enhancing
+FLAIR hyperintensity" is a BraTS region, not a region in a FLAIR image). When nothing remains (the prompt
+is "brain MRI" or "heart CT"), the region words of the context runs are
 read as the structure phrase instead. Nothing here decides which structure is meant: the phrase goes to
 the phrase stages (:mod:`nnunet_causal.text.grounding.phrase`) exactly as if it had been written alone.
 """
@@ -25,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from nnunet_causal.text.grounding.lookup import exact_lookup, knowledge_lookup
 from nnunet_causal.text.knowledge import Vocabulary
 from nnunet_causal.text.words import SIDE_LETTERS, SIDE_WORDS, lexicon, prompt_words
 
@@ -130,6 +133,11 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
         words += prompt_words(chunk)
     roles: List[str] = [""] * len(words)
     known = vocabulary.words
+    if exact_lookup(" ".join(words), vocabulary) or knowledge_lookup(" ".join(words), vocabulary):
+        # a name the knowledge base knows whole ("surrounding non-enhancing FLAIR hyperintensity") is a name
+        at = list(range(len(words)))
+        roles = ["side" if w in SIDE_WORDS or w in SIDE_LETTERS else "structure" for w in words]
+        return ParsedPrompt(words, roles, at, breaks)
     _mark_context(words, roles, lex, breaks, vocabulary)
     for i, w in enumerate(words):
         if not roles[i] and w in lex["task"] and not _is_segment_noun(words, i, known):
