@@ -175,6 +175,35 @@ def score_real(pred: Path, images, prompts, use_presence: bool) -> dict:
             "reasons": reasons}
 
 
+def head_cost(model: Path, prompts, repeats: int = 30) -> dict:
+    """Seconds per sliding-window tile: the network's forward pass (backbone, decoder, text head for every
+    prompt) and the presence head on its embeddings for the same prompts, in this process."""
+    import torch
+
+    from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
+
+    torch.set_num_threads(1)
+    p = nnUNetTextPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model), (0,))
+    p.set_prompts(prompts, open_vocabulary=True)
+    net = p.network.eval()
+    x = torch.randn(1, 1, *p.configuration_manager.patch_size)
+    with torch.inference_mode():
+        feats = net.voxel_features(x)
+        text = net.inference_embeddings
+        net(x)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            net(x)
+        t_net = (time.perf_counter() - t) / repeats
+        t = time.perf_counter()
+        for _ in range(repeats):
+            net.presence(feats, text)
+        t_head = (time.perf_counter() - t) / repeats
+    return {"network_s_per_tile": t_net, "presence_head_s_per_tile": t_head, "prompts": len(prompts),
+            "rows": int(text.shape[0])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
@@ -250,7 +279,14 @@ def main(argv=None) -> int:
     (work / "presence_results.json").write_text(json.dumps(
         {"table": table, "timings": timings, "calibration": {k: v for k, v in cal.items() if k != "domain"},
          "domain": {k: v for k, v in cal["domain"].items() if k not in ("mean", "std")}, "cases": scores}, indent=2))
+    cost = head_cost(models["presence"], prompts)
+    data = json.loads((work / "presence_results.json").read_text())
+    (work / "presence_results.json").write_text(json.dumps({**data, "head_cost": cost}, indent=2))
     print_table(table, timings, "same weights, --keep_absent_masks" if not args.train_ablation else "ablation")
+    print(f"per tile: network {1000 * cost['network_s_per_tile']:.2f} ms ({cost['prompts']} prompts), presence head "
+          f"{1000 * cost['presence_head_s_per_tile']:.3f} ms = "
+          f"{100 * cost['presence_head_s_per_tile'] / cost['network_s_per_tile']:.1f} % of it, "
+          f"{1e6 * cost['presence_head_s_per_tile'] / cost['prompts']:.1f} us per prompt")
     return 0
 
 
