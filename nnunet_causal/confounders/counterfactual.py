@@ -18,7 +18,7 @@ last), each to the sub-batch of samples that drew it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ class CounterfactualSampler:
     def __init__(self, entries: Sequence[ConfounderEntry], frame: IntensityFrame, ndim: int, num_channels: int,
                  probability: float = 0.7, group_probability: float = 0.5, max_entries: int = 4,
                  skip_unsupported: bool = False, label_aware_probability: Optional[float] = None,
-                 weight_exponent: float = 1.0):
+                 weight_exponent: float = 1.0, excluded_kinds: Optional[Mapping[str, str]] = None):
         """``skip_unsupported``: entries whose simulators cannot run on this data (dimensionality, channels)
         are left out and listed in :attr:`skipped` (used for the shipped family dictionaries, e.g. slice
         thickness on 2D CT); otherwise such an entry is an error naming its file and line.
@@ -51,7 +51,10 @@ class CounterfactualSampler:
         surroundings, which whole-image changes keep.
         ``weight_exponent``: an entry is drawn within its kind with probability proportional to
         ``weight ** weight_exponent`` (1: the dictionary's ``@weight`` as written; 0: uniform; large: nearly
-        always the kind's heaviest entry)."""
+        always the kind's heaviest entry).
+        ``excluded_kinds``: ``{kind: reason}`` of dictionary kinds (``[kind]``) never drawn on this dataset;
+        their entries are listed in :attr:`skipped` with the reason and keep their indices (their descriptions
+        still reach the confounder bottleneck)."""
         for name, v in (("probability", probability), ("group probability", group_probability)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"counterfactual {name} must lie in [0, 1], got {v}")
@@ -63,6 +66,9 @@ class CounterfactualSampler:
         self.skipped: List[str] = []
         usable = []
         for i, e in enumerate(self.entries):
+            if e.group in (excluded_kinds or {}):
+                self.skipped.append(f"{e.where} (kind [{e.group}] {excluded_kinds[e.group]})")
+                continue
             why = next((f"simulator '{s.name}' {w}" for s in e.simulators for w in [s.supports(ndim, num_channels)]
                         if w), None)
             if why and not skip_unsupported:

@@ -32,6 +32,8 @@ from typing import Mapping, Optional, Sequence
 from nnunet_causal.errors import DatasetError
 
 KEY = "cross_modality"
+#: the dictionary kind (``[modality]``) drawn only on a declared dataset
+MODALITY_KIND = "modality"
 ZSCORE = "zscore"
 RECIPE_KEY = "counterfactual_recipe"
 #: half of the samples factual, every view with the label-aware kinds (structure against its surroundings)

@@ -123,3 +123,25 @@ def test_sampler_draws_modality_views_in_either_frame(family, frame):
     assert torch.isfinite(out).all()
     assert not torch.allclose(out[:len(modality)], x[:len(modality)])
     torch.testing.assert_close(out[len(modality):], x[len(modality):])
+
+
+def test_modality_kind_is_drawn_only_on_a_declared_dataset():
+    """The ``[modality]`` kind of the shipped CT dictionary: skipped (with the reason) on an in-modality
+    dataset, drawable once the dataset is declared cross-modality."""
+    from nnunet_causal.confounders.counterfactual import CounterfactualSampler
+    from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset
+    from nnunet_causal.confounders.frames import ChannelFrame, IntensityFrame
+    from nnunet_causal.data.cross_modality import declare_cross_modality
+    from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import excluded_kinds
+
+    plain = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "imaging_family": "ct"}
+    declared = declare_cross_modality(plain)
+    frame = IntensityFrame([ChannelFrame("unit")])
+    entries = confounder_entries_for_dataset(plain)
+    modality = [i for i, e in enumerate(entries) if e.group == "modality"]
+    assert modality
+    off = CounterfactualSampler(entries, frame, 2, 1, skip_unsupported=True, excluded_kinds=excluded_kinds(plain))
+    on = CounterfactualSampler(entries, frame, 2, 1, skip_unsupported=True, excluded_kinds=excluded_kinds(declared))
+    assert not set(modality) & set(off.active)
+    assert sum("kind [modality]" in s for s in off.skipped) == len(modality)
+    assert set(modality) <= set(on.active)

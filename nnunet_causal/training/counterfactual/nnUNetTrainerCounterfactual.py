@@ -31,6 +31,7 @@ from nnunet_causal.confounders.counterfactual import CounterfactualBatch, Counte
 from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
 from nnunet_causal.confounders.frames import IntensityFrame
 from nnunet_causal.confounders.recipe import CounterfactualRecipe
+from nnunet_causal.data.cross_modality import MODALITY_KIND, cross_modality_declared
 from nnunet_causal.errors import DatasetError
 
 #: recipe key -> the trainer attribute it sets (attributes a trainer lacks are not its knobs)
@@ -58,6 +59,15 @@ def label_map_for_simulators(target, label_manager) -> torch.Tensor:
     if label_manager.has_ignore_label:
         seg = torch.where(seg == label_manager.ignore_label, torch.zeros_like(seg), seg)
     return seg
+
+
+def excluded_kinds(dataset_json: dict) -> Dict[str, str]:
+    """Dictionary kinds a dataset does not draw: ``[modality]`` (the same anatomy imaged by the other
+    modality) only on a dataset declared cross-modality, so that in-modality training keeps its measured
+    views (:mod:`nnunet_causal.data.cross_modality`)."""
+    if cross_modality_declared(dataset_json):
+        return {}
+    return {MODALITY_KIND: "is drawn only on a dataset declared cross-modality (nnunet_causal cross-modality)"}
 
 
 class CounterfactualMixin:
@@ -90,7 +100,8 @@ class CounterfactualMixin:
                                             self.counterfactual_probability, self.counterfactual_group_probability,
                                             self.counterfactual_max_entries, skip_unsupported=shipped,
                                             label_aware_probability=self.counterfactual_label_aware_probability,
-                                            weight_exponent=self.counterfactual_weight_exponent)
+                                            weight_exponent=self.counterfactual_weight_exponent,
+                                            excluded_kinds=excluded_kinds(self.dataset_json))
             self._cf_sampler = sampler
             pins = ", ".join(f"{k}={v}" for k, v in self.recipe_pins.items())
             source = (f"{type(self).__name__}'s own" if self.counterfactual_recipe is not None
