@@ -1,4 +1,4 @@
-"""Issue 13: lists, spelling tolerance, no invented structures from surface similarity, word accounting."""
+"""Grounding: lists, spelling tolerance, no invented structures from surface similarity, word accounting."""
 import json
 from pathlib import Path
 

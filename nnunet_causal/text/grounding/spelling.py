@@ -1,4 +1,4 @@
-"""Spelling tolerance: correct the words of a prompt towards the vocabulary's own words (issue 13).
+"""Spelling tolerance: correct the words of a prompt towards the vocabulary's own words.
 
 Only words the vocabulary does not know are corrected, and only towards words that occur in its structure
 names, synonyms, base and group names (or side words) -- never towards free text. The distance is the
