@@ -168,6 +168,15 @@ def make_temp_dir(folder: os.PathLike | str, prefix: str = TEMP_PREFIX) -> Path:
     raise FileExistsError(f"{folder}: no free temporary folder name {prefix}* after {_ATTEMPTS} attempts")
 
 
+def check_writable_folder(folder: os.PathLike | str) -> None:
+    """Create ``folder`` if needed and prove that a file can be written in it (a temporary file, removed at
+    once); :class:`OSError` otherwise, with the folder and the system's reason (read-only, permission, full)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = make_temp_file(folder, TEMP_PREFIX + "probe_")
+    os.remove(probe)
+
+
 @contextmanager
 def atomic_path(final_path: os.PathLike | str, suffix: Optional[str] = None) -> Iterator[str]:
     """Yield a temporary path beside ``final_path``; on success flush it, rename it into place and flush the

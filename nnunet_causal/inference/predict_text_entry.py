@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from nnunet_causal.errors import DatasetError, NnunetCausalError, PromptError
+from nnunet_causal.files import check_writable_folder
 from nnunet_causal.inference import case_outputs
 from nnunet_causal.inference.model_folder import ModelFolder, parse_fold
 
@@ -161,6 +162,10 @@ def predict_text(args) -> int:
     if bad:
         raise NnunetCausalError(f"-f: folds are numbers or 'all', got {' '.join(bad)}")
     folds = [parse_fold(f) for f in args.f]
+    try:
+        check_writable_folder(args.o)
+    except OSError as e:
+        raise NnunetCausalError(f"output folder {args.o} cannot be written: {e.strerror or e}") from None
     ModelFolder(model_folder).check(folds, args.chk)
     device = torch.device(args.device)
     if args.device == "cpu":
@@ -179,7 +184,6 @@ def predict_text(args) -> int:
     for a in assignments:
         logger.info("prompt %d '%s' -> %s (%s, %s)", a.label_value, a.prompt, a.trained_structures or a.terms or "-",
                     a.method, a.source)
-    Path(args.o).mkdir(parents=True, exist_ok=True)
     ending = predictor.dataset_json["file_ending"]
     with dicom_input(args.i, ending, args.o) as (input_folder, dicom_cases):
         inputs, outputs, previous = predictor.case_lists(input_folder, args.o, args.prev_stage_predictions,
@@ -217,6 +221,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return predict_text(args)
     except NnunetCausalError as e:
         print(f"nnUNetv2_predict_text: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:        # a full disk or a folder made read-only during the run: the finished cases stay
+        where = e.filename or args.o
+        print(f"nnUNetv2_predict_text: error: cannot write {where}: {e.strerror or e} (cases written before "
+              f"this one are complete; rerun with --continue_prediction)", file=sys.stderr)
         return 2
 
 
