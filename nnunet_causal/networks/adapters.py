@@ -85,9 +85,9 @@ def add_conv_adapters(module: nn.Module, rank: int, exclude: Iterable[nn.Module]
         if id(m) not in skip and type(m) in _LORA and math.prod(m.kernel_size) > 1 and m.groups == 1:
             replaced[id(m)] = _LORA[type(m)].from_conv(m, rank)
     for parent in module.modules():
-        for name, child in list(parent._modules.items()):
-            if child is not None and id(child) in replaced:
-                parent._modules[name] = replaced[id(child)]
+        for name, child in list(parent.named_children()):
+            if id(child) in replaced:
+                setattr(parent, name, replaced[id(child)])
     return len(replaced)
 
 
