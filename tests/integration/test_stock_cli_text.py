@@ -76,7 +76,7 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     out_t = tmp_path / "pred_text"
     run(["nnUNetv2_predict_text", "-i", str(raw / "imagesTs"), "-o", str(out_t), "-d", "1", "-c", "2d", "-f", "0",
          "-tr", "nnUNetTrainerText_Tiny", "-device", "cpu", "-prompt_file", str(pf), "-prompts", "red spot",
-         "--save_binary", "--open_vocabulary", "-npp", "1", "-nps", "1"], nnunet_env)
+         "--save_binary", "--open_vocabulary", "--keep_absent_masks", "-npp", "1", "-nps", "1"], nnunet_env)
     side = read_json(out_t / "tiny_008.prompts.json")
     assert [p["prompt"] for p in side["prompts"]] == ["lesion", "marker", "red spot"]
     assert [p["label_value"] for p in side["prompts"]] == [1, 2, 3]
@@ -87,7 +87,10 @@ def test_2d_train_resume_predict_and_predict_text(nnunet_env, tmp_path):
     label_map = np.asarray(Image.open(out_t / "tiny_008.png"))
     assert set(np.unique(label_map)) <= {0, 1, 2, 3}
     assert not list(out_t.glob("*.npz"))  # only kept with --save_probabilities
-    # prompt 1 reuses the trained query: its binary mask equals stock prediction's label 1
+    # the tiny model's presence head is untrained: its decision may go either way, but an absent one says why
+    assert all(p["present"] is True or p["presence_reason"] for p in side["prompts"])
+    # prompt 1 reuses the trained query: with masks kept whatever presence decides (--keep_absent_masks), its
+    # binary mask equals stock prediction's label 1
     lesion = np.asarray(Image.open(out_t / side["prompts"][0]["binary_mask"])) > 0
     stock_probs = np.load(out / "tiny_008.npz")["probabilities"]
     assert np.array_equal(lesion, (stock_probs[1] > stock_probs[0]).reshape(lesion.shape))
