@@ -15,7 +15,7 @@ sentence as a hard negative (``laterality_negatives``; :mod:`nnunet_causal.mgcl.
 mirror-image organs give the text encoder nothing to learn "left" from. A third, text-side term, on by
 default (``text_contrast_weight = 1``; :mod:`nnunet_causal.mgcl.caption_contrast`): supervised contrast among
 the step's caption embeddings -- one structure's captions (side included) together, other structures' and the
-mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. In three benchmark runs (sessions 7-8,
+mirrored captions apart -- so ``L = L_CLIP + L_MGCL + w L_text``. In three benchmark runs (
 ``benchmarks/RESULTS_mgcl.md``) only it puts cos("left kidney", "right kidney") below cos("left kidney",
 "kidney on the left side"), and with a stage-1 model that segments the organs it raised the open-vocabulary
 Dice of held-out synonyms (0.295 -> 0.380); image-side left/right retrieval with held-out side phrases was
