@@ -133,6 +133,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         if self.counterfactual_views:
             super().on_train_start()
         else:
+            self.settle_recipe()
             nnUNetTrainerText.on_train_start(self)
 
     def _described_parts(self, keys, known: Optional[List[List[str]]]) -> List[List[str]]:

@@ -33,6 +33,8 @@ from nnunet_causal.confounders.frames import IntensityFrame
 from nnunet_causal.confounders.recipe import CounterfactualRecipe
 from nnunet_causal.data.cross_modality import MODALITY_KIND, cross_modality_declared
 from nnunet_causal.errors import DatasetError
+from nnunet_causal.training.counterfactual.recipe_record import (RECIPE_RECORD, read_recipe_record,
+                                                                 write_recipe_record)
 
 #: recipe key -> the trainer attribute it sets (attributes a trainer lacks are not its knobs)
 RECIPE_ATTRIBUTES = {
@@ -127,8 +129,35 @@ class CounterfactualMixin:
         return sampler
 
     def on_train_start(self):
+        self.settle_recipe()
         super().on_train_start()
         self.counterfactual_sampler()  # dictionary / dimensionality errors before the first step
+
+    def recipe_knobs(self) -> Dict[str, object]:
+        """The recipe values this trainer uses (its attributes of :data:`RECIPE_ATTRIBUTES`)."""
+        return {key: getattr(self, attr) for key, attr in RECIPE_ATTRIBUTES.items() if hasattr(type(self), attr)}
+
+    def settle_recipe(self) -> None:
+        """A fresh training records its recipe in the fold folder; a continued one (``--c``) keeps the recorded
+        recipe and logs where the dictionary / dataset.json would now give other values
+        (:mod:`nnunet_causal.training.counterfactual.recipe_record`)."""
+        stored = read_recipe_record(self.output_folder) if self.current_epoch > 0 else None
+        now = self.recipe_knobs()
+        if stored is None:
+            if self.local_rank == 0:
+                set_by = {k: w for k, w in self.recipe.where.items() if k in now}
+                set_by.update({k: f"{type(self).__name__} (pinned)" for k in self.recipe_pins if k in now})
+                write_recipe_record(self.output_folder, type(self).__name__, now, set_by)
+            return
+        changed = {k: (stored[k], now.get(k)) for k in stored if k in now and stored[k] != now[k]}
+        for key, value in stored.items():
+            if key in now:
+                setattr(self, RECIPE_ATTRIBUTES[key], value)
+        if changed:
+            self.print_to_log_file(
+                f"continuing with the recipe this training started with ({self.output_folder}/{RECIPE_RECORD}); "
+                "the dictionary and dataset.json now give: "
+                + ", ".join(f"{k}={new} (kept {old})" for k, (old, new) in changed.items()))
 
     def counterfactual(self, batch: dict) -> dict:
         """The batch with its data replaced by counterfactual views (on the device)."""
