@@ -12,20 +12,20 @@ metal streaks, HU miscalibration held out).
 Per seed: generate, plan and preprocess (stock command), write plans ``nnUNetPlans_CPU16`` (nnU-Net's own
 2D plan with the widths halved to 16..256 so that a CPU run of 1000 steps fits the budget; everything else
 is the planned U-Net), a split that trains on the source sites and validates on the first held-out site
-(so nnU-Net's per-epoch pseudo Dice in the training log is a held-out learning curve), train every trainer
-with stock ``nnUNetv2_train`` (``*_CPU2000steps``: 80 x 25 = 2000 steps; ``*_CPULong`` = 1000, ``*_CPU4000steps``
-= 4000 and ``*_CPU5000steps`` = 5000 can be passed; the cue-breaking trainer was still learning shape at 2000
-and at 4000 and runs 5000 by default, with half of its samples factual and stock and text at the same 5000
-steps beside it, see ``RESULTS_cpu.md``), predict the held-out sites and the
-sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
+(so nnU-Net's per-epoch pseudo Dice in the training log is a held-out learning curve), train the default rows
+-- stock ``nnUNetTrainer``, ``nnUNetTrainerText``, ``nnUNetTrainerCausalText_GenericRecipe`` (the recipe the causal
+trainer had before its dictionary carried one) and ``nnUNetTrainerCausalText`` (the dictionary's recipe) -- at one
+schedule (``--schedule``, default ``CPU5000steps`` = 200 x 25 steps, where the recipe's held-out Dice is near its
+plateau, see ``RESULTS_cpu.md``; ``CPU1250steps`` is nnU-Net's 5 epochs) with stock ``nnUNetv2_train``, predict the
+held-out sites and the sources' test images with stock ``nnUNetv2_predict``, score Dice, and audit each model with
 ``nnunet_causal audit`` on the sources' test images (reference labels given). Finished steps are skipped,
 so an interrupted run continues where it stopped; ``results.json`` / ``results.md`` are rewritten after
 every model (partial results are usable). Measured on the 2-core CPU (``train_seconds`` in the results
 files): a 5000-step model trains in 14-19 minutes alone, a 2000-step one in 7-10, plus about 3 for prediction
-and audit each, so one seed of the default set takes about 2 hours (the six 2000-step trainers alone 60-80 minutes, near
-the issue's ~60; the cue-breaking trainer needs the longer schedule). ``--trainers`` runs a subset.
+and audit each. ``--trainers`` runs any other list of full trainer names (e.g. the one-change ablations).
 
-Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--trainers ...]
+Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--schedule CPU1250steps]
+       [--trainers ...]
 """
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-STEPS = "CPU2000steps"   # 80 x 25 steps; at 1000 (CPULong) the every-sample-counterfactual trainers had not converged
-TRAINERS = tuple(f"{t}_{STEPS}" for t in (
-    "nnUNetTrainer", "nnUNetTrainerGIN", "nnUNetTrainerText", "nnUNetTrainerCausalText_NoCounterfactual",
-    "nnUNetTrainerCounterfactual", "nnUNetTrainerCausalText")) + (
-    "nnUNetTrainerCausalText_CueBreakingFactual50_CPU5000steps", "nnUNetTrainer_CPU5000steps",
-    "nnUNetTrainerText_CPU5000steps")  # + stock and text at its budget
+STEPS = "CPU2000steps"   # the former default budget of the one-change rows (see RESULTS_cpu.md)
+#: the issue's table: stock / text / the causal trainer before (the generic recipe) and after (the dictionary's
+#: header) at one budget, ``--schedule`` (default: 5000 steps, where the recipe's held-out Dice is near its plateau)
+DEFAULT_ROWS = ("nnUNetTrainer", "nnUNetTrainerText", "nnUNetTrainerCausalText_GenericRecipe", "nnUNetTrainerCausalText")
+DEFAULT_SCHEDULE = "CPU5000steps"
+TRAINERS = tuple(f"{t}_{DEFAULT_SCHEDULE}" for t in DEFAULT_ROWS)
 _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerText": "text",
           "nnUNetTrainerCausalText_NoCounterfactual": "causal (no counterfactual)",
           "nnUNetTrainerCounterfactual": "counterfactual", "nnUNetTrainerCausalText": "causal + counterfactual (default)",
@@ -55,11 +55,14 @@ _NAMES = {"nnUNetTrainer": "stock", "nnUNetTrainerGIN": "GIN", "nnUNetTrainerTex
           "nnUNetTrainerCausalText_CueBreakingNoGIN": "causal, cue-breaking views, no GIN/IPA",
           "nnUNetTrainerCausalText_CueBreakingFactual": "causal, cue-breaking views, 20 % factual",
           "nnUNetTrainerCausalText_CueBreakingFactual40": "causal, cue-breaking views, 40 % factual",
-          "nnUNetTrainerCausalText_CueBreakingFactual50": "causal, cue-breaking views, 50 % factual"}
+          "nnUNetTrainerCausalText_CueBreakingFactual50": "causal, cue-breaking views, 50 % factual",
+          "nnUNetTrainerCausalText_GenericRecipe": "causal, generic recipe (the former default)"}
 SHORT = {f"{t}_{s}": n + ("" if s == STEPS else f" ({s})") for t, n in _NAMES.items()
-         for s in (STEPS, "CPULong", "CPU4000steps", "CPU5000steps")}
-STOCK = ("nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong", "nnUNetTrainer_CPU4000steps",
-         "nnUNetTrainer_CPU5000steps")
+         for s in (STEPS, "CPULong", "CPU1250steps", "CPU4000steps", "CPU5000steps")}
+SHORT["nnUNetTrainerCausalText_" + DEFAULT_SCHEDULE] = "causal, dictionary's recipe (default) (CPU5000steps)"
+SHORT["nnUNetTrainerCausalText_CPU1250steps"] = "causal, dictionary's recipe (default) (CPU1250steps)"
+STOCK = ("nnUNetTrainer_CPU5000steps", "nnUNetTrainer_CPU2000steps", "nnUNetTrainer_CPULong",
+         "nnUNetTrainer_CPU1250steps", "nnUNetTrainer_CPU4000steps")
 TASKS = {
     "endo": {"sources": ("siteA", "siteB", "siteC"), "heldout": ("siteD", "siteU"), "id": 970,
              "cue_entries": ("a frame where the lesion has the mucosa's colour and reflections fall anywhere",
@@ -286,8 +289,14 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/nnunet_causal_lodo")
     p.add_argument("--task", choices=sorted(TASKS), default="endo")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--trainers", nargs="+", default=list(TRAINERS))
+    p.add_argument("--trainers", nargs="+", default=None,
+                   help="full trainer names (default: stock, text, the generic recipe and the default causal trainer "
+                        "at --schedule)")
+    p.add_argument("--schedule", default=DEFAULT_SCHEDULE,
+                   help="schedule suffix of the default rows (e.g. CPU1250steps: nnU-Net's 5 epochs)")
     a = p.parse_args(argv)
+    if a.trainers is None:
+        a.trainers = [f"{t}_{a.schedule}" for t in DEFAULT_ROWS]
     from nnunet_causal.env_cli import ext_trainer_folder
 
     work = Path(a.work) / a.task
