@@ -45,18 +45,20 @@ def declare_cross_modality(dataset_json: Mapping) -> dict:
     ``CTNormalization`` are renamed ``"zscore"``, ``imaging_family`` is set to ``"ct"`` when one was renamed
     and it is absent (other names, e.g. ``"T1"``, still name their family and are z-scored already),
     the cross-modality recipe is added under ``"counterfactual_recipe"`` (keys already there win), and
-    ``"cross_modality"`` records the original channel names. Declaring twice changes nothing."""
+    ``"cross_modality"`` records the original channel names (a record already there is kept). Declaring twice
+    changes nothing; a declaration written by hand that left a ``"CT"`` channel gets that channel renamed."""
     dj = copy.deepcopy(dict(dataset_json))
-    if cross_modality_declared(dj):
-        return dj
     names = {str(k): str(v) for k, v in (dj.get("channel_names") or {}).items()}
+    renamed = {k: (ZSCORE if v.strip().casefold() == "ct" else v) for k, v in names.items()}
+    if cross_modality_declared(dj) and renamed == names:
+        return dj
     if not names:
         raise DatasetError("dataset.json has no channel_names to declare for cross-modality training")
-    renamed = {k: (ZSCORE if v.strip().casefold() == "ct" else v) for k, v in names.items()}
     if renamed != names:          # a "zscore" channel names no family: keep the one "CT" gave
         dj.setdefault("imaging_family", "ct")
     dj["channel_names"] = renamed
-    dj[KEY] = {"source_channel_names": names}
+    if not isinstance(dj.get(KEY), Mapping):
+        dj[KEY] = {"source_channel_names": names}
     dj[RECIPE_KEY] = {**CROSS_MODALITY_RECIPE, **(dj.get(RECIPE_KEY) or {})}
     return dj
 
@@ -75,13 +77,15 @@ def ct_normalised_channels(normalization_schemes: Sequence[str]) -> list:
 def check_cross_modality_plans(normalization_schemes: Sequence[str], dataset_json: Mapping,
                                source: Optional[str] = None) -> None:
     """Raise :class:`DatasetError` when a dataset declared for cross-modality training was planned with
-    ``CTNormalization`` on some channel (it was preprocessed before the declaration, or the declaration was
-    written by hand with a ``"CT"`` channel); the message says what to run."""
+    ``CTNormalization`` on some channel (it was planned before the declaration, or the declaration was
+    written by hand with a ``"CT"`` channel); the message says what to run. ``source`` names the plans file
+    (and dataset.json) in the message. The text trainers (the causal ones included) call it when training starts
+    (:mod:`nnunet_causal.training.cross_modality_check`)."""
     bad = ct_normalised_channels(normalization_schemes)
     if cross_modality_declared(dataset_json) and bad:
         where = f"{source}: " if source else ""
         raise DatasetError(f"{where}dataset.json declares cross-modality training, but the plans normalise "
                            f"channel(s) {bad} with CTNormalization (a fixed HU window that clips the other "
-                           f"modality); rename those channels \"zscore\" in dataset.json (nnunet_causal.data."
-                           f"cross_modality.declare_cross_modality does it) and run nnUNetv2_plan_and_preprocess "
+                           f"modality); run `nnunet_causal cross-modality $nnUNet_raw/DatasetXXX_Name` (renames "
+                           f"those channels \"zscore\" in the raw dataset.json) and nnUNetv2_plan_and_preprocess "
                            f"again")

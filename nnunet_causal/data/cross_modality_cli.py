@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from nnunet_causal.data.cross_modality import cross_modality_declared, declare_cross_modality
+from nnunet_causal.data.cross_modality import declare_cross_modality
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.files import write_json_atomic
 
@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 def declare_dataset_folder(folder) -> dict:
     """Rewrite ``folder/dataset.json`` with the cross-modality declaration (temp file + rename); returns it.
-    A dataset already declared is left as it is."""
+    A dataset already declared is left as it is (a hand-written declaration with a ``"CT"`` channel gets it
+    renamed)."""
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         raise DatasetError(f"{path} does not exist (give the raw dataset folder, $nnUNet_raw/DatasetXXX_Name)")
@@ -25,10 +26,10 @@ def declare_dataset_folder(folder) -> dict:
         raise DatasetError(f"cannot read {path}: {e}") from None
     if not isinstance(dj, dict):
         raise DatasetError(f"{path}: expected a JSON object")
-    if cross_modality_declared(dj):
+    declared = declare_cross_modality(dj)
+    if declared == dj:
         logger.info("%s already declares cross-modality training; unchanged", path)
         return dj
-    declared = declare_cross_modality(dj)
     write_json_atomic(path, declared)
     logger.info("%s: channel names %s -> %s, imaging family %s, counterfactual recipe %s; now run "
                 "nnUNetv2_plan_and_preprocess", path, dj.get("channel_names"), declared["channel_names"],

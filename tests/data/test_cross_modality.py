@@ -1,4 +1,6 @@
 """The dataset.json declaration for cross-modality training (per-image z-score instead of the CT window)."""
+import json
+
 import pytest
 
 from nnunet_causal.data.cross_modality import (CROSS_MODALITY_RECIPE, check_cross_modality_plans,
@@ -38,6 +40,21 @@ def test_plans_with_the_ct_window_are_refused_for_a_declared_dataset():
     check_cross_modality_plans(["ZScoreNormalization"], declared)
     check_cross_modality_plans(["CTNormalization"], {"channel_names": {"0": "CT"}})   # in-modality: stock
 
+
+
+def test_a_hand_written_declaration_with_a_ct_channel_gets_it_renamed(tmp_path):
+    from nnunet_causal.data.cross_modality_cli import declare_dataset_folder
+
+    hand = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "cross_modality": True}
+    fixed = declare_cross_modality(hand)
+    assert fixed["channel_names"] == {"0": "zscore"} and fixed["imaging_family"] == "ct"
+    assert fixed["cross_modality"] == {"source_channel_names": {"0": "CT"}}
+    assert fixed["counterfactual_recipe"] == CROSS_MODALITY_RECIPE and declare_cross_modality(fixed) == fixed
+    kept = {**hand, "cross_modality": {"source_channel_names": {"0": "CT"}, "note": "by hand"}}
+    assert declare_cross_modality(kept)["cross_modality"] == kept["cross_modality"]   # a record there is kept
+    (tmp_path / "dataset.json").write_text(json.dumps(hand))
+    assert declare_dataset_folder(tmp_path) == fixed                                   # the command fixes it
+    assert json.loads((tmp_path / "dataset.json").read_text()) == fixed
 
 def test_recipe_is_one_the_dictionary_accepts():
     from nnunet_causal.confounders.dictionary import recipe_for_dataset

@@ -78,3 +78,43 @@ def test_bad_arguments(tmp_path):
         make_ct_mr_dataset(tmp_path / "x", source="PET")
     with pytest.raises(DatasetError, match="leave no training phantom"):
         make_ct_mr_dataset(tmp_path / "x", n_cases=1, test_fraction=0.6)
+
+
+def test_cli_writes_a_declared_pair_dataset(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from nnunet_causal.synthetic import synth_cli
+
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    parser = argparse.ArgumentParser()
+    synth_cli.add_parser(parser.add_subparsers())
+    argv = ["synth", "ct-mr-pairs", "-d", "12", "--cases", "4", "--shape", "12", "24", "24", "--seed", "3",
+            "--test-fraction", "0.25", "--source", "MR", "--dataset-name", "PairsT1"]
+    assert synth_cli.run_synth(parser.parse_args(argv)) == 0
+    out = tmp_path / "raw" / "Dataset012_SynthCTMR"
+    assert "declared cross-modality" in capsys.readouterr().out
+    dj = json.loads((out / "dataset.json").read_text())
+    assert dj["name"] == "PairsT1" and dj["cross_modality"] == {"source_channel_names": {"0": "T1"}}
+    assert dj["channel_names"] == {"0": "T1"} and dj["imaging_family"] == "mri" and dj["counterfactual_recipe"]
+    assert dj["numTraining"] == 6 and dj["synthetic"]["seed"] == 3 and dj["synthetic"]["shape_zyx"] == [12, 24, 24]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == ["ct_0003_0000.nii.gz", "mr_0003_0000.nii.gz"]
+    assert sorted(p.name for p in (out / "labelsTs").iterdir()) == ["ct_0003.nii.gz", "mr_0003.nii.gz"]
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "imagesTs" / "ct_0003_0000.nii.gz")))
+    mr = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "imagesTs" / "mr_0003_0000.nii.gz")))
+    assert ct.shape == mr.shape == (12, 24, 24) and ct.min() < -900 and mr.min() >= 0
+    # the same images as the library call with the same seed
+    direct = make_ct_mr_dataset(tmp_path / "direct", n_cases=4, shape=(12, 24, 24), seed=3, test_fraction=0.25,
+                                source="MR")
+    np.testing.assert_array_equal(
+        mr, sitk.GetArrayFromImage(sitk.ReadImage(str(direct / "imagesTs" / "mr_0003_0000.nii.gz"))))
+    with pytest.raises(DatasetError, match="--overwrite"):
+        synth_cli.run_synth(parser.parse_args(argv))
+    assert synth_cli.run_synth(parser.parse_args(argv[:5] + ["2", "--size", "12", "24", "24", "--overwrite"])) == 0
+    dj = json.loads((out / "dataset.json").read_text())
+    assert dj["channel_names"] == {"0": "zscore"} and dj["imaging_family"] == "ct" and dj["name"] == out.name
+    for bad, message in ((["--domains", "a", "b"], "do not apply to ct-mr-pairs"), (["--size", "8", "8"], "Z Y X"),
+                         (["--heldout", "MR"], "endoscopy2d only")):
+        with pytest.raises(DatasetError, match=message):
+            synth_cli.run_synth(parser.parse_args(argv[:5] + ["2", "--overwrite"] + bad))
+    with pytest.raises(DatasetError, match="--source applies to ct-mr-pairs only"):
+        synth_cli.run_synth(parser.parse_args(["synth", "ct3d", "-d", "13", "--source", "MR"]))

@@ -30,6 +30,7 @@ from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_sets_prompts
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.text_plans import PLANS_KEY, foreground_label_names, get_text_settings
+from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
 from nnunet_causal.training.text.plan_settings import add_text_settings
 from nnunet_causal.training.text.presence import (PresenceLoss, calibrate_presence, embed_presence_negatives,
                                                   presence_settings, write_calibration)
@@ -97,6 +98,7 @@ class nnUNetTrainerText(nnUNetTrainer):
                                   enable_deep_supervision)
 
     def initialize(self):
+        check_plans_at_training_start(self)  # a cross-modality dataset must not be planned with the CT window
         with caller_sets_prompts():  # training: the prompts are this trainer's, whatever the environment
             super().initialize()
         self._embed_prompts()
