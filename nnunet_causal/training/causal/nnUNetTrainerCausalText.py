@@ -133,8 +133,8 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         if self.counterfactual_views:
             super().on_train_start()
         else:
-            self.settle_recipe()
             nnUNetTrainerText.on_train_start(self)
+            self.settle_recipe()
 
     def _described_parts(self, keys, known: Optional[List[List[str]]]) -> List[List[str]]:
         """The host-side parts of each description: the domain record (or "an image") and the known z."""

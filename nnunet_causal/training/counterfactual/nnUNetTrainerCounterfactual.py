@@ -129,8 +129,8 @@ class CounterfactualMixin:
         return sampler
 
     def on_train_start(self):
+        super().on_train_start()   # initialises (and may refuse the plans) before the recipe is recorded
         self.settle_recipe()
-        super().on_train_start()
         self.counterfactual_sampler()  # dictionary / dimensionality errors before the first step
 
     def recipe_knobs(self) -> Dict[str, object]:
