@@ -67,35 +67,64 @@ def _coin(prob: torch.Tensor, generator=None) -> torch.Tensor:
 class StructureIntensity(Simulator):
     """Label-aware modality change: every labelled structure, and the unlabelled background, gets its own
     location-scale transform in unit space, ``u' = m_v + s_v (u - mean_v(u))``, blended through soft masks.
-    The new level is ``m_v = (1 - level) mean_v + level U(0, 1)`` (level 1: the structure's CT contrast to its
-    surroundings is gone; its new level may lie above or below its neighbours', i.e. inverted), the texture
-    scale ``s_v ~ U(texture)``, its sign flipped with probability 1/2. Shape and position stay."""
+    The background's new level is drawn in [0, 1]; a structure's is ``m_v = (1 - level) mean_v + level t_v``
+    with ``t_v`` at least ``separation`` above or below (sign drawn, reflected into [0, 1]) the mean of its
+    transformed surroundings (the background within two voxels of it): the structure's CT contrast to its
+    surroundings is gone at level 1, its new contrast may be inverted, and it stays visible. Without the
+    margin a quarter to two fifths of the structures of a view were at their surroundings' level (Fisher
+    contrast < 1, against 2-10 on the rendered MR of the same phantoms): views that cannot be segmented. The
+    texture scale ``s_v ~ U(texture)``, its sign flipped with probability 1/2. Shape and position stay."""
     name, dims, channels, stage, label_aware = "structure_intensity", (2, 3), None, SCENE, True
     params = {"level": Param((0.0, 1.0), (0.7, 1.0), doc="share of each structure's level drawn anew"),
-              "texture": Param((0.0, 3.0), (0.5, 1.5), doc="gain of the texture within a structure")}
+              "texture": Param((0.0, 3.0), (0.5, 1.5), doc="gain of the texture within a structure"),
+              "separation": Param((0.0, 1.0), (0.15, 0.4),
+                                  doc="least distance (unit space) of a new level from its surroundings'")}
 
     def apply(self, x, seg, theta: Theta, generator=None):
         if seg is None:
             return x
         u, lo, hi = to_unit(x)
         b, c = x.shape[:2]
+        shape = (b, c, *([1] * (x.ndim - 2)))
         values = [int(v) for v in torch.unique(seg).tolist() if v > 0]
         masks = [soft_mask(seg, v) for v in values]
         organs = torch.stack(masks).sum(0).clamp(max=1.0) if masks else torch.zeros_like(seg, dtype=x.dtype)
-        masks.append((1.0 - organs).to(x.dtype))                         # the unlabelled background
-        total = torch.stack(masks).sum(0).clamp_min(1e-6)
+        background = (1.0 - organs).to(x.dtype)
+        total = (torch.stack(masks).sum(0) + background).clamp_min(1e-6) if masks else background.clamp_min(1e-6)
         level = expand(theta["level"], x.ndim)
-        out = torch.zeros_like(u)
-        for m in masks:
-            w = m / total                                               # partition of unity at the edges
+        separation = theta["separation"].to(x.device, x.dtype).view(b, 1, *([1] * (x.ndim - 2)))
+
+        def texture(m):
             hard = (m > 0.5).to(x.dtype)
             n = hard.flatten(1).sum(1).view(b, 1, *([1] * (x.ndim - 2))).clamp_min(1.0)
-            mean = (u * hard).flatten(2).sum(2).view(b, c, *([1] * (x.ndim - 2))) / n
-            target = torch.rand((b, c), generator=generator).to(x.device, x.dtype).view_as(mean)
-            gain = self.uniform("texture", (b, c), x, generator).view_as(mean)
+            mean = (u * hard).flatten(2).sum(2).view(shape) / n
+            gain = self.uniform("texture", (b, c), x, generator).view(shape)
             sign = torch.where(torch.rand((b, c), generator=generator) < 0.5, -1.0, 1.0).to(x.device, x.dtype)
+            return mean, sign.view(shape) * gain * (u - mean)
+
+        bg_mean, bg_texture = texture(background)
+        bg_target = torch.rand((b, c), generator=generator).to(x.device, x.dtype).view(shape)
+        bg_out = (1 - level) * bg_mean + level * bg_target + bg_texture
+        out = background / total * bg_out
+        pool = torch.nn.functional.max_pool2d if x.ndim == 4 else torch.nn.functional.max_pool3d
+        bg_hard = (background > 0.5).to(x.dtype)
+        for m in masks:
+            mean, tex = texture(m)
+            hard = (m > 0.5).to(x.dtype)
+            ring = (pool(hard, 5, 1, 2) * bg_hard).expand_as(u)
+            n_ring = ring.flatten(2).sum(2).view(shape)
+            around = torch.where(n_ring > 0, (bg_out * ring).flatten(2).sum(2).view(shape) / n_ring.clamp_min(1.0),
+                                 bg_out.mean(dim=tuple(range(2, x.ndim)), keepdim=True))
+            around = around.clamp(0, 1)
+            d = separation + torch.rand((b, c), generator=generator).to(x.device, x.dtype).view(shape) * (1 - separation)
+            up = torch.rand((b, c), generator=generator).to(x.device, x.dtype).view(shape) < 0.5
+            # the drawn side if the level fits there, else the other side, else the far end of [0, 1]
+            fits_up, fits_down = around + d <= 1, around - d >= 0
+            go_up = torch.where(up, fits_up | ~fits_down, ~(fits_down | ~fits_up))
+            go_up = torch.where(~fits_up & ~fits_down, around < 0.5, go_up)
+            target = torch.where(go_up, (around + d).clamp(max=1.0), (around - d).clamp(min=0.0))
             new_level = (1 - level) * mean + level * target
-            out = out + w * (new_level + sign.view_as(mean) * gain * (u - mean))
+            out = out + m / total * (new_level + tex)
         return from_unit(out, lo, hi)
 
 

@@ -57,7 +57,8 @@ def test_same_result_in_either_working_space(cls, ndim):
 def test_structure_intensity_breaks_and_inverts_contrast_keeps_shape():
     x, seg = ct_like(batch=200)
     out = StructureIntensity(level=(1.0, 1.0), texture=(1.0, 1.0)).apply(
-        x, seg, {"level": torch.ones(200), "texture": torch.ones(200)}, torch.Generator().manual_seed(0))
+        x, seg, {"level": torch.ones(200), "texture": torch.ones(200), "separation": torch.full((200,), 0.2)},
+        torch.Generator().manual_seed(0))
     organ = out[seg == 1].view(200, -1).mean(1)
     fat = out[(seg == 0) & (x == -100)].view(200, -1).mean(1)
     brighter = (organ > fat).float().mean().item()
@@ -67,6 +68,25 @@ def test_structure_intensity_breaks_and_inverts_contrast_keeps_shape():
     assert (inner.max(1).values - inner.min(1).values).abs().max() < 1.0   # HU, of a 1150 HU range
     # the label is read, never changed; without a label the image is returned as is
     assert StructureIntensity().apply(x, None, StructureIntensity().draw(200, x)) is x
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_structure_intensity_keeps_every_structure_visible_against_its_surroundings(ndim):
+    """At level 1 with flat texture, each structure's new level lies at least ``separation`` of the range away
+    from its surroundings (the background next to it), above or below."""
+    size = 32 if ndim == 2 else 28
+    x, seg = ct_like(batch=100, size=size, ndim=ndim)
+    n = x.shape[0]
+    out = StructureIntensity().apply(
+        x, seg, {"level": torch.ones(n), "texture": torch.zeros(n), "separation": torch.full((n,), 0.3)},
+        torch.Generator().manual_seed(0))
+    unit = (out - out.flatten(1).amin(1).view(-1, *[1] * (ndim + 1))) / 1150.0   # the input's range
+    inner = (slice(None), 0) + (slice(10, 14),) * ndim           # organ 1, away from its blurred edge
+    beside = (slice(None), 0) + (slice(5, 7),) + (slice(10, 14),) * (ndim - 1)   # fat just outside it
+    organ, fat = unit[inner].flatten(1).mean(1), unit[beside].flatten(1).mean(1)
+    gap = (organ - fat).abs()
+    assert gap.min() > 0.3 - 0.02                                   # blending at the edge costs a little
+    assert 0.2 < (organ > fat).float().mean() < 0.8                 # brighter or darker than its surroundings
 
 
 def test_intensity_curve_identity_and_inversion():
