@@ -214,6 +214,13 @@ def predict_text(args) -> int:
     return 0
 
 
+def quiet_unclosable_files() -> None:
+    """After a write failed and was reported (one line), a file object the failed write left half-closed may
+    fail to close again when it is collected: that repeat of the same error is not printed."""
+    report = sys.unraisablehook
+    sys.unraisablehook = lambda u: None if isinstance(u.exc_value, OSError) else report(u)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
@@ -226,6 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         where = e.filename or args.o
         print(f"nnUNetv2_predict_text: error: cannot write {where}: {e.strerror or e} (cases written before "
               f"this one are complete; rerun with --continue_prediction)", file=sys.stderr)
+        quiet_unclosable_files()  # before the error (and the file objects its frames hold) is released
         return 2
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -267,7 +268,9 @@ class nnUNetTextPredictor(nnUNetPredictor):
         from nnunetv2.utilities.helpers import empty_cache
 
         self.check_input_channels(inputs)
+        running_before = set(multiprocessing.active_children())
         iterator = self._internal_get_data_iterator_from_lists_of_filenames(inputs, previous, outputs, num_processes)
+        finished = False
         try:
             for item in iterator:
                 data = item["data"]
@@ -275,7 +278,14 @@ class nnUNetTextPredictor(nnUNetPredictor):
                     path, data = data, torch.from_numpy(np.load(data))
                     os.remove(path)
                 yield {**item, "data": data}
+            finished = True
         finally:
+            if not finished:  # stopped early: end nnU-Net's workers before their queues go (else: tracebacks)
+                workers = [p for p in multiprocessing.active_children() if p.daemon and p not in running_before]
+                for p in workers:
+                    p.terminate()
+                for p in workers:
+                    p.join(timeout=30)
             compute_gaussian.cache_clear()
             empty_cache(self.device)
 
