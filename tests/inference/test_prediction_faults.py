@@ -94,6 +94,8 @@ def test_prompt_file_does_not_reword_a_training_without_deep_supervision(index, 
     trainer = object.__new__(no_ds)
     trainer.plans_manager, trainer.configuration_manager = managers()
     trainer.enable_deep_supervision = False
+    # what nnUNetTrainer.__init__ sets and the training-start plans check reads
+    trainer.dataset_json, trainer.configuration_name, trainer.preprocessed_dataset_folder_base = {}, "2d", None
 
     def stock_initialize(self):  # what nnUNetTrainer.initialize does with the network
         self.network = self.build_network_architecture(self.plans_manager, self.configuration_manager, 3, 3,
