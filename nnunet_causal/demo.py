@@ -68,6 +68,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if denom == 0 else float(2 * np.logical_and(a, b).sum() / denom)
 
 
+def ext_trainer_path(current: Optional[str]) -> str:
+    """``nnUNet_extTrainer`` for the demo's commands: the folders already named there (nnU-Net searches each
+    folder of the ``os.pathsep``-separated list in turn), then this package's trainer folder."""
+    from nnunet_causal.env_cli import ext_trainer_folder
+
+    folders = [f for f in (current or "").split(os.pathsep) if f.strip()]
+    ours = str(ext_trainer_folder())
+    return os.pathsep.join(folders + ([ours] if ours not in folders else []))
+
+
 def _bin_dir(python: str, name: str) -> str:
     candidate = Path(python).parent / name
     return str(candidate) if candidate.exists() else name
@@ -84,8 +94,7 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
     env.update(nnUNet_raw=str(output / "nnUNet_raw"), nnUNet_preprocessed=str(output / "nnUNet_preprocessed"),
                nnUNet_results=str(output / "nnUNet_results"), HF_HUB_OFFLINE="1", nnUNet_compile="false",
                nnUNet_def_n_proc="2")
-    from nnunet_causal.env_cli import ext_trainer_folder
-    env["nnUNet_extTrainer"] = str(ext_trainer_folder())
+    env["nnUNet_extTrainer"] = ext_trainer_path(env.get("nnUNet_extTrainer"))
     py = sys.executable
     raw = output / "nnUNet_raw" / DATASET_NAME
 

@@ -77,6 +77,11 @@ def run_study(config: StudyConfig, dry_run: bool = False) -> StudyResult:
     todo, actions = pending_runs(ctx, paths, runs, state, log)
     try:
         done, failed = execute_all(make_jobs(ctx, paths, todo, backend), backend, state, log)
+    except KeyboardInterrupt:
+        for rid, entry in state.data["runs"].items():
+            if entry.get("status") == "interrupted":
+                log.info("%s: interrupted (Ctrl-C); the same command continues it", rid)
+        raise
     finally:
         backend.close()
     actions.update(done)

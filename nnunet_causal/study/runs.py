@@ -92,9 +92,21 @@ def _die_with_worker() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
+def stop_command(proc: subprocess.Popen, grace_seconds: float = 30.0) -> None:
+    """Stop a stock command and reap it: SIGINT (Ctrl-C in a terminal reaches it anyway, ``kill -INT`` of the
+    study does not), so that its Python code unwinds as after Ctrl-C; SIGKILL after ``grace_seconds``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
     """Run a stock command, appending its output to ``log_path``; progress lines go to the logger. The command
-    dies with this process (Linux).
+    dies with this process (Linux) and is stopped and reaped when this process is interrupted (Ctrl-C).
 
     Raises:
         CommandError: non-zero exit, with the log path and the last output lines.
@@ -107,12 +119,17 @@ def run_command(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> N
         proc = subprocess.Popen(list(cmd), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1,
                                 preexec_fn=_die_with_worker if sys.platform.startswith("linux") else None)
-        for line in proc.stdout:
-            f.write(line)
-            tail.append(line.rstrip())
-            if any(m in line for m in _ECHO_MARKERS):
-                logger.info("    %s", line.strip())
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                f.write(line)
+                tail.append(line.rstrip())
+                if any(m in line for m in _ECHO_MARKERS):
+                    logger.info("    %s", line.strip())
+            code = proc.wait()
+        except BaseException:  # Ctrl-C or the worker being stopped: the command stops with it
+            stop_command(proc)
+            f.write(f"[{Path(cmd[0]).name} stopped: the study was interrupted]\n")
+            raise
     if code:
         last = [t for t in tail if t.strip()]
         raise CommandError(f"{Path(cmd[0]).name} exited with code {code}: {last[-1] if last else 'no output'} "

@@ -2,16 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from nnunet_causal.study.config import BACKEND_KEYS, load_study
+from nnunet_causal.study.config import BACKEND_KEYS, STATE_FILE, load_study
 from nnunet_causal.study.runner import run_study
 
 
+#: exit status after Ctrl-C (128 + SIGINT, as a shell reports a command stopped by it)
+INTERRUPTED_EXIT = 130
+
+
 def run_study_command(args) -> int:
-    """Validate the study file, run (or, with --dry-run, plan) the study and print where the results are."""
+    """Validate the study file, run (or, with --dry-run, plan) the study and print where the results are.
+    Ctrl-C ends it with one line on stderr and :data:`INTERRUPTED_EXIT`."""
     config = load_study(args.study, output=args.output, backend=args.backend)
-    result = run_study(config, dry_run=args.dry_run)
+    try:
+        result = run_study(config, dry_run=args.dry_run)
+    except KeyboardInterrupt:
+        print(f"nnunet_causal study: interrupted; run the same command again to continue (the runs in progress "
+              f"are marked 'interrupted' in {config.output / STATE_FILE})", file=sys.stderr)
+        return INTERRUPTED_EXIT
     if args.dry_run:
         print(f"{args.study}: valid; see the planned runs above (nothing was run)")
         return 0
@@ -39,7 +50,10 @@ def add_parser(subparsers) -> None:
                "      --heldout siteD --spurious-cue specular --size 64 64\n"
                "  nnUNetv2_plan_and_preprocess -d 990 -c 2d\n"
                "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml\n"
-               "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml --backend slurm --dry-run",
+               "  nnunet_causal study examples/studies/synthetic_endoscopy.yaml --backend slurm --dry-run\n"
+               "\n"
+               "Exit status: 0 done, 2 bad input or failed runs, 130 interrupted (Ctrl-C; the same command\n"
+               "continues the study).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", type=Path, help="study file (YAML)")
     p.add_argument("-o", "--output", default=None, help="output folder (overrides the study file's 'output')")
