@@ -30,6 +30,9 @@ _ARTICLES = {"the", "a", "an", "this", "that", "its", "their", "my", "our", "you
 _PROX = re.compile(rf"(?:^| )(?:{L.PROXIMITY})(?: the| a| an| its| their)?$")
 _NEGATORS = {"not", "never", "no", "without", "stop"}
 
+#: location words that name a part of a structure ("pole", "tip", "head", "tail"): kept even inside its span
+PART_LOCATIONS = frozenset({"pole", "tip", "head", "tail"})
+
 
 @dataclass
 class Cue:
@@ -270,7 +273,13 @@ def analyse_clause(text: str, vocabulary: Vocabulary, knowledge: CausalKnowledge
         if s.unused_side:
             clause.locations.append(s.unused_side)
     for i, w in enumerate(clause.tokens):
-        if i in in_structure or claimed[i]:
+        if i in in_structure:
+            # "the lower pole of the right kidney": the grounding reads the part into the structure's span; the
+            # part word is still where the edit happens
+            if L.LOCATION_WORDS.get(w) in PART_LOCATIONS and clause.tokens[i + 1:i + 2] == ["of"]:
+                clause.locations.append(L.LOCATION_WORDS[w])
+            continue
+        if claimed[i]:
             continue
         if w in L.LOCATION_WORDS and not (w == "right" and clause.tokens[i + 1:i + 2] == ["now"]):
             clause.locations.append(L.LOCATION_WORDS[w])
