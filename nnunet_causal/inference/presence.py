@@ -20,7 +20,7 @@ A prompt is decided for one case in this order (the first rule that applies give
 Domain distance: per patch ``d = sqrt(mean_j ((p_j - mu_j) / sigma_j)^2)`` (diagonal z-score of the pooled
 vector ``p`` against the validation patches' mean ``mu`` and spread ``sigma``); per case the median over its
 patches; the case is out of domain when ``d > margin * (largest validation case's d)``, ``margin`` =
-:data:`DOMAIN_MARGIN`. Written by hand: a diagonal-Gaussian novelty score on 2E numbers needs no library.
+:data:`DOMAIN_MARGIN` (no rule with fewer than :data:`MIN_DOMAIN_PATCHES` validation patches). Written by hand: a diagonal-Gaussian novelty score on 2E numbers needs no library.
 
 ``fold_X/presence_calibration.json`` is written after nnU-Net's validation by
 :mod:`nnunet_causal.training.text.presence`: ``threshold``, the rates it gives, ``domain`` (``mean``,
@@ -48,6 +48,8 @@ CALIBRATION_FILE = "presence_calibration.json"
 DEFAULT_THRESHOLD = 0.5
 #: a case is out of domain when its distance exceeds this multiple of the largest validation case's
 DOMAIN_MARGIN = 2.0
+#: fewer validation patches than this give no domain spread: the domain rule is off for the model
+MIN_DOMAIN_PATCHES = 4
 #: the knowledge base's region of structures found anywhere (polyp, skin, lymph node): never a verdict
 WHOLE_BODY = "whole_body"
 NO_HEAD_NOTE = "unknown: this model has no presence head (trained without one); masks are not filtered"
@@ -179,15 +181,21 @@ def _patch_distances(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
 
 def domain_statistics(cases: Sequence[torch.Tensor], margin: float = DOMAIN_MARGIN) -> dict:
     """Domain statistics of the validation cases (each ``(patches, 2E)`` pooled embeddings): mean and spread
-    per dimension, each case's median patch distance, and the out-of-domain threshold."""
+    per dimension, each case's median patch distance, and the out-of-domain threshold. With fewer than
+    :data:`MIN_DOMAIN_PATCHES` validation patches no spread can be estimated (one patch is at distance 0 from
+    itself, so any rounding would put the training image itself out of domain): the threshold is None and the
+    domain rule is off for the model."""
     allp = torch.cat([c.float() for c in cases], 0)
     mean = allp.mean(0)
     std = allp.std(0, unbiased=False).clamp_min(1e-3 * float(allp.std()) + 1e-6)
     dist = [float(_patch_distances(c, mean, std).median()) for c in cases]
+    enough = allp.shape[0] >= MIN_DOMAIN_PATCHES
     return {"mean": [round(float(x), 6) for x in mean], "std": [round(float(x), 6) for x in std],
             "case_distances": [round(d, 4) for d in dist], "margin": margin,
-            "threshold": round(margin * max(dist), 4),
-            "rule": "out of domain when the median patch distance exceeds margin x the largest validation case's"}
+            "threshold": round(margin * max(dist), 4) if enough else None,
+            "rule": ("out of domain when the median patch distance exceeds margin x the largest validation case's"
+                     if enough else f"off: {allp.shape[0]} validation patch(es), fewer than {MIN_DOMAIN_PATCHES} "
+                                    f"needed to estimate the training domain's spread")}
 
 
 def domain_ratio(pooled: Sequence[torch.Tensor], calibrations: Sequence[Optional[dict]]) -> Optional[float]:
@@ -195,7 +203,7 @@ def domain_ratio(pooled: Sequence[torch.Tensor], calibrations: Sequence[Optional
     ``pooled``: what :func:`recording_pooled_features` recorded for the case (all folds, in fold order, the
     same number of patches each). None when a fold has no domain statistics."""
     stats = [(c or {}).get("domain") for c in calibrations]
-    if not pooled or not stats or any(s is None for s in stats):
+    if not pooled or not stats or any(s is None or s.get("threshold") is None for s in stats):
         return None
     allp = torch.cat(list(pooled), 0)
     per_fold = allp.view(len(stats), -1, allp.shape[-1]) if allp.shape[0] % len(stats) == 0 else None

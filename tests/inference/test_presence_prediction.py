@@ -181,6 +181,19 @@ def test_images_unlike_the_training_images_are_decided_absent():
     assert presence.domain_ratio([torch.zeros(20, 16)], [{"threshold": 0.3}]) is None  # old calibration: no check
 
 
+def test_one_validation_patch_gives_no_domain_rule_instead_of_a_zero_limit():
+    """One validation patch is at distance 0 from itself: a zero limit would put the training image itself out of
+    domain. Below MIN_DOMAIN_PATCHES the rule is off (threshold None, no ratio), and the score decides."""
+    patch = torch.randn(1, 16, generator=torch.Generator().manual_seed(1))
+    stats = domain_statistics([patch])
+    assert stats["threshold"] is None and stats["rule"].startswith("off: 1 validation patch")
+    cal = [{"threshold": 0.3, "domain": stats}]
+    assert presence.domain_ratio([patch + 1e-4], cal) is None
+    assert [x.present for x in decide(torch.tensor([[0.9, 0.1]]), cal, None)] == [True, False]
+    enough = domain_statistics([torch.randn(presence.MIN_DOMAIN_PATCHES, 16)])
+    assert enough["threshold"] is not None
+
+
 def test_pooled_features_are_recorded_only_inside_the_block(monkeypatch):
     from nnunet_causal.inference.stock_prompts import caller_sets_prompts
     from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
