@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from nnunet_causal.confounders.base import Simulator
-from nnunet_causal.confounders.recipe import (CounterfactualRecipe, build_recipe, parse_header_line,
+from nnunet_causal.confounders.recipe import (CounterfactualRecipe, kind_names, build_recipe, parse_header_line,
                                               with_overrides)
 from nnunet_causal.confounders.registry import get_simulator
 from nnunet_causal.errors import DatasetError
@@ -166,6 +166,12 @@ def check_recipe(recipe: CounterfactualRecipe, entries: List[ConfounderEntry]) -
         raise DatasetError(f"{recipe.where['probability']}: probability = {recipe.probability} asks for "
                            f"counterfactual views, but {entries[0].source} has no entry with a simulator; add one "
                            f"('description :: simulator') or set it to 0")
+    known = list(dict.fromkeys(e.group for e in entries))
+    unknown = [k for k in (kind_names(recipe.kinds) or ()) if k not in known]
+    if unknown:
+        raise DatasetError(f"{recipe.where.get('kinds', 'recipe')}: kinds = {recipe.kinds} names "
+                           f"{', '.join(repr(k) for k in unknown)}, not a kind of {entries[0].source} "
+                           f"(its kinds: {', '.join(known)})")
 
 
 def _read(family_or_path: str) -> Tuple[List[ConfounderEntry], CounterfactualRecipe]:

@@ -22,6 +22,9 @@ key                         range (default)              what it sets
 ``intervention_probability`` 0..1 (0.5)                  share of samples given a GIN/IPA view (causal trainer)
 ``consistency_weight``      >= 0 (0)                     > 0: half of each batch paired factual / do(z) plus
                                                          ``w * symmetric KL`` (causal trainer)
+``kinds``                   ``all`` or kind names,       the dictionary kinds (``[kind]``) a view may draw from;
+                            comma-separated (all)        every other kind is left out (its descriptions still
+                                                         reach the confounder bottleneck)
 =========================== ============================ ========================================================
 
 Written by hand: a dozen typed keys need no configuration library.
@@ -35,6 +38,7 @@ from typing import Dict, Mapping, Optional, Tuple
 from nnunet_causal.errors import DatasetError
 
 IMAGE_INTERVENTIONS = ("gin_ipa", "gin", "none")
+ALL_KINDS = "all"
 
 
 def _fraction(v: float) -> Optional[str]:
@@ -43,6 +47,16 @@ def _fraction(v: float) -> Optional[str]:
 
 def _non_negative(v: float) -> Optional[str]:
     return None if v >= 0.0 and math.isfinite(v) else "must be a finite number >= 0"
+
+
+def _kind_list(v: str) -> Optional[str]:
+    names = [n.strip() for n in v.split(",")]
+    return None if v.strip() and all(names) else "must be 'all' or kind names separated by commas"
+
+
+def kind_names(kinds: str) -> Optional[Tuple[str, ...]]:
+    """The kind names of a ``kinds`` value; None for ``all``."""
+    return None if kinds.strip() == ALL_KINDS else tuple(n.strip() for n in kinds.split(","))
 
 
 def _at_least_one(v: float) -> Optional[str]:
@@ -60,6 +74,7 @@ _KEYS = {
                            else f"must be one of {', '.join(IMAGE_INTERVENTIONS)}"),
     "intervention_probability": (float, _fraction),
     "consistency_weight": (float, _non_negative),
+    "kinds": (str, _kind_list),
 }
 RECIPE_KEYS: Tuple[str, ...] = tuple(_KEYS)
 
@@ -76,6 +91,7 @@ class CounterfactualRecipe:
     image_intervention: str = "gin_ipa"
     intervention_probability: float = 0.5
     consistency_weight: float = 0.0
+    kinds: str = ALL_KINDS
     where: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def values(self) -> Dict[str, object]:

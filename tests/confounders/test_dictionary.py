@@ -117,6 +117,8 @@ def test_header_keys_defaults_and_dataset_override(tmp_path):
     ("@recipe probability = half\n", "line 1: recipe key 'probability' needs a number, got 'half'"),
     ("@recipe probability = nan\n", "line 1: recipe key 'probability'"),
     ("@recipe image_intervention = blur\n", "must be one of gin_ipa, gin, none"),
+    ("@recipe kinds = lighting,,sensor\n", "line 1: recipe key 'kinds' = lighting,,sensor must be 'all' or kind"),
+    ("@recipe kinds = lighting\n", "line 1: kinds = lighting names 'lighting', not a kind of"),
     ("@recipe probability\n", "line 1: cannot read '@recipe probability'"),
     ("@recipes probability = 1\n", "line 1: cannot read"),
     ("@recipe probability = 1\n@recipe probability = 0.5\n", "line 2: recipe key 'probability' repeats"),

@@ -165,3 +165,37 @@ def test_modality_kind_is_drawn_only_on_a_declared_dataset():
     assert not set(modality) & set(off.active)
     assert sum("kind [modality]" in s for s in off.skipped) == len(modality)
     assert set(modality) <= set(on.active)
+
+
+def test_declared_dataset_recipe_draws_views_of_the_modality_kind_alone():
+    """The cross-modality recipe (dataset.json after ``declare_cross_modality``): about 80 % of the samples
+    get a view, each view is exactly one ``[modality]`` entry, no in-modality kind is ever drawn."""
+    from nnunet_causal.confounders.counterfactual import CounterfactualSampler
+    from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
+    from nnunet_causal.confounders.frames import ChannelFrame, IntensityFrame
+    from nnunet_causal.data.cross_modality import declare_cross_modality
+    from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import excluded_kinds
+
+    for family, channel in (("ct", "CT"), ("mri", "T1")):
+        declared = declare_cross_modality({"channel_names": {"0": channel}, "labels": {"background": 0, "liver": 1},
+                                           "imaging_family": family})
+        entries = confounder_entries_for_dataset(declared)
+        r = recipe_for_dataset(declared)
+        assert (r.kinds, r.probability, r.max_kinds) == ("modality", 0.8, 1)
+        excluded = excluded_kinds(declared, r.kinds, [e.group for e in entries], r.where["kinds"])
+        sampler = CounterfactualSampler(entries, IntensityFrame([ChannelFrame("unit")]), 2, 1,
+                                        r.probability, r.group_probability, r.max_kinds, skip_unsupported=True,
+                                        label_aware_probability=r.label_aware_probability, excluded_kinds=excluded)
+        modality = {i for i, e in enumerate(entries) if e.group == "modality"}
+        assert set(sampler.active) == modality
+        assert any('dataset.json "counterfactual_recipe": kinds = modality' in s for s in sampler.skipped)
+        drawn = sampler.draw(2000, torch.Generator().manual_seed(0))
+        views = [d for d in drawn if d]
+        assert all(len(d) == 1 and d[0] in modality for d in views)
+        assert abs(len(views) / len(drawn) - 0.8) < 0.03
+        # the same recipe on an undeclared dataset leaves nothing to draw: no silent factual training
+        plain = {"channel_names": {"0": channel}, "imaging_family": family}
+        none_left = CounterfactualSampler(entries, IntensityFrame([ChannelFrame("unit")]), 2, 1, 0.8, 0.0, 1,
+                                          skip_unsupported=True,
+                                          excluded_kinds=excluded_kinds(plain, "modality", [e.group for e in entries]))
+        assert not none_left.groups

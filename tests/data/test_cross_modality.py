@@ -61,7 +61,7 @@ def test_recipe_is_one_the_dictionary_accepts():
 
     for names in ({"0": "CT"}, {"0": "T1"}):
         recipe = recipe_for_dataset(declare_cross_modality({"channel_names": names}))
-        assert recipe.probability == 0.5 and recipe.label_aware_probability == 1.0
+        assert {k: getattr(recipe, k) for k in CROSS_MODALITY_RECIPE} == CROSS_MODALITY_RECIPE
 
 
 def test_cli_declares_a_dataset_folder_in_place(tmp_path, capsys):

@@ -21,7 +21,7 @@ skipped and logged; in a user's own dictionary they are an error.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -30,7 +30,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_causal.confounders.counterfactual import CounterfactualBatch, CounterfactualSampler
 from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
 from nnunet_causal.confounders.frames import IntensityFrame
-from nnunet_causal.confounders.recipe import CounterfactualRecipe
+from nnunet_causal.confounders.recipe import ALL_KINDS, CounterfactualRecipe, kind_names
 from nnunet_causal.data.cross_modality import MODALITY_KIND, cross_modality_declared
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.training.counterfactual.recipe_record import (RECIPE_RECORD, read_recipe_record,
@@ -46,6 +46,7 @@ RECIPE_ATTRIBUTES = {
     "image_intervention": "image_intervention",
     "intervention_probability": "intervention_probability",
     "consistency_weight": "counterfactual_consistency_weight",
+    "kinds": "counterfactual_kinds",
 }
 
 
@@ -63,13 +64,20 @@ def label_map_for_simulators(target, label_manager) -> torch.Tensor:
     return seg
 
 
-def excluded_kinds(dataset_json: dict) -> Dict[str, str]:
+def excluded_kinds(dataset_json: dict, kinds: str = ALL_KINDS, dictionary_kinds: Sequence[str] = (),
+                   where: str = "recipe") -> Dict[str, str]:
     """Dictionary kinds a dataset does not draw: ``[modality]`` (the same anatomy imaged by the other
     modality) only on a dataset declared cross-modality, so that in-modality training keeps its measured
-    views (:mod:`nnunet_causal.data.cross_modality`)."""
-    if cross_modality_declared(dataset_json):
-        return {}
-    return {MODALITY_KIND: "is drawn only on a dataset declared cross-modality (nnunet_causal cross-modality)"}
+    views (:mod:`nnunet_causal.data.cross_modality`); with a recipe ``kinds`` list, every kind of
+    ``dictionary_kinds`` it does not name (``where`` says who set the list)."""
+    out: Dict[str, str] = {}
+    chosen = kind_names(kinds)
+    if chosen is not None:
+        out.update({k: f"is not among the recipe's kinds ({where}: kinds = {kinds})"
+                    for k in dictionary_kinds if k not in chosen})
+    if not cross_modality_declared(dataset_json):
+        out[MODALITY_KIND] = "is drawn only on a dataset declared cross-modality (nnunet_causal cross-modality)"
+    return out
 
 
 class CounterfactualMixin:
@@ -79,6 +87,7 @@ class CounterfactualMixin:
     counterfactual_label_aware_probability: Optional[float] = None
     counterfactual_max_entries: Optional[int] = None
     counterfactual_weight_exponent: Optional[float] = None   # draw within a kind ~ weight ** exponent
+    counterfactual_kinds: Optional[str] = None               # "all" or the kind names a view may draw
     #: a whole recipe in place of the dictionary's header and dataset.json's override (None: theirs)
     counterfactual_recipe: Optional[CounterfactualRecipe] = None
     last_counterfactual: Optional[CounterfactualBatch] = None
@@ -103,13 +112,20 @@ class CounterfactualMixin:
                                             self.counterfactual_max_entries, skip_unsupported=shipped,
                                             label_aware_probability=self.counterfactual_label_aware_probability,
                                             weight_exponent=self.counterfactual_weight_exponent,
-                                            excluded_kinds=excluded_kinds(self.dataset_json))
+                                            excluded_kinds=excluded_kinds(
+                                                self.dataset_json, self.counterfactual_kinds,
+                                                [e.group for e in entries],
+                                                self.recipe.where.get("kinds", type(self).__name__)))
             self._cf_sampler = sampler
             pins = ", ".join(f"{k}={v}" for k, v in self.recipe_pins.items())
             source = (f"{type(self).__name__}'s own" if self.counterfactual_recipe is not None
                       else f"* set by {_recipe_sources(self.recipe)}; others default")
             self.print_to_log_file(f"counterfactual recipe: {self.recipe.describe()} ({source})"
                                    + (f"; pinned by {type(self).__name__}: {pins}" if pins else ""))
+            if self.counterfactual_probability and not sampler.groups:
+                raise DatasetError(f"counterfactual views are asked for (probability = "
+                                   f"{self.counterfactual_probability}), but no kind of {entries[0].source} can be "
+                                   f"drawn on this data (skipped: {'; '.join(sampler.skipped) or 'none'})")
             if self.counterfactual_label_aware_probability and not bool(sampler.label_aware_groups.any()):
                 where = self.recipe.where.get("label_aware_probability", f"{type(self).__name__}")
                 raise DatasetError(f"{where}: label-aware views are asked for, but no label-aware entry of "
