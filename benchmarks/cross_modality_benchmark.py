@@ -17,8 +17,9 @@ nnU-Net's own 2D plan with the widths halved, as in ``lodo_benchmark.py``), trai
 * ``causal (default recipe)``: ``nnUNetTrainerCausalText`` on a copy of the dataset without the
   ``"counterfactual_recipe"`` entry (its family dictionary's own recipe; the ``[modality]`` group is one kind
   among the others);
-* ``causal (cross-modality recipe)``: the same trainer on the declared dataset (half of the samples factual,
-  every view with the label-aware kinds, i.e. a modality change of every structure).
+* ``causal (cross-modality recipe)``: the same trainer on the declared dataset: the default for a dataset
+  declared cross-modality (80 % of the samples a view of the dictionary's ``[modality]`` kind alone, one kind
+  per view; :data:`nnunet_causal.data.cross_modality.CROSS_MODALITY_RECIPE`).
 
 Per direction the split trains on the source modality's training phantoms and validates on the target
 modality's (so nnU-Net's pseudo Dice in the training log is a held-out-modality learning curve). Reported per
