@@ -94,6 +94,9 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
     env.update(nnUNet_raw=str(output / "nnUNet_raw"), nnUNet_preprocessed=str(output / "nnUNet_preprocessed"),
                nnUNet_results=str(output / "nnUNet_results"), HF_HUB_OFFLINE="1", nnUNet_compile="false",
                nnUNet_def_n_proc="2")
+    # nnU-Net gives torch one thread per core; on a shared laptop CPU, OpenMP threads spinning while they wait
+    # make each step several times slower (a user's own setting wins)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["nnUNet_extTrainer"] = ext_trainer_path(env.get("nnUNet_extTrainer"))
     py = sys.executable
     raw = output / "nnUNet_raw" / DATASET_NAME
@@ -121,7 +124,8 @@ def run_demo(output: Path, trainers=DEFAULT_TRAINERS, cases_per_site: int = 24, 
 
     prompt_file = output / "prompts.txt"
     prompt_file.write_text(DEMO_PROMPTS)
-    env_train = dict(env, nnUNet_n_proc_DA="2")
+    env_train = dict(env)
+    env_train.setdefault("nnUNet_n_proc_DA", "2")   # a user's own setting wins
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     input_dirs = _prediction_inputs(raw, dataset_json, output, heldout="siteD")
     for i, trainer in enumerate(trainers):

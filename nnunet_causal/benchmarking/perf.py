@@ -182,11 +182,23 @@ def trainable_fraction_peft(device) -> float:
     return sum(p.numel() for p in net.parameters() if p.requires_grad) / total
 
 
+def json_path_for(json_arg: str, cases, case: str) -> str:
+    """Where ``case``'s measurements go: ``--json`` itself for the first of the cases run (in the order 2d, 3d,
+    resample), ``<stem>_<case>.json`` beside it for the others."""
+    first = next(c for c in ("2d", "3d", "resample") if c in cases)
+    stem = json_arg[:-5] if json_arg.endswith(".json") else json_arg
+    return json_arg if case == first else f"{stem}_{case}.json"
+
+
 def run_benchmark(args) -> int:
+    from nnunet_causal.files import write_json_atomic
     if "resample" in args.cases:
         from nnunet_causal.benchmarking.perf3d import print_resampling, time_resampling_modes
         shapes = ((24, 40, 40), (36, 60, 60)) if args.quick else ((48, 80, 80), (72, 120, 120))
-        print_resampling(time_resampling_modes(*shapes))
+        res_resample = time_resampling_modes(*shapes)
+        print_resampling(res_resample)
+        if args.json:
+            write_json_atomic(json_path_for(args.json, args.cases, "resample"), res_resample)
     if "3d" in args.cases:
         from nnunet_causal.benchmarking.perf3d import benchmark_3d, print_3d
         volume = tuple(args.volume) if args.volume else ((32, 64, 64) if args.quick else (96, 160, 160))
@@ -196,8 +208,7 @@ def run_benchmark(args) -> int:
                              device=args.device, work=args.work or "")
         print_3d(res3d)
         if args.json:
-            from nnunet_causal.files import write_json_atomic
-            write_json_atomic(args.json if "2d" not in args.cases else args.json.replace(".json", "") + "_3d.json", res3d)
+            write_json_atomic(json_path_for(args.json, args.cases, "3d"), res3d)
     if "2d" not in args.cases:
         return 0
     device = torch.device(args.device)
@@ -235,8 +246,7 @@ def run_benchmark(args) -> int:
     print(f"text encoder, one new prompt: {res['text_encoder_seconds_new_prompt'] * 1000:.1f} ms")
     print(f"trainable fraction with a frozen encoder: {100 * res['trainable_fraction_peft']:.1f}%")
     if args.json:
-        from nnunet_causal.files import write_json_atomic
-        write_json_atomic(args.json, res)
+        write_json_atomic(json_path_for(args.json, args.cases, "2d"), res)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,6 +1,7 @@
 """``nnunet_causal benchmark``: its cheapest real run (the resampling case, --quick) and its argument checks."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,11 +14,13 @@ from nnunet_causal.benchmarking.perf3d import PROMPT_COUNTS
 from nnunet_causal.cli import main
 
 
-def test_the_resampling_case_prints_one_row_per_prompt_count_with_identical_label_maps():
-    """The two resampling modes are exact (docs/prediction.md): the label maps agree on every voxel."""
+def test_the_resampling_case_prints_one_row_per_prompt_count_with_identical_label_maps(tmp_path):
+    """The two resampling modes are exact (docs/prediction.md): the label maps agree on every voxel; --json
+    holds the printed measurements."""
     command = Path(sys.executable).parent / "nnunet_causal"
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([str(command), "benchmark", "--cases", "resample", "--quick", "--device", "cpu"],
+    out = subprocess.run([str(command), "benchmark", "--cases", "resample", "--quick", "--device", "cpu",
+                          "--json", str(tmp_path / "bench.json")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
@@ -28,6 +31,23 @@ def test_the_resampling_case_prints_one_row_per_prompt_count_with_identical_labe
     assert [int(r.group(1)) for r in rows] == list(PROMPT_COUNTS)
     assert [r.group(4) for r in rows] == ["100.000"] * len(PROMPT_COUNTS)
     assert all(float(r.group(2)) > 0 and float(r.group(3)) > 0 for r in rows)
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["network_shape"] == [24, 40, 40] and written["original_shape"] == [36, 60, 60]
+    assert written["label_map_agreement"] == {str(k): 1.0 for k in PROMPT_COUNTS}
+    for r in rows:
+        k = r.group(1)
+        assert f"{written['seconds'][f'features_{k}']:.2f}" == r.group(2)
+        assert f"{written['seconds'][f'logits_{k}']:.2f}" == r.group(3)
+
+
+@pytest.mark.parametrize("cases, case, path", [
+    (["2d", "3d"], "2d", "b.json"), (["2d", "3d"], "3d", "b_3d.json"), (["3d"], "3d", "b.json"),
+    (["3d", "resample"], "resample", "b_resample.json"), (["resample", "3d"], "3d", "b.json"),
+    (["resample"], "resample", "b.json"),
+])
+def test_each_case_has_its_own_json_file(cases, case, path):
+    from nnunet_causal.benchmarking.perf import json_path_for
+    assert json_path_for("b.json", cases, case) == path
 
 
 @pytest.mark.parametrize("argv, complaint", [
