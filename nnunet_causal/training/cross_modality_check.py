@@ -11,7 +11,8 @@ CT training set's HU window, and the training would run for nothing. Two ways to
 
 :func:`check_plans_at_training_start` raises :class:`~nnunet_causal.errors.DatasetError` naming the plans file,
 the configuration and the dataset.json, and what to run. The text trainers (and every trainer built on them,
-the causal ones included) call it in ``initialize``, before the network is built.
+the causal ones included) and the stock-network counterfactual and GIN mixins call it in ``initialize``,
+before the network is built.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Training start refuses a cross-modality dataset whose plans clip its channel into the CT window: the text and
-causal trainers raise one error naming the plans file before the network is built; z-scored plans train."""
+causal trainers, and the stock-network counterfactual and GIN trainers, raise one error naming the plans file
+before the network is built; z-scored plans train."""
 from __future__ import annotations
 
 import copy
@@ -45,13 +46,16 @@ def env(nnunet_env, monkeypatch):
 
 def trainer(name: str, plans_dict: dict, dataset_json: dict):
     from nnunet_causal.training.causal.nnUNetTrainerCausalText import nnUNetTrainerCausalText
+    from nnunet_causal.training.counterfactual.nnUNetTrainerCounterfactual import nnUNetTrainerCounterfactual
+    from nnunet_causal.training.gin.nnUNetTrainerGIN import nnUNetTrainerGIN, nnUNetTrainerGINIPA
     from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
 
-    cls = {"text": nnUNetTrainerText, "causal": nnUNetTrainerCausalText}[name]
+    cls = {"text": nnUNetTrainerText, "causal": nnUNetTrainerCausalText,
+           "counterfactual": nnUNetTrainerCounterfactual, "gin": nnUNetTrainerGIN, "gin_ipa": nnUNetTrainerGINIPA}[name]
     return cls(copy.deepcopy(plans_dict), "2d", 0, copy.deepcopy(dataset_json), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name", ["text", "causal"])
+@pytest.mark.parametrize("name", ["text", "causal", "counterfactual", "gin", "gin_ipa"])
 def test_declared_dataset_with_ct_plans_fails_at_training_start(env, name):
     t = trainer(name, plans("CTNormalization"), DECLARED)
     folder = Path(env["nnUNet_preprocessed"]) / DATASET
@@ -64,7 +68,7 @@ def test_declared_dataset_with_ct_plans_fails_at_training_start(env, name):
     assert not t.was_initialized and t.network is None              # before any network is built
 
 
-@pytest.mark.parametrize("name", ["text", "causal"])
+@pytest.mark.parametrize("name", ["text", "causal", "counterfactual", "gin", "gin_ipa"])
 def test_declared_dataset_with_zscore_plans_initialises(env, name):
     t = trainer(name, plans("ZScoreNormalization"), DECLARED)
     t.initialize()

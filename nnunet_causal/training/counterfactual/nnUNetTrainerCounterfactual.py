@@ -33,6 +33,7 @@ from nnunet_causal.confounders.frames import IntensityFrame
 from nnunet_causal.confounders.recipe import ALL_KINDS, CounterfactualRecipe, kind_names
 from nnunet_causal.data.cross_modality import MODALITY_KIND, cross_modality_declared
 from nnunet_causal.errors import DatasetError
+from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
 from nnunet_causal.training.counterfactual.recipe_record import (RECIPE_RECORD, read_recipe_record,
                                                                  write_recipe_record)
 
@@ -99,6 +100,10 @@ class CounterfactualMixin:
         for key, attr in RECIPE_ATTRIBUTES.items():
             if hasattr(type(self), attr):
                 setattr(self, attr, self.recipe_pins.get(key, getattr(self.recipe, key)))
+
+    def initialize(self):
+        check_plans_at_training_start(self)  # a cross-modality dataset must not be planned with the CT window
+        super().initialize()
 
     def counterfactual_sampler(self) -> CounterfactualSampler:
         sampler = getattr(self, "_cf_sampler", None)

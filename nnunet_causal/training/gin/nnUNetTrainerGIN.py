@@ -21,6 +21,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_causal.augmentation.gin import GINTransform, check_patch, gin, ipa, mix_with_original, symmetric_kl
+from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
 from nnunet_causal.training.steps import (device_context, highest_resolution, nonfinite_flags, optimizer_step,
                                           raise_on_nonfinite, split_batch, to_device)
 
@@ -43,6 +44,10 @@ class GINMixin:
     #: ``*_AlwaysIntervene``) trailed stock in-domain by 5-20 Dice points on a short schedule; with 0.5 the
     #: in-domain mean was at or above stock (benchmarks/RESULTS_cpu.md)
     intervention_probability = 0.5
+
+    def initialize(self):
+        check_plans_at_training_start(self)  # a cross-modality dataset must not be planned with the CT window
+        super().initialize()
 
     def get_training_transforms(self, *args, **kwargs):
         transforms = super().get_training_transforms(*args, **kwargs)
