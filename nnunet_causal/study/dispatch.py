@@ -3,7 +3,7 @@ resubmit runs whose worker was lost, record every attempt in ``study_state.json`
 
 Only this process writes ``study_state.json``. A run's status goes ``submitted`` -> ``done`` / ``failed``
 (``interrupted`` when the study itself is stopped: its jobs are cancelled, and the next invocation continues
-them from their files). A failed run is reported with its log and the others go on.
+them from their files; ``not started`` for the jobs a backend knows had not begun). A failed run is reported with its log and the others go on.
 """
 from __future__ import annotations
 
@@ -91,9 +91,10 @@ def execute_all(jobs: Sequence[RunJob], backend: Backend, state: StudyState, log
                 time.sleep(backend.poll_seconds)
     except BaseException:
         for handle, job in active.items():
-            state.run(job.run.run_id).update(status="interrupted")
-            state.record(job.run.run_id, ["interrupted"], time.time() - started[job.run.run_id],
-                         backend=backend.name, job_id=backend.job_id(handle))
+            status = "interrupted" if backend.started(handle) else "not started"
+            state.run(job.run.run_id).update(status=status)
+            state.record(job.run.run_id, [status], time.time() - started[job.run.run_id] if status == "interrupted"
+                         else 0.0, backend=backend.name, job_id=backend.job_id(handle))
         state.save()
         backend.cancel(list(active))
         raise

@@ -4,7 +4,7 @@ The study runs as a user starts it (a subprocess in its own session, so that SIG
 terminal's Ctrl-C sends). The trainer pauses after its first epoch, once ``checkpoint_latest.pth`` is written,
 and says so in a file: the test waits for that file, presses Ctrl-C, and checks that the study exits with 130
 and one line (no traceback), the training command stopped with it, ``study_state.json`` is whole and marks the
-run interrupted, and the same command run again continues the training (``--c``) and finishes the study.
+run interrupted (the run planned after it: not started), and the same command run again continues the training (``--c``) and finishes the study.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 DATASET = "Dataset001_Tiny2D"
 TRAINER = "nnUNetTrainer_StudyPause"
 RUN_ID = "pause__site1__seed0"
+NEXT_RUN_ID = "pause__site1__seed1"   # planned after RUN_ID: never started when the study is stopped
 PAUSE_VARIABLE = "NNUNET_CAUSAL_TEST_PAUSE_FILE"
 
 PAUSING_TRAINER = f'''
@@ -61,7 +62,7 @@ configuration: 2d
 trainers:
   - {{name: {trainer}, label: pause}}
 heldout_domains: [site1]
-seeds: [0]
+seeds: [0, 1]
 device: cpu
 num_processes: 1
 overlay_cases: 1
@@ -147,19 +148,26 @@ def test_ctrl_c_during_training_exits_130_in_one_line_and_the_rerun_continues(st
     run = state["runs"][RUN_ID]
     assert run["status"] == "interrupted"
     assert [h["actions"] for h in run["history"]] == [["interrupted"]]
+    nxt = state["runs"][NEXT_RUN_ID]
+    assert nxt["status"] == "not started" and [h["actions"] for h in nxt["history"]] == [["not started"]]
+    assert not (out / "seed_1" / "nnUNet_results").exists() or not any((out / "seed_1" / "nnUNet_results").rglob("*.pth"))
     fold_dir = out / "seed_0" / "nnUNet_results" / DATASET / f"{TRAINER}__nnUNetPlans__2d" / "fold_1"
     assert (fold_dir / "checkpoint_latest.pth").is_file() and not (fold_dir / "checkpoint_final.pth").exists()
     assert f"{RUN_ID}: interrupted" in (out / "study.log").read_text()
+    assert f"{NEXT_RUN_ID}: interrupted" not in (out / "study.log").read_text()
 
     # the same command again: --c from checkpoint_latest.pth, nnU-Net's validation, evaluation, report
     again = subprocess.run(cmd, env=study["env"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "1 run(s), 0 already done and skipped" in again.stdout
+    assert "2 run(s), 0 already done and skipped" in again.stdout
     run = read_json(state_file)["runs"][RUN_ID]
     assert run["status"] == "done"
     assert [h["actions"] for h in run["history"]] == [["interrupted"], ["continued", "evaluated"]]
+    nxt = read_json(state_file)["runs"][NEXT_RUN_ID]
+    assert nxt["status"] == "done" and [h["actions"] for h in nxt["history"]][0] == ["not started"]
     commands = [l for l in (out / "runs" / RUN_ID / "commands.log").read_text().splitlines() if l.startswith("$ ")]
     assert len(commands) == 2 and "--c" not in commands[0].split() and commands[1].split()[-1] == "--c"
     assert (fold_dir / "checkpoint_final.pth").is_file() and not (fold_dir / "checkpoint_latest.pth").exists()
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(r["heldout_domain"], r["n_cases"]) for r in rows] == [("site1", "2")]
+    assert sorted((r["heldout_domain"], r["seed"], r["n_cases"]) for r in rows) == [("site1", "0", "2"),
+                                                                                      ("site1", "1", "2")]

@@ -69,6 +69,11 @@ class Backend(abc.ABC):
     def collect(self, handle: Any) -> RunOutcome:
         """The outcome of an ended job. Raises :class:`WorkerLost` when the worker died without one."""
 
+    def started(self, handle: Any) -> bool:
+        """Whether the job of ``handle`` has begun (a backend that cannot tell says True: an interrupted
+        study then marks it ``interrupted``, and the next invocation finds out from its files)."""
+        return True
+
     def job_id(self, handle: Any) -> str:
         """The scheduler's name for the job (shown in study_state.json and the log)."""
         return ""

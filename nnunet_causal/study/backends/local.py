@@ -2,7 +2,8 @@
 
 This is the study runner's original behaviour: a run starts when the dispatcher first polls it, so runs go in
 plan order (seed-major), each command's output streams into ``runs/<run>/commands.log`` and an interruption
-(Ctrl-C) stops the study at once, leaving the interrupted training to be continued with ``--c``.
+(Ctrl-C) stops the study at once, leaving the interrupted training to be continued with ``--c``; the runs
+after it were never started and are marked so.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from nnunet_causal.study.runs import RunJob, RunOutcome, execute_job
 
 class _LocalHandle:
     def __init__(self, job: RunJob, number: int):
-        self.job, self.number, self.outcome = job, number, None
+        self.job, self.number, self.outcome, self.started = job, number, None, False
 
 
 class LocalBackend(Backend):
@@ -45,11 +46,15 @@ class LocalBackend(Backend):
 
     def poll(self, handle: _LocalHandle) -> bool:
         if handle.outcome is None:
+            handle.started = True
             handle.outcome = execute_job(handle.job)
         return True
 
     def collect(self, handle: _LocalHandle) -> RunOutcome:
         return handle.outcome
+
+    def started(self, handle: _LocalHandle) -> bool:
+        return handle.started
 
     def job_id(self, handle: _LocalHandle) -> str:
         return f"local-{handle.number}"
