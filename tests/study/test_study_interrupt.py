@@ -111,6 +111,22 @@ def _wait_for(path: Path, proc: subprocess.Popen, deadline_s: float) -> None:
         time.sleep(0.2)
 
 
+def _signal_masks(pid: int) -> str:
+    """The kernel's record of how ``pid`` treats signals (blocked / ignored / caught masks), for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return f"{pid}: gone"
+    return f"{pid}: " + ", ".join(l.replace("\t", " ") for l in lines if l.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
+def _as_from_a_terminal() -> None:
+    """Run in the study's child before exec: Ctrl-C handled as a terminal's foreground job has it (default
+    disposition, not blocked), whatever state the test process's own signal handling is in."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -123,12 +139,18 @@ def test_ctrl_c_during_training_exits_130_in_one_line_and_the_rerun_continues(st
     out, pause = study["output"], study["tmp"] / "paused.pid"
     cmd = [sys.executable, "-m", "nnunet_causal.cli", "study", str(study["file"])]
     proc = subprocess.Popen(cmd, env=dict(study["env"], **{PAUSE_VARIABLE: str(pause)}), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
     try:
         _wait_for(pause, proc, deadline_s=600)
         trainer_pid = int(pause.read_text())
+        masks = f"study {_signal_masks(proc.pid)}; trainer {_signal_masks(trainer_pid)}"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: the whole foreground group
-        stdout, stderr = proc.communicate(timeout=120)
+        try:
+            stdout, stderr = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the study did not stop within 180 s of Ctrl-C (signal masks before it: {masks}; "
+                        f"now: study {_signal_masks(proc.pid)}, trainer {_signal_masks(trainer_pid)})")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
