@@ -147,9 +147,9 @@ def test_ctrl_c_during_training_exits_130_in_one_line_and_the_rerun_continues(st
         masks = f"study {_signal_masks(proc.pid)}; trainer {_signal_masks(trainer_pid)}"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: the whole foreground group
         try:
-            stdout, stderr = proc.communicate(timeout=180)
+            stdout, stderr = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the study did not stop within 180 s of Ctrl-C (signal masks before it: {masks}; "
+            pytest.fail(f"the study did not stop within 120 s of Ctrl-C (signal masks before it: {masks}; "
                         f"now: study {_signal_masks(proc.pid)}, trainer {_signal_masks(trainer_pid)})")
     finally:
         if proc.poll() is None:
