@@ -12,12 +12,16 @@ The declaration (written by :func:`declare_cross_modality`, read by the cross-mo
 
     "channel_names": {"0": "zscore"},            # was "CT": per-image z-score, no HU window
     "imaging_family": "ct",                       # the confounder dictionary of the source modality
-    "cross_modality": {"source_channel_names": {"0": "CT"}},
+    "cross_modality": {"input_normalization": "rank", "source_channel_names": {"0": "CT"}},
     "counterfactual_recipe": {"probability": 0.8, "kinds": "modality", "group_probability": 0.0,
                               "label_aware_probability": 1.0, "max_kinds": 1}
 
 ``imaging_family`` keeps the family the original channel names gave (a channel named ``"zscore"`` names
-none), so the CT dictionary, with its ``[modality]`` group, still applies. ``counterfactual_recipe`` (the
+none), so the CT dictionary, with its ``[modality]`` group, still applies. ``input_normalization`` is the
+network's own first step (:mod:`nnunet_causal.networks.input_normalization`, written into the model's plans by
+the text trainers): ``"rank"`` equalises each input's histogram, so the part of a modality change that is a
+monotone remapping (CT's air filling a third of the z-scored range and squeezing the organs into a tenth of
+it) is gone before the first convolution; ``"none"`` keeps nnU-Net's normalised input. ``counterfactual_recipe`` (the
 cross-modality recipe, :data:`CROSS_MODALITY_RECIPE`; read by ``nnUNetTrainerCausalText`` over the
 dictionary's header, see :mod:`nnunet_causal.confounders.recipe`) turns 80 % of the samples into a view of
 the dictionary's ``[modality]`` kind alone (each structure loses or inverts its contrast, the other modality's
@@ -39,6 +43,8 @@ KEY = "cross_modality"
 MODALITY_KIND = "modality"
 ZSCORE = "zscore"
 RECIPE_KEY = "counterfactual_recipe"
+#: the network's own input normalisation on a declared dataset
+INPUT_NORMALIZATION = "rank"
 #: 80 % of the samples a view of the [modality] kind alone; 20 % factual
 CROSS_MODALITY_RECIPE = {"probability": 0.8, "kinds": MODALITY_KIND, "group_probability": 0.0,
                          "label_aware_probability": 1.0, "max_kinds": 1}
@@ -49,20 +55,19 @@ def declare_cross_modality(dataset_json: Mapping) -> dict:
     ``CTNormalization`` are renamed ``"zscore"``, ``imaging_family`` is set to ``"ct"`` when one was renamed
     and it is absent (other names, e.g. ``"T1"``, still name their family and are z-scored already),
     the cross-modality recipe is added under ``"counterfactual_recipe"`` (keys already there win), and
-    ``"cross_modality"`` records the original channel names (a record already there is kept). Declaring twice
-    changes nothing; a declaration written by hand that left a ``"CT"`` channel gets that channel renamed."""
+    ``"cross_modality"`` records the original channel names and the network's input normalisation (keys of a
+    record already there win). Declaring twice changes nothing; a declaration written by hand that left a
+    ``"CT"`` channel gets that channel renamed."""
     dj = copy.deepcopy(dict(dataset_json))
     names = {str(k): str(v) for k, v in (dj.get("channel_names") or {}).items()}
-    renamed = {k: (ZSCORE if v.strip().casefold() == "ct" else v) for k, v in names.items()}
-    if cross_modality_declared(dj) and renamed == names:
-        return dj
     if not names:
         raise DatasetError("dataset.json has no channel_names to declare for cross-modality training")
+    renamed = {k: (ZSCORE if v.strip().casefold() == "ct" else v) for k, v in names.items()}
     if renamed != names:          # a "zscore" channel names no family: keep the one "CT" gave
         dj.setdefault("imaging_family", "ct")
     dj["channel_names"] = renamed
-    if not isinstance(dj.get(KEY), Mapping):
-        dj[KEY] = {"source_channel_names": names}
+    record = dj.get(KEY) if isinstance(dj.get(KEY), Mapping) else {"source_channel_names": names}
+    dj[KEY] = {"input_normalization": INPUT_NORMALIZATION, **record}
     dj[RECIPE_KEY] = {**CROSS_MODALITY_RECIPE, **(dj.get(RECIPE_KEY) or {})}
     return dj
 
@@ -71,6 +76,13 @@ def cross_modality_declared(dataset_json: Mapping) -> bool:
     """Whether ``dataset_json`` carries the cross-modality declaration (``"cross_modality"`` true or a dict)."""
     value = dataset_json.get(KEY)
     return bool(value) if not isinstance(value, Mapping) else True
+
+
+def input_normalization_for(dataset_json: Mapping) -> str:
+    """The network input normalisation a dataset asks for (:mod:`nnunet_causal.networks.input_normalization`):
+    ``"cross_modality": {"input_normalization": ...}``, else ``"none"``."""
+    record = dataset_json.get(KEY)
+    return str(record.get("input_normalization", "none")) if isinstance(record, Mapping) else "none"
 
 
 def ct_normalised_channels(normalization_schemes: Sequence[str]) -> list:

@@ -45,5 +45,6 @@ def build_text_network(plans_manager, configuration_manager, num_input_channels:
     network = TextPromptedSegmentationNetwork(
         backbone, num_prompts, settings["text_dim"], settings["embed_dim"], connector=settings["connector"],
         add_background=settings["add_background"], bottleneck=bottleneck,
-        presence_hidden_dim=(settings.get("presence") or {}).get("hidden_dim"))
+        presence_hidden_dim=(settings.get("presence") or {}).get("hidden_dim"),
+        input_normalization=settings.get("input_normalization", "none"))
     return network

@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from nnunet_causal.networks.input_normalization import InputNormalization
 from nnunet_causal.networks.presence_head import PresenceHead
 from nnunet_causal.networks.text_head import build_connector, prompt_logits, union_logits
 
@@ -39,13 +40,15 @@ class TextPromptedSegmentationNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_prompts: int, text_dim: int, embed_dim: int,
                  connector: str = "mlp", add_background: bool = True, connector_hidden_dim: int = 256,
-                 bottleneck: Optional[nn.Module] = None, presence_hidden_dim: Optional[int] = None):
+                 bottleneck: Optional[nn.Module] = None, presence_hidden_dim: Optional[int] = None,
+                 input_normalization: str = "none"):
         super().__init__()
         for attr in ("encoder", "decoder"):
             if not hasattr(backbone, attr):
                 raise TypeError(f"backbone {type(backbone).__name__} has no '{attr}': text guidance needs an "
                                 f"encoder/decoder network such as PlainConvUNet, ResidualEncoderUNet or STUNet")
         self.backbone = backbone
+        self.input_normalization = InputNormalization(input_normalization)
         self.num_scales = len(backbone.decoder.seg_layers)
         self.num_prompts, self.text_dim, self.embed_dim = num_prompts, text_dim, embed_dim
         self.add_background = add_background
@@ -148,7 +151,7 @@ class TextPromptedSegmentationNetwork(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def _decode(self, x: torch.Tensor):
-        skips = self.backbone.encoder(x)
+        skips = self.backbone.encoder(self.input_normalization(x))
         aux = {}
         if self.bottleneck is not None:
             skips = list(skips)

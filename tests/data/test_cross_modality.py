@@ -15,7 +15,7 @@ def test_ct_channel_becomes_zscore_and_keeps_its_family():
     dj = declare_cross_modality(original)
     assert dj["channel_names"] == {"0": "zscore"}
     assert get_normalization_scheme(dj["channel_names"]["0"]).__name__ == "ZScoreNormalization"
-    assert dj["imaging_family"] == "ct" and dj["cross_modality"] == {"source_channel_names": {"0": "CT"}}
+    assert dj["imaging_family"] == "ct" and dj["cross_modality"] == {"input_normalization": "rank", "source_channel_names": {"0": "CT"}}
     assert original["channel_names"] == {"0": "CT"} and not cross_modality_declared(original)
     assert dj["counterfactual_recipe"] == CROSS_MODALITY_RECIPE
     assert declare_cross_modality(dj) == dj                       # declaring twice changes nothing
@@ -48,10 +48,13 @@ def test_a_hand_written_declaration_with_a_ct_channel_gets_it_renamed(tmp_path):
     hand = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "cross_modality": True}
     fixed = declare_cross_modality(hand)
     assert fixed["channel_names"] == {"0": "zscore"} and fixed["imaging_family"] == "ct"
-    assert fixed["cross_modality"] == {"source_channel_names": {"0": "CT"}}
+    assert fixed["cross_modality"] == {"input_normalization": "rank", "source_channel_names": {"0": "CT"}}
     assert fixed["counterfactual_recipe"] == CROSS_MODALITY_RECIPE and declare_cross_modality(fixed) == fixed
     kept = {**hand, "cross_modality": {"source_channel_names": {"0": "CT"}, "note": "by hand"}}
-    assert declare_cross_modality(kept)["cross_modality"] == kept["cross_modality"]   # a record there is kept
+    assert declare_cross_modality(kept)["cross_modality"] == {"input_normalization": "rank",
+                                                              **kept["cross_modality"]}   # its keys are kept
+    own = {**kept, "cross_modality": {"input_normalization": "none"}}
+    assert declare_cross_modality(own)["cross_modality"] == {"input_normalization": "none"}
     (tmp_path / "dataset.json").write_text(json.dumps(hand))
     assert declare_dataset_folder(tmp_path) == fixed                                   # the command fixes it
     assert json.loads((tmp_path / "dataset.json").read_text()) == fixed

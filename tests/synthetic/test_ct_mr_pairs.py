@@ -94,7 +94,7 @@ def test_cli_writes_a_declared_pair_dataset(tmp_path, monkeypatch, capsys):
     out = tmp_path / "raw" / "Dataset012_SynthCTMR"
     assert "declared cross-modality" in capsys.readouterr().out
     dj = json.loads((out / "dataset.json").read_text())
-    assert dj["name"] == "PairsT1" and dj["cross_modality"] == {"source_channel_names": {"0": "T1"}}
+    assert dj["name"] == "PairsT1" and dj["cross_modality"] == {"input_normalization": "rank", "source_channel_names": {"0": "T1"}}
     assert dj["channel_names"] == {"0": "T1"} and dj["imaging_family"] == "mri" and dj["counterfactual_recipe"]
     assert dj["numTraining"] == 6 and dj["synthetic"]["seed"] == 3 and dj["synthetic"]["shape_zyx"] == [12, 24, 24]
     assert sorted(p.name for p in (out / "imagesTs").iterdir()) == ["ct_0003_0000.nii.gz", "mr_0003_0000.nii.gz"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Optional
 
+from nnunet_causal.data.cross_modality import input_normalization_for
+from nnunet_causal.errors import DatasetError
+from nnunet_causal.networks.input_normalization import INPUT_NORMALIZATIONS
 from nnunet_causal.networks.text_plans import DEFAULT_EMBED_DIM, PLANS_KEY, foreground_label_names, is_region_based
 
 
@@ -41,5 +44,12 @@ def add_text_settings(plans: dict, dataset_json: dict, *, embed_dim: int = DEFAU
     }
     if causal is not None:
         settings["causal"] = causal
+    # settings already there (a model trained without the key) keep the network they were trained with
+    normalization = previous.get("input_normalization", "none") if previous else input_normalization_for(dataset_json)
+    if normalization not in INPUT_NORMALIZATIONS:
+        raise DatasetError(f"dataset.json 'cross_modality.input_normalization' is {normalization!r}; expected "
+                           f"one of {', '.join(INPUT_NORMALIZATIONS)}")
+    if normalization != "none":
+        settings["input_normalization"] = normalization
     plans[PLANS_KEY] = settings
     return plans
