@@ -34,7 +34,7 @@ import copy
 import logging
 import multiprocessing
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,29 +46,12 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunet_causal.errors import DatasetError, PromptError, ResolutionError
 from nnunet_causal.inference import presence as presence_decisions
 from nnunet_causal.inference.model_folder import unwrap_network
+from nnunet_causal.inference.prompt_assignment import PromptAssignment, explanation_of
 from nnunet_causal.inference.modality_check import warn_if_not_ct
 from nnunet_causal.inference.stock_prompts import caller_sets_prompts
 from nnunet_causal.networks.text_plans import get_text_settings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PromptAssignment:
-    """How one prompt is segmented; written to the per-case JSON sidecar."""
-    prompt: str
-    label_value: int
-    terms: List[str]
-    score: float
-    method: str               # resolver stage: exact | knowledge | corrected | embedding | none
-    source: str               # "trained" (stored queries of trained structures) or "open_vocabulary"
-    trained_structures: List[str] = field(default_factory=list)
-    used_words: List[str] = field(default_factory=list)      # prompt words that named the terms
-    ignored_words: List[str] = field(default_factory=list)   # the other words (articles, unknown, ...)
-    unknown_words: List[str] = field(default_factory=list)   # ignored words the vocabulary does not know
-    corrected: Optional[str] = None                           # spelling-corrected prompt (method "corrected")
-    resolution_message: str = ""                              # the resolver's note (correction, why none)
-    explanation: Optional[dict] = None                        # the resolver's explanation, when it gives one
 
 
 @dataclass(frozen=True)
@@ -97,16 +80,6 @@ class CasePrediction:
     binary: Dict[int, Tuple[str, int]] = field(default_factory=dict)
     logits: Optional[torch.Tensor] = None
     probabilities: Optional[np.ndarray] = None
-
-
-def _explanation(resolution) -> Optional[dict]:
-    """The resolver's explanation dict (an ``explanation`` attribute or ``to_dict()``), when it has one."""
-    value = getattr(resolution, "explanation", None)
-    if callable(value):
-        value = value()
-    if value is None and callable(getattr(resolution, "to_dict", None)):
-        value = resolution.to_dict()
-    return value if isinstance(value, dict) and value else None
 
 
 class nnUNetTextPredictor(nnUNetPredictor):
@@ -210,7 +183,7 @@ class nnUNetTextPredictor(nnUNetPredictor):
             assignments.append(PromptAssignment(text, i + 1, list(res.terms), float(res.score), res.method, source,
                                                 list(dict.fromkeys(trained)), list(res.used), list(res.ignored),
                                                 list(res.unknown), res.corrected, res.message,
-                                                _explanation(res)))
+                                                explanation_of(res)))
         if open_texts:
             enc = self.text_encoder()
             for gi, t in open_texts:
@@ -401,7 +374,3 @@ class nnUNetTextPredictor(nnUNetPredictor):
         return CasePrediction(result["segmentation"], peaks, presence, result["mode"],
                               {i + 1: v for i, v in result["binary"].items()},
                               probabilities=result.get("probabilities"))
-
-
-def assignments_as_dicts(assignments: Sequence[PromptAssignment]) -> List[dict]:
-    return [asdict(a) for a in assignments]

@@ -10,7 +10,7 @@ import torch
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.inference import case_outputs
 from nnunet_causal.inference.predict_text_entry import main
-from nnunet_causal.inference.text_predictor import PromptAssignment
+from nnunet_causal.inference.prompt_assignment import PromptAssignment
 from tests.inference.tiny_model import find_our_trainers, make_model_folder, use_fake_encoder
 
 

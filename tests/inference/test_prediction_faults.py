@@ -10,7 +10,8 @@ import torch
 
 from nnunet_causal.inference import case_outputs
 from nnunet_causal.inference.predict_text_entry import main
-from nnunet_causal.inference.text_predictor import PromptAssignment, nnUNetTextPredictor
+from nnunet_causal.inference.prompt_assignment import PromptAssignment
+from nnunet_causal.inference.text_predictor import nnUNetTextPredictor
 from tests.inference.tiny_model import find_our_trainers, make_model_folder, managers, use_fake_encoder
 
 

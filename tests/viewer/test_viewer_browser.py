@@ -140,7 +140,7 @@ def test_3d_case_shows_three_views_with_the_overlay_in_chromium(tmp_path, monkey
     hidden by its checkbox. (No 3D model in the tests: the prompt step reads the case's reference label map.)"""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    from nnunet_causal.inference.text_predictor import PromptAssignment
+    from nnunet_causal.inference.prompt_assignment import PromptAssignment
     from nnunet_causal.viewer.app import ViewerConfig, create_app
     from nnunet_causal.viewer.case_state import CaseState
     from nnunet_causal.viewer.cases import list_cases
