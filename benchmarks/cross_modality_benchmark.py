@@ -58,7 +58,7 @@ def dataset_id(seed: int, direction: str, recipe: bool) -> int:
     return 800 + 10 * seed + (0 if direction == "ct2mr" else 4) + (0 if recipe else 1)
 
 
-def _rename_dataset(raw: Path, pre: Path, did: int, name: str, src_raw: Path, src_pre: Path) -> None:
+def copy_without_recipe(raw: Path, pre: Path, did: int, name: str, src_raw: Path, src_pre: Path) -> None:
     """A copy of the declared dataset without its counterfactual recipe (raw and preprocessed, same plans)."""
     for src, dst in ((src_raw, raw), (src_pre, pre)):
         tmp = dst.with_name(dst.name + ".tmp")
@@ -102,7 +102,7 @@ def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dic
         (pre / "splits_final.json").write_text(json.dumps([{"train": train, "val": val}], indent=1))
     d_did, d_name, d_raw, d_pre = out[False]
     if not (d_pre / "splits_final.json").exists():
-        _rename_dataset(d_raw, d_pre, d_did, d_name, raw, pre)
+        copy_without_recipe(d_raw, d_pre, d_did, d_name, raw, pre)
     dj = json.loads((raw / "dataset.json").read_text())
     sets = {}
     for modality in (source, target):
