@@ -7,7 +7,8 @@ bright; coil bias field; Rician noise). Half of the phantoms train (only their s
 in the split), the other half are the test set in both modalities -- no test phantom's anatomy was seen in
 training in either modality. The dataset is declared for cross-modality training
 (:mod:`nnunet_causal.data.cross_modality`): the CT channel is z-scored per image (no HU window that would clip
-MR) and dataset.json carries the cross-modality counterfactual recipe.
+MR), the text-prompted networks rank-normalise their input, and dataset.json carries the cross-modality
+counterfactual recipe.
 
 Rows, all at the same budget (``--schedule``, default ``CPU2000steps`` = 2000 steps of 2D slices through
 nnU-Net's own 2D plan with the widths halved, as in ``lodo_benchmark.py``), trained with stock

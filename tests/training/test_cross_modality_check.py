@@ -73,12 +73,19 @@ def test_declared_dataset_with_zscore_plans_initialises(env, name):
     t = trainer(name, plans("ZScoreNormalization"), DECLARED)
     t.initialize()
     assert t.was_initialized and t.num_input_channels == 1
+    if name in ("text", "causal"):          # the text-prompted network rank-normalises its input
+        from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
+
+        assert unwrap_network(t.network).input_normalization.mode == "rank"
 
 
 def test_in_modality_ct_dataset_keeps_the_ct_window(env):
     t = trainer("text", plans("CTNormalization"), UNDECLARED)
     t.initialize()
     assert t.was_initialized
+    from nnunet_causal.training.text.nnUNetTrainerText import unwrap_network
+
+    assert unwrap_network(t.network).input_normalization.mode == "none"
 
 
 def test_raw_dataset_declared_after_planning_fails(env):
