@@ -71,26 +71,12 @@ def ct_rendering(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(ct, 0.7)
 
 
-def lobe_lookup() -> np.ndarray:
-    """AAL index -> lobe label value (0: none)."""
-    codes = {}
-    for line in AAL_NAMES.read_text(encoding="latin-1").splitlines():
-        if line.strip():
-            index, _name, code = line.split()[:3]
-            codes[int(index)] = int(code)
-    lookup = np.zeros(max(codes) + 1, np.uint8)
-    for value, (_term, _prompt, digit) in enumerate(LOBES, start=1):
-        for index, code in codes.items():
-            if code // 1000 == digit:
-                lookup[index] = value
-    return lookup
-
-
 def write_images(raw: Path, source: str) -> dict:
     """Raw dataset (declared cross-modality): ``ct_colin27`` and ``mr_colin27`` with the same lobe labels, on a
     2 mm grid. Returns ``{modality: case}``."""
     import SimpleITK as sitk
 
+    from nnunet_causal.data.aal import aal_lobe_lookup
     from nnunet_causal.data.cross_modality import declare_cross_modality
     from nnunet_causal.data.raw_dataset import write_dataset_json
 
@@ -100,7 +86,8 @@ def write_images(raw: Path, source: str) -> dict:
     t1_img = sitk.ReadImage(str(COLIN27))
     t1 = sitk.GetArrayFromImage(t1_img).astype(np.float32)
     brain = sitk.GetArrayFromImage(sitk.ReadImage(str(BRAIN_MASK))) > 0
-    labels = lobe_lookup()[sitk.GetArrayFromImage(sitk.ReadImage(str(AAL)))]
+    lookup = aal_lobe_lookup(AAL_NAMES, [digit for _term, _prompt, digit in LOBES])
+    labels = lookup[sitk.GetArrayFromImage(sitk.ReadImage(str(AAL)))]
     rng = np.random.default_rng(0)
     images = {"MR": t1, "CT": ct_rendering(t1, brain)}
     cases = {"CT": "ct_colin27", "MR": "mr_colin27"}

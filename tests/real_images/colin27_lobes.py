@@ -18,8 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Tuple
 
-import numpy as np
-
+from nnunet_causal.data.aal import aal_lobe_lookup
 from tests.real_images.real_data import AAL, AAL_NAMES, COLIN27
 
 CASE = "colin27"
@@ -47,21 +46,6 @@ class {TRAINER}(TRAINERS["nnUNetTrainerText_{SCHEDULE}"], nnUNetTrainerNoMirrori
 '''
 
 
-def aal_lobe_lookup() -> np.ndarray:
-    """Lookup table: AAL region index (the value in ``aal.nii.gz``) -> label value of its lobe (0: none)."""
-    codes = {}
-    for line in AAL_NAMES.read_text(encoding="latin-1").splitlines():
-        if line.strip():
-            index, _name, code = line.split()[:3]
-            codes[int(index)] = int(code)
-    lookup = np.zeros(max(codes) + 1, np.uint8)
-    for value, (_term, _prompt, digit) in enumerate(LOBES, start=1):
-        for index, code in codes.items():
-            if code // 1000 == digit:
-                lookup[index] = value
-    return lookup
-
-
 def write_lobes_dataset(raw_root: Path, dataset_id: int) -> Path:
     """``raw_root/DatasetXXX_Colin27Lobes``: Colin27 (``imagesTr/colin27_0000.nii.gz``, the file itself), the
     lobes on its grid (``labelsTr/colin27.nii.gz``), dataset.json with one prompt per lobe, a domain record and
@@ -75,7 +59,8 @@ def write_lobes_dataset(raw_root: Path, dataset_id: int) -> Path:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(COLIN27, folder / "imagesTr" / f"{CASE}_0000.nii.gz")
     atlas = sitk.ReadImage(str(AAL))
-    labels = sitk.GetImageFromArray(aal_lobe_lookup()[sitk.GetArrayFromImage(atlas)])
+    lookup = aal_lobe_lookup(AAL_NAMES, [digit for _term, _prompt, digit in LOBES])
+    labels = sitk.GetImageFromArray(lookup[sitk.GetArrayFromImage(atlas)])
     labels.CopyInformation(atlas)
     sitk.WriteImage(labels, str(folder / "labelsTr" / f"{CASE}.nii.gz"))
     write_dataset_json(folder, {"0": "T1"},
