@@ -16,6 +16,8 @@ and export work unchanged:
 
 Buffers (in the state_dict, so prediction of the trained prompts never loads the text encoder):
 ``prompt_embeddings (K, D_text)``. Training-only synonym banks are non-persistent buffers.
+The input first goes through :class:`~nnunet_causal.networks.input_normalization.InputNormalization` (the
+identity unless the plans ask for ``"rank"``, as a dataset declared cross-modality does; no weights).
 An optional ``bottleneck`` module (the confounder cross-attention of seed 001) transforms the deepest
 encoder feature map before the decoder sees it. An optional presence head
 (:mod:`nnunet_causal.networks.presence_head`) scores whether each prompt's structure is in the input; its
