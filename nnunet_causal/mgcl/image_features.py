@@ -15,6 +15,10 @@ not drown the shallow ones, are concatenated (``D_img = n_stages``-way concat of
   the stage's resolution (soft weights at coarse stages); a structure counts as present in a patch when
   it has at least ``min_voxels`` voxels;
 * global feature = plain spatial mean of each stage.
+
+The encoder sees what it saw in training: a model whose plans' ``"nnunet_causal"`` entry names an input
+normalisation (``"rank"`` on a dataset declared for cross-modality training) gets it before the encoder
+(:func:`frozen_input_normalization`); stock nnU-Net models and models without the key get nnU-Net's input.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from torch import nn
 
 from nnunet_causal.errors import ModelError
 from nnunet_causal.files import load_torch_file
+from nnunet_causal.networks.input_normalization import INPUT_NORMALIZATIONS, InputNormalization
+from nnunet_causal.networks.text_plans import PLANS_KEY
 
 ENCODER_PREFIXES = ("backbone.encoder.", "encoder.")
 
@@ -91,6 +97,16 @@ def build_frozen_encoder(info: dict) -> Tuple[nn.Module, List[int]]:
     n_stages = int(cm.network_arch_init_kwargs.get("n_stages", 1))
     widths = [int(w) for w in widths] if isinstance(widths, (list, tuple)) else [int(widths or 0)] * n_stages
     return encoder, widths
+
+
+def frozen_input_normalization(info: dict) -> InputNormalization:
+    """The input normalisation the model of ``info`` (:func:`read_model_folder`) applies before its encoder:
+    its plans' ``"nnunet_causal"`` ``input_normalization`` (``"none"`` when absent, as for stock models)."""
+    mode = str((info["plans"].get(PLANS_KEY) or {}).get("input_normalization", "none"))
+    if mode not in INPUT_NORMALIZATIONS:
+        raise ModelError(f"{info['checkpoint']}: its plans.json names input normalisation {mode!r}; expected one "
+                         f"of {', '.join(INPUT_NORMALIZATIONS)}")
+    return InputNormalization(mode)
 
 
 def pool_features(skips: List[torch.Tensor], seg: torch.Tensor, values: List[int], min_voxels: int = 4

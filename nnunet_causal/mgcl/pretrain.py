@@ -48,7 +48,8 @@ from nnunet_causal.mgcl.caption_contrast import caption_contrast_loss, caption_g
 from nnunet_causal.mgcl.corpus import RuleExtractor, build_corpus
 from nnunet_causal.mgcl.encoder_folder import write_encoder_folder
 from nnunet_causal.mgcl.laterality import mirror_negatives
-from nnunet_causal.mgcl.image_features import ImageProjection, build_frozen_encoder, pool_features, read_model_folder
+from nnunet_causal.mgcl.image_features import (ImageProjection, build_frozen_encoder, frozen_input_normalization,
+                                               pool_features, read_model_folder)
 from nnunet_causal.mgcl.losses import LogitScale, clip_loss, mgcl_loss
 from nnunet_causal.mgcl.reports import load_reports
 from nnunet_causal.mgcl.text_model import TrainableTextEncoder
@@ -150,6 +151,7 @@ class _Run:
                              f"input channel(s), dataset {folders.name} has {n_channels}")
         self.encoder, _ = build_frozen_encoder(self.info)
         self.encoder.to(self.device)
+        self.input_normalization = frozen_input_normalization(self.info)
         pm = PlansManager(self.info["plans"])
         cm = pm.get_configuration(self.info["configuration"])
         data_folder = folders.preprocessed / cm.data_identifier
@@ -263,7 +265,7 @@ class _Run:
         autocast = torch.autocast(self.device.type, enabled=self.device.type == "cuda")
         labels, values = list(self.structures), list(self.structures.values())
         with torch.no_grad(), autocast:
-            organ, present, glob = pool_features(self.encoder(data), seg, values)
+            organ, present, glob = pool_features(self.encoder(self.input_normalization(data)), seg, values)
             positions = organ_positions(seg, values, bbox_lbs, case_shapes) if self.position_dims else None
         k = self.s.captions_per_organ
         rows, caption_texts = [], []

@@ -27,3 +27,20 @@ def test_encoder_weights_of_our_and_stock_checkpoints():
     assert list(encoder_weights({"encoder.stages.0.w": w, "decoder.y": w}, "stock")) == ["stages.0.w"]
     with pytest.raises(ModelError, match="no encoder weights"):
         encoder_weights({"model.layer.w": w}, "other.pth")
+
+
+def _info(plans: dict) -> dict:
+    return {"plans": plans, "checkpoint": "/models/fold_0/checkpoint_final.pth"}
+
+
+def test_frozen_input_normalization_follows_the_plans():
+    from nnunet_causal.mgcl.image_features import frozen_input_normalization
+
+    x = torch.tensor([[[[0.0, 10.0], [1000.0, 3.0]]]])
+    ranked = frozen_input_normalization(_info({"nnunet_causal": {"input_normalization": "rank"}}))(x)
+    r = 3 ** 0.5                  # ranks 0, 2/3, 1, 1/3 mapped onto [-sqrt 3, sqrt 3]
+    assert torch.allclose(ranked, torch.tensor([[[[-r, r / 3], [r, -r / 3]]]]))
+    for plans in ({}, {"nnunet_causal": {}}, {"nnunet_causal": {"input_normalization": "none"}}):
+        assert torch.equal(frozen_input_normalization(_info(plans))(x), x)
+    with pytest.raises(ModelError, match="checkpoint_final.pth.*'histogram'"):
+        frozen_input_normalization(_info({"nnunet_causal": {"input_normalization": "histogram"}}))
