@@ -142,7 +142,7 @@ class CounterfactualMixin:
                 f"each kind p={self.counterfactual_group_probability}, up to {self.counterfactual_max_entries} "
                 f"kinds; within a kind ~ weight ** {self.counterfactual_weight_exponent}; frame {frame.kind}")
             if sampler.skipped:
-                self.print_to_log_file("counterfactual views: skipped (cannot run on this data): "
+                self.print_to_log_file("counterfactual views: entries not drawn, each with its reason: "
                                        + "; ".join(sampler.skipped))
             text_only = [e.description for e in entries if not e.simulators]
             if text_only:
