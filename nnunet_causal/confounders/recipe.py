@@ -25,10 +25,6 @@ key                         range (default)              what it sets
 ``kinds``                   ``all`` or kind names,       the dictionary kinds (``[kind]``) a view may draw from;
                             comma-separated (all)        every other kind is left out (its descriptions still
                                                          reach the confounder bottleneck)
-``factual_tail``            0..1 (0)                     share of the final epochs trained on factual samples
-                                                         only (no views, no GIN/IPA): the last, smallest
-                                                         learning rates of the poly schedule fit the sources'
-                                                         own images
 =========================== ============================ ========================================================
 
 Written by hand: a dozen typed keys need no configuration library.
@@ -79,7 +75,6 @@ _KEYS = {
     "intervention_probability": (float, _fraction),
     "consistency_weight": (float, _non_negative),
     "kinds": (str, _kind_list),
-    "factual_tail": (float, _fraction),
 }
 RECIPE_KEYS: Tuple[str, ...] = tuple(_KEYS)
 
@@ -97,7 +92,6 @@ class CounterfactualRecipe:
     intervention_probability: float = 0.5
     consistency_weight: float = 0.0
     kinds: str = ALL_KINDS
-    factual_tail: float = 0.0
     where: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def values(self) -> Dict[str, object]:

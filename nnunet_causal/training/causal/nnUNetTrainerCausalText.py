@@ -188,7 +188,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
 
     # ------------------------------------------------------------------ training step
     def _image_intervention(self, data: torch.Tensor) -> torch.Tensor:
-        if self.image_intervention == "none" or self.in_factual_tail():
+        if self.image_intervention == "none":
             return data
         with torch.no_grad():
             if self.image_intervention == "gin":
@@ -199,11 +199,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
             return mix_with_original(views, data, self.intervention_probability)
 
     def paired_views(self) -> bool:
-        return self.views_this_epoch() and self.counterfactual_consistency_weight > 0
-
-    def views_this_epoch(self) -> bool:
-        """Counterfactual views are drawn: on, and outside the recipe's factual tail."""
-        return self.counterfactual_views and not self.in_factual_tail()
+        return self.counterfactual_views and self.counterfactual_consistency_weight > 0
 
     def train_step(self, batch: dict) -> dict:
         if self.paired_views():
@@ -218,7 +214,7 @@ class nnUNetTrainerCausalText(CausalLossLogging, CounterfactualMixin, nnUNetTrai
         flags = nonfinite_flags(data)  # read after the step's own sync: every step checked, nothing waits
         known = None
         n = data.shape[0] // 2 if self.paired_views() else 0   # paired: rows [:n] stay factual, [n:] get do(z)
-        if self.views_this_epoch():
+        if self.counterfactual_views:
             t0 = target[0] if isinstance(target, list) else target
             with torch.no_grad():
                 cf = self.counterfactual_sampler()(data[n:], label_map_for_simulators(t0[n:], self.label_manager))

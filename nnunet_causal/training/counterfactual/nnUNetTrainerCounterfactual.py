@@ -48,7 +48,6 @@ RECIPE_ATTRIBUTES = {
     "intervention_probability": "intervention_probability",
     "consistency_weight": "counterfactual_consistency_weight",
     "kinds": "counterfactual_kinds",
-    "factual_tail": "counterfactual_factual_tail",
 }
 
 
@@ -90,7 +89,6 @@ class CounterfactualMixin:
     counterfactual_max_entries: Optional[int] = None
     counterfactual_weight_exponent: Optional[float] = None   # draw within a kind ~ weight ** exponent
     counterfactual_kinds: Optional[str] = None               # "all" or the kind names a view may draw
-    counterfactual_factual_tail: Optional[float] = None      # share of the final epochs without any view
     #: a whole recipe in place of the dictionary's header and dataset.json's override (None: theirs)
     counterfactual_recipe: Optional[CounterfactualRecipe] = None
     last_counterfactual: Optional[CounterfactualBatch] = None
@@ -156,27 +154,6 @@ class CounterfactualMixin:
         self.settle_recipe()
         self.counterfactual_sampler()  # dictionary / dimensionality errors before the first step
 
-    def factual_tail_start(self) -> int:
-        """The first epoch of the factual tail (``num_epochs`` when the recipe has none)."""
-        tail = float(self.counterfactual_factual_tail or 0.0)
-        return self.num_epochs - int(round(tail * self.num_epochs))
-
-    def in_factual_tail(self) -> bool:
-        """Whether this epoch belongs to the recipe's factual tail: no views, no image interventions."""
-        return self.current_epoch >= self.factual_tail_start()
-
-    def on_train_epoch_start(self):
-        super().on_train_epoch_start()
-        self.announce_factual_tail()
-
-    def announce_factual_tail(self) -> None:
-        """Log, at the first epoch of the factual tail this process trains (also after ``--c``), that views stop."""
-        if self.in_factual_tail() and not getattr(self, "_tail_logged", False):
-            self._tail_logged = True
-            self.print_to_log_file(f"factual tail (recipe factual_tail = {self.counterfactual_factual_tail}): "
-                                   f"epochs {self.factual_tail_start()}-{self.num_epochs - 1} train without "
-                                   f"counterfactual views or image interventions")
-
     def recipe_knobs(self) -> Dict[str, object]:
         """The recipe values this trainer uses (its attributes of :data:`RECIPE_ATTRIBUTES`)."""
         return {key: getattr(self, attr) for key, attr in RECIPE_ATTRIBUTES.items() if hasattr(type(self), attr)}
@@ -215,7 +192,7 @@ class CounterfactualMixin:
         return {**batch, "data": cf.data}
 
     def train_step(self, batch: dict) -> dict:
-        return super().train_step(batch if self.in_factual_tail() else self.counterfactual(batch))
+        return super().train_step(self.counterfactual(batch))
 
 
 def resolve_recipe(trainer_class: type, dataset_json: dict) -> Tuple[CounterfactualRecipe, Dict[str, object]]:
