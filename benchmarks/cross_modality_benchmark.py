@@ -29,6 +29,11 @@ target's gain over ``text`` and the source's difference to ``stock`` in points (
 per-structure target Dice. Finished steps are skipped; ``results.json`` / ``results.md`` are rewritten after
 every model.
 
+``--recipe KEY=VALUE ...`` trains the ``recipe`` row with those recipe keys over the cross-modality recipe (e.g.
+``--recipe probability=0.5 image_intervention=none``; keys of :mod:`nnunet_causal.confounders.recipe`), written
+into the declared dataset.json; a model already trained in ``--work`` with other values is an error (use another
+``--work``).
+
 Usage: python benchmarks/cross_modality_benchmark.py --work /tmp/xmod --seeds 0 1 2
        (smoke run: --seeds 0 --schedule CPUDemo --phantoms 4 --size 16 32 32)
 """
@@ -76,7 +81,49 @@ def copy_without_recipe(raw: Path, pre: Path, did: int, name: str, src_raw: Path
         tmp.rename(dst)
 
 
-def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dict, log: Path) -> dict:
+def parse_recipe(pairs) -> dict:
+    """``["key=value", ...]`` -> checked recipe values (the errors of a dataset.json override)."""
+    from nnunet_causal.confounders.recipe import parse_value
+    from nnunet_causal.errors import DatasetError
+
+    out = {}
+    for pair in pairs or ():
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"--recipe {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = parse_value(key.strip(), value, f"--recipe {pair}")
+        except DatasetError as e:
+            raise SystemExit(str(e)) from None
+    return out
+
+
+def write_recipe(folders, recipe: dict) -> None:
+    """The declared datasets' ``"counterfactual_recipe"``: the cross-modality recipe with ``recipe`` over it."""
+    from nnunet_causal.data.cross_modality import CROSS_MODALITY_RECIPE
+
+    for folder in folders:
+        dj = json.loads((folder / "dataset.json").read_text())
+        dj["counterfactual_recipe"] = {**CROSS_MODALITY_RECIPE, **recipe}
+        (folder / "dataset.json").write_text(json.dumps(dj, indent=1))
+
+
+def check_trained_recipe(fold: Path, recipe: dict) -> None:
+    """Refuse to reuse a model of this work folder that trained with other recipe values than asked for."""
+    from nnunet_causal.data.cross_modality import CROSS_MODALITY_RECIPE
+
+    recipe = {**CROSS_MODALITY_RECIPE, **recipe}
+    record = fold / "counterfactual_recipe.json"
+    knobs = json.loads(record.read_text())["knobs"] if record.exists() else {}
+    other = {k: (knobs[k], v) for k, v in recipe.items() if k in knobs and knobs[k] != v}
+    if other:
+        raise SystemExit(f"{record}: this model trained with " + ", ".join(f"{k}={a}" for k, (a, _) in other.items())
+                         + "; --recipe asks for " + ", ".join(f"{k}={b}" for k, (_, b) in other.items())
+                         + ": use another --work")
+
+
+def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dict, log: Path,
+            recipe: dict = None) -> dict:
     """Both datasets (declared with the recipe / without it), plans, split and the two test sets."""
     from nnunet_causal.data.cross_modality import check_cross_modality_plans
     from nnunet_causal.synthetic.ct_mr_pairs import make_ct_mr_dataset
@@ -104,6 +151,7 @@ def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dic
     d_did, d_name, d_raw, d_pre = out[False]
     if not (d_pre / "splits_final.json").exists():
         copy_without_recipe(d_raw, d_pre, d_did, d_name, raw, pre)
+    write_recipe((raw, pre), recipe or {})
     dj = json.loads((raw / "dataset.json").read_text())
     sets = {}
     for modality in (source, target):
@@ -118,7 +166,7 @@ def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dic
                     shutil.copy(raw / "labelsTs" / f"{case}.nii.gz", folder / "labels")
             (folder / "done").write_text("")
         sets[modality] = folder
-    return {"datasets": out, "sets": sets, "source": source, "target": target}
+    return {"datasets": out, "sets": sets, "source": source, "target": target, "recipe": recipe or {}}
 
 
 def one_model(root: Path, prep: dict, row: str, schedule: str, env: dict, log: Path) -> dict:
@@ -126,6 +174,8 @@ def one_model(root: Path, prep: dict, row: str, schedule: str, env: dict, log: P
     tr = f"{TRAINER[row]}_{schedule}"
     model = root / "results" / name / f"{tr}__{PLANS}__2d"
     out_file = model / "benchmark.json"
+    if row == "recipe":
+        check_trained_recipe(model / "fold_0", prep["recipe"])
     if out_file.exists():
         return json.loads(out_file.read_text())
     t0 = time.time()
@@ -134,6 +184,7 @@ def one_model(root: Path, prep: dict, row: str, schedule: str, env: dict, log: P
         run([bin_("nnUNetv2_train"), str(did), "2d", "0", "-tr", tr, "-p", PLANS, "-device", "cpu", *cont],
             dict(env, nnUNet_n_proc_DA="2"), log)
     res = {"trainer": tr, "dataset": name, "train_seconds": time.time() - t0,
+           **({"recipe": prep["recipe"]} if row == "recipe" and prep["recipe"] else {}),
            "curve": learning_curve(model / "fold_0")}
     from nnunet_causal.evaluation.evaluate_folder import evaluate_folders
 
@@ -201,7 +252,10 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", default="CPU2000steps", help="trainer suffix: the same budget for every row")
     p.add_argument("--phantoms", type=int, default=12, help="phantoms per seed (half train, half test)")
     p.add_argument("--size", type=int, nargs=3, default=[24, 48, 48], metavar=("Z", "Y", "X"))
+    p.add_argument("--recipe", nargs="+", metavar="KEY=VALUE", help="recipe keys over the cross-modality recipe "
+                   "for the 'recipe' row (e.g. probability=0.5 consistency_weight=1)")
     a = p.parse_args(argv)
+    recipe = parse_recipe(a.recipe)
     from nnunet_causal.env_cli import ext_trainer_folder
 
     tables = []
@@ -216,7 +270,7 @@ def main(argv=None) -> int:
             env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
                        nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(ext_trainer_folder()),
                        nnUNet_compile="false", nnUNet_def_n_proc="2", HF_HUB_OFFLINE="1")
-            prep = prepare(root, direction, seed, a.phantoms, a.size, env, log)
+            prep = prepare(root, direction, seed, a.phantoms, a.size, env, log, recipe)
             for row in a.rows:
                 res = one_model(root, prep, row, a.schedule, env, log)
                 results.setdefault(seed, {})[row] = res
