@@ -44,6 +44,7 @@ SCHEDULES = (
     Schedule("CPU4000steps", 160, 25, 5),
     Schedule("CPU5000steps", 200, 25, 5, "the recipe's held-out Dice is near its plateau here on the CPU "
                                          "benchmark"),
+    Schedule("CPU8000steps", 320, 25, 5, "twice the cross-modality benchmark's budget"),
 )
 
 
