@@ -123,7 +123,7 @@ def check_trained_recipe(fold: Path, recipe: dict) -> None:
 
 
 def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dict, log: Path,
-            recipe: dict = None) -> dict:
+            overrides: dict = None) -> dict:
     """Both datasets (declared with the recipe / without it), plans, split and the two test sets."""
     from nnunet_causal.data.cross_modality import check_cross_modality_plans
     from nnunet_causal.synthetic.ct_mr_pairs import make_ct_mr_dataset
@@ -151,7 +151,7 @@ def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dic
     d_did, d_name, d_raw, d_pre = out[False]
     if not (d_pre / "splits_final.json").exists():
         copy_without_recipe(d_raw, d_pre, d_did, d_name, raw, pre)
-    write_recipe((raw, pre), recipe or {})
+    write_recipe((raw, pre), overrides or {})
     dj = json.loads((raw / "dataset.json").read_text())
     sets = {}
     for modality in (source, target):
@@ -166,7 +166,7 @@ def prepare(root: Path, direction: str, seed: int, phantoms: int, size, env: dic
                     shutil.copy(raw / "labelsTs" / f"{case}.nii.gz", folder / "labels")
             (folder / "done").write_text("")
         sets[modality] = folder
-    return {"datasets": out, "sets": sets, "source": source, "target": target, "recipe": recipe or {}}
+    return {"datasets": out, "sets": sets, "source": source, "target": target, "recipe": overrides or {}}
 
 
 def one_model(root: Path, prep: dict, row: str, schedule: str, env: dict, log: Path) -> dict:
