@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lodo_benchmark import PLANS, bin_, learning_curve, run, write_cpu16_plans  # noqa: E402
+from lodo_benchmark import PLANS, bin_, learning_curve, parse_recipe, run, write_cpu16_plans  # noqa: E402
 
 DIRECTIONS = {"ct2mr": ("CT", "MR"), "mr2ct": ("MR", "CT")}
 ROWS = ("stock", "text", "causal", "recipe")
@@ -79,23 +79,6 @@ def copy_without_recipe(raw: Path, pre: Path, did: int, name: str, src_raw: Path
             p["dataset_name"] = name
             plans.write_text(json.dumps(p, indent=1))
         tmp.rename(dst)
-
-
-def parse_recipe(pairs) -> dict:
-    """``["key=value", ...]`` -> checked recipe values (the errors of a dataset.json override)."""
-    from nnunet_causal.confounders.recipe import parse_value
-    from nnunet_causal.errors import DatasetError
-
-    out = {}
-    for pair in pairs or ():
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise SystemExit(f"--recipe {pair!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = parse_value(key.strip(), value, f"--recipe {pair}")
-        except DatasetError as e:
-            raise SystemExit(str(e)) from None
-    return out
 
 
 def write_recipe(folders, recipe: dict) -> None:

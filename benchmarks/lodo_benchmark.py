@@ -24,8 +24,12 @@ every model (partial results are usable). Measured on the 2-core CPU (``train_se
 files): a 5000-step model trains in 14-19 minutes alone, a 2000-step one in 7-10, plus about 3 for prediction
 and audit each. ``--trainers`` runs any other list of full trainer names (e.g. the one-change ablations).
 
+``--recipe KEY=VALUE ...`` trains the causal rows with those recipe keys over the family dictionary's header (keys
+of :mod:`nnunet_causal.confounders.recipe`, written into the dataset.json as ``"counterfactual_recipe"``); a work
+folder keeps the values it was prepared with (``recipe.json``) and refuses others.
+
 Usage: python benchmarks/lodo_benchmark.py --work /tmp/lodo --seeds 0 1 2 [--task endo|ct] [--schedule CPU1250steps]
-       [--trainers ...]
+       [--trainers ...] [--recipe probability=0.5 ...]
 """
 from __future__ import annotations
 
@@ -89,6 +93,48 @@ def bin_(name):
     return str(Path(sys.executable).parent / name)
 
 
+def parse_recipe(pairs) -> dict:
+    """``["key=value", ...]`` -> checked recipe values (the errors of a dataset.json override)."""
+    from nnunet_causal.confounders.recipe import parse_value
+    from nnunet_causal.errors import DatasetError
+
+    out = {}
+    for pair in pairs or ():
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"--recipe {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = parse_value(key.strip(), value, f"--recipe {pair}")
+        except DatasetError as e:
+            raise SystemExit(str(e)) from None
+    return out
+
+
+def keep_recipe(work: Path, recipe: dict) -> None:
+    """Record the ``--recipe`` values of a work folder; refuse other values on a folder prepared with some."""
+    record = work / "recipe.json"
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept != recipe:
+            raise SystemExit(f"{record}: this work folder was prepared with --recipe {kept or 'none'}; asked for "
+                             f"{recipe or 'none'}: use another --work")
+    elif any(work.glob("seed*/results")):
+        if recipe:
+            raise SystemExit(f"{work}: models were trained here without --recipe: use another --work")
+    record.write_text(json.dumps(recipe, indent=1))
+
+
+def write_recipe(folders, recipe: dict) -> None:
+    """The dataset's ``"counterfactual_recipe"`` (raw and preprocessed dataset.json): ``recipe``, or none."""
+    for folder in folders:
+        dj = json.loads((folder / "dataset.json").read_text())
+        if recipe:
+            dj["counterfactual_recipe"] = dict(recipe)
+        else:
+            dj.pop("counterfactual_recipe", None)
+        (folder / "dataset.json").write_text(json.dumps(dj, indent=1))
+
+
 def write_cpu16_plans(pre: Path) -> None:
     """``nnUNetPlans_CPU16.json`` beside nnU-Net's own 2D plans: the same U-Net with every width halved (>= 8)."""
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
@@ -98,7 +144,7 @@ def write_cpu16_plans(pre: Path) -> None:
     (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
 
 
-def prepare(root: Path, task: str, seed: int, env: dict, log: Path):
+def prepare(root: Path, task: str, seed: int, env: dict, log: Path, recipe: dict = None):
     """Dataset, preprocessing, CPU16 plans, split and the image/label folders of each evaluation set."""
     t = TASKS[task]
     did = t["id"] + seed
@@ -122,6 +168,7 @@ def prepare(root: Path, task: str, seed: int, env: dict, log: Path):
         train = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] in t["sources"])
         val = sorted(c for c, r in dj["domains"].items() if r["split"] == "train" and r["domain"] == t["heldout"][0])
         (pre / "splits_final.json").write_text(json.dumps([{"train": train, "val": val}], indent=1))
+    write_recipe((raw, pre), recipe or {})
     dj = json.loads((raw / "dataset.json").read_text())
     ending = dj["file_ending"]
     sets = {}
@@ -294,7 +341,10 @@ def main(argv=None) -> int:
                         "at --schedule)")
     p.add_argument("--schedule", default=DEFAULT_SCHEDULE,
                    help="schedule suffix of the default rows (e.g. CPU1250steps: nnU-Net's 5 epochs)")
+    p.add_argument("--recipe", nargs="+", metavar="KEY=VALUE",
+                   help="recipe keys over the dictionary's header for the causal rows (e.g. probability=0.5)")
     a = p.parse_args(argv)
+    recipe = parse_recipe(a.recipe)
     if a.trainers is None:
         a.trainers = [f"{t}_{a.schedule}" for t in DEFAULT_ROWS]
     from nnunet_causal.env_cli import ext_trainer_folder
@@ -302,6 +352,7 @@ def main(argv=None) -> int:
     work = Path(a.work) / a.task
     work.mkdir(parents=True, exist_ok=True)
     log = work / "commands.log"
+    keep_recipe(work, recipe)
     results_file = work / "results.json"
     results = {int(k): v for k, v in json.loads(results_file.read_text()).items()} if results_file.exists() else {}
     for seed in a.seeds:
@@ -309,7 +360,7 @@ def main(argv=None) -> int:
         env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
                    nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(ext_trainer_folder()),
                    nnUNet_compile="false", nnUNet_def_n_proc="2", HF_HUB_OFFLINE="1")
-        did, name, raw, sets = prepare(root, a.task, seed, env, log)
+        did, name, raw, sets = prepare(root, a.task, seed, env, log, recipe)
         for tr in a.trainers:
             res = one_model(root, did, name, raw, sets, tr, env, log, TASKS[a.task]["cue_entries"])
             results.setdefault(seed, {})[tr] = res

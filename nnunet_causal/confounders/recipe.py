@@ -12,6 +12,8 @@ key                         range (default)              what it sets
 =========================== ============================ ========================================================
 ``probability``             0..1 (0.7)                   share of training samples that become a counterfactual
                                                          view; the rest stay factual
+``probability_start``       0..1 (as probability)        the share at the first epoch; it moves linearly to
+                                                         ``probability`` at the last (a curriculum)
 ``group_probability``       0..1 (0.5)                   chance that a view includes each kind (``[kind]``)
 ``label_aware_probability`` 0..1 (as group_probability)  chance for the kinds whose simulators read the label
                                                          (change a structure against its surroundings)
@@ -66,6 +68,7 @@ def _at_least_one(v: float) -> Optional[str]:
 #: key -> (type, check) of every recipe key; the keys a header or dataset.json may set
 _KEYS = {
     "probability": (float, _fraction),
+    "probability_start": (float, _fraction),
     "group_probability": (float, _fraction),
     "label_aware_probability": (float, _fraction),
     "max_kinds": (int, _at_least_one),
@@ -84,6 +87,7 @@ class CounterfactualRecipe:
     """One recipe (defaults: the generic recipe). ``where[key]`` names the file and line (or dataset.json)
     that set each key; keys absent from it have their default value."""
     probability: float = 0.7
+    probability_start: Optional[float] = None           # None: as probability (no curriculum)
     group_probability: float = 0.5
     label_aware_probability: Optional[float] = None     # None: as group_probability
     max_kinds: int = 4
@@ -100,8 +104,18 @@ class CounterfactualRecipe:
 
     def describe(self) -> str:
         """One line: ``key=value`` for every knob, the ones set by a header or dataset.json marked ``*``."""
-        return ", ".join(f"{k}={'like other kinds' if v is None else v}{'*' if k in self.where else ''}"
+        unset = {"label_aware_probability": "like other kinds", "probability_start": "as probability"}
+        return ", ".join(f"{k}={unset.get(k) if v is None else v}{'*' if k in self.where else ''}"
                          for k, v in self.values().items())
+
+
+def share_of_views(probability: float, probability_start: Optional[float], epoch: int, num_epochs: int) -> float:
+    """The share of counterfactual views at ``epoch`` (0-based) of ``num_epochs``: ``probability_start`` at the
+    first epoch, moving linearly to ``probability`` at the last; ``probability`` throughout when no start is set."""
+    if probability_start is None or num_epochs <= 1:
+        return probability
+    t = min(max(epoch, 0), num_epochs - 1) / (num_epochs - 1)
+    return probability_start + t * (probability - probability_start)
 
 
 def parse_value(key: str, raw: object, where: str) -> object:

@@ -80,7 +80,8 @@ def test_not_utf8_and_missing(tmp_path):
 def test_shipped_headers_endoscopy_holds_the_measured_recipe_ct_mri_the_generic_one():
     endo = load_recipe("endoscopy")
     assert (endo.probability, endo.label_aware_probability, endo.weight_exponent) == (0.5, 1.0, 4.0)
-    assert set(endo.where) == set(RECIPE_KEYS)          # every knob written out, none left implicit
+    # every knob written out but the curriculum's start (unset: the same share in every epoch)
+    assert set(endo.where) == set(RECIPE_KEYS) - {"probability_start"} and endo.probability_start is None
     assert all("endoscopy.txt, line " in w for w in endo.where.values())
     for family in ("ct", "mri"):
         r = load_recipe(family)
@@ -114,6 +115,7 @@ def test_header_keys_defaults_and_dataset_override(tmp_path):
     ("@recipe probability = 1.5\n", "line 1: recipe key 'probability' = 1.5 must lie in [0, 1]"),
     ("@recipe weight_exponent = -1\n", "line 1: recipe key 'weight_exponent' = -1 must be a finite number >= 0"),
     ("@recipe max_kinds = 0.5\n", "line 1: recipe key 'max_kinds' = 0.5 must be a whole number >= 1"),
+    ("@recipe probability_start = 1.2\n", "line 1: recipe key 'probability_start' = 1.2 must lie in [0, 1]"),
     ("@recipe probability = half\n", "line 1: recipe key 'probability' needs a number, got 'half'"),
     ("@recipe probability = nan\n", "line 1: recipe key 'probability'"),
     ("@recipe image_intervention = blur\n", "must be one of gin_ipa, gin, none"),

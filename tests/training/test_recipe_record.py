@@ -78,3 +78,22 @@ def test_broken_record_is_an_error_naming_the_file(tmp_path, content, words):
     assert str(tmp_path / RECIPE_RECORD) in str(e.value) and words in str(e.value)
     with pytest.raises(DatasetError):
         _trainer("nnUNetTrainerCausalText", tmp_path, 2).settle_recipe()
+
+
+def test_curriculum_sets_the_samplers_share_each_epoch(tmp_path):
+    """probability_start: the share of views moves from the start value to probability over the epochs."""
+    dj = {**ENDOSCOPY, "counterfactual_recipe": {"probability_start": 1.0, "probability": 0.5}}
+    t = _trainer("nnUNetTrainerCausalText", tmp_path, 0, dj)
+
+    class Sampler:
+        probability = None
+
+    t._cf_sampler, t.num_epochs = Sampler(), 5
+    seen = []
+    for epoch in range(5):
+        t.current_epoch = epoch
+        t.update_share_of_views()
+        seen.append(t._cf_sampler.probability)
+    assert seen == pytest.approx([1.0, 0.875, 0.75, 0.625, 0.5])
+    t.settle_recipe()   # the start value is recorded like every other knob
+    assert json.loads((tmp_path / RECIPE_RECORD).read_text())["knobs"]["probability_start"] == 1.0

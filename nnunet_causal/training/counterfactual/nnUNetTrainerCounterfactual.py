@@ -30,7 +30,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_causal.confounders.counterfactual import CounterfactualBatch, CounterfactualSampler
 from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
 from nnunet_causal.confounders.frames import IntensityFrame
-from nnunet_causal.confounders.recipe import ALL_KINDS, CounterfactualRecipe, kind_names
+from nnunet_causal.confounders.recipe import ALL_KINDS, CounterfactualRecipe, kind_names, share_of_views
 from nnunet_causal.data.cross_modality import MODALITY_KIND, cross_modality_declared
 from nnunet_causal.errors import DatasetError
 from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
@@ -40,6 +40,7 @@ from nnunet_causal.training.counterfactual.recipe_record import (RECIPE_RECORD, 
 #: recipe key -> the trainer attribute it sets (attributes a trainer lacks are not its knobs)
 RECIPE_ATTRIBUTES = {
     "probability": "counterfactual_probability",
+    "probability_start": "counterfactual_probability_start",
     "group_probability": "counterfactual_group_probability",
     "label_aware_probability": "counterfactual_label_aware_probability",
     "max_kinds": "counterfactual_max_entries",
@@ -84,6 +85,7 @@ def excluded_kinds(dataset_json: dict, kinds: str = ALL_KINDS, dictionary_kinds:
 class CounterfactualMixin:
     # None: from the dictionary's recipe (see RECIPE_ATTRIBUTES); a value set by a subclass pins the knob
     counterfactual_probability: Optional[float] = None
+    counterfactual_probability_start: Optional[float] = None  # the share at the first epoch (a curriculum)
     counterfactual_group_probability: Optional[float] = None
     counterfactual_label_aware_probability: Optional[float] = None
     counterfactual_max_entries: Optional[int] = None
@@ -127,7 +129,7 @@ class CounterfactualMixin:
                       else f"* set by {_recipe_sources(self.recipe)}; others default")
             self.print_to_log_file(f"counterfactual recipe: {self.recipe.describe()} ({source})"
                                    + (f"; pinned by {type(self).__name__}: {pins}" if pins else ""))
-            if self.counterfactual_probability and not sampler.groups:
+            if (self.counterfactual_probability or self.counterfactual_probability_start) and not sampler.groups:
                 raise DatasetError(f"counterfactual views are asked for (probability = "
                                    f"{self.counterfactual_probability}), but no kind of {entries[0].source} can be "
                                    f"drawn on this data (skipped: {'; '.join(sampler.skipped) or 'none'})")
@@ -136,9 +138,12 @@ class CounterfactualMixin:
                 raise DatasetError(f"{where}: label-aware views are asked for, but no label-aware entry of "
                                    f"{entries[0].source} can run on this data (skipped: "
                                    f"{'; '.join(sampler.skipped) or 'none'})")
+            share = (f"p={self.counterfactual_probability}" if self.counterfactual_probability_start is None else
+                     f"p from {self.counterfactual_probability_start} (first epoch) to "
+                     f"{self.counterfactual_probability} (last)")
             self.print_to_log_file(
                 f"counterfactual views: {len(sampler.active)} of {len(entries)} dictionary entries have a simulator "
-                f"({entries[0].source}; {len(sampler.groups)} kinds); per sample p={self.counterfactual_probability}, "
+                f"({entries[0].source}; {len(sampler.groups)} kinds); per sample {share}, "
                 f"each kind p={self.counterfactual_group_probability}, up to {self.counterfactual_max_entries} "
                 f"kinds; within a kind ~ weight ** {self.counterfactual_weight_exponent}; frame {frame.kind}")
             if sampler.skipped:
@@ -153,6 +158,17 @@ class CounterfactualMixin:
         super().on_train_start()   # initialises (and may refuse the plans) before the recipe is recorded
         self.settle_recipe()
         self.counterfactual_sampler()  # dictionary / dimensionality errors before the first step
+
+    def on_epoch_start(self):
+        super().on_epoch_start()
+        self.update_share_of_views()
+
+    def update_share_of_views(self) -> None:
+        """The recipe's curriculum (``probability_start``): this epoch's share of counterfactual views."""
+        if self.counterfactual_probability_start is not None:
+            self.counterfactual_sampler().probability = share_of_views(
+                self.counterfactual_probability, self.counterfactual_probability_start, self.current_epoch,
+                self.num_epochs)
 
     def recipe_knobs(self) -> Dict[str, object]:
         """The recipe values this trainer uses (its attributes of :data:`RECIPE_ATTRIBUTES`)."""
