@@ -51,12 +51,12 @@ ROWS = ("stock", "text", "recipe")
 
 
 def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 30) -> np.ndarray:
-    """Class index (0 = darkest) of each value by 1D k-means started at the quantiles."""
-    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
-    for _ in range(iterations):
-        assign = np.abs(values[:, None] - centres[None]).argmin(1)
-        centres = np.array([values[assign == j].mean() if (assign == j).any() else centres[j] for j in range(k)])
-    return np.argsort(np.argsort(centres))[np.abs(values[:, None] - centres[None]).argmin(1)]
+    """Class index (0 = darkest) of each value by 1D k-means (scipy's ``kmeans2``) started at the quantiles."""
+    from scipy.cluster.vq import kmeans2
+
+    start = np.quantile(values, (np.arange(k) + 0.5) / k)
+    centres, assign = kmeans2(values[:, None], start[:, None], iter=iterations, minit="matrix", missing="warn")
+    return np.argsort(np.argsort(centres[:, 0]))[assign]
 
 
 def ct_rendering(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
