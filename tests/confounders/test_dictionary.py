@@ -77,16 +77,18 @@ def test_not_utf8_and_missing(tmp_path):
 
 
 # ---------------------------------------------------------------- recipe header
-def test_shipped_headers_endoscopy_holds_the_measured_recipe_ct_mri_the_generic_one():
+def test_shipped_headers_endoscopy_and_ct_hold_the_measured_recipes_mri_the_generic_one():
     endo = load_recipe("endoscopy")
     assert (endo.probability, endo.label_aware_probability, endo.weight_exponent) == (0.5, 1.0, 4.0)
     # every knob written out but the curriculum's start (unset: the same share in every epoch)
     assert set(endo.where) == set(RECIPE_KEYS) - {"probability_start"} and endo.probability_start is None
     assert all("endoscopy.txt, line " in w for w in endo.where.values())
-    for family in ("ct", "mri"):
-        r = load_recipe(family)
-        assert r.values() == CounterfactualRecipe().values()     # the generic recipe, unchanged
-        assert "label_aware_probability" not in r.where          # "like any other kind" = left out
+    ct = load_recipe("ct")
+    assert (ct.probability, ct.label_aware_probability, ct.group_probability) == (0.5, 1.0, 0.5)
+    assert set(ct.where) == set(RECIPE_KEYS) - {"probability_start"}
+    mri = load_recipe("mri")
+    assert mri.values() == CounterfactualRecipe().values()     # the generic recipe, unchanged
+    assert "label_aware_probability" not in mri.where          # "like any other kind" = left out
 
 
 def _dictionary(tmp_path, header: str, body: str = "[light]\na dark frame :: exposure(gain=0.5..0.7)\n"

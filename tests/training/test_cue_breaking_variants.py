@@ -56,10 +56,12 @@ def test_no_gin_and_paired_aliases_change_only_their_knob():
     assert _settings("nnUNetTrainerCausalText_CueBreaking", CT) == base
 
 
-def test_generic_recipe_is_the_endoscopy_baseline_and_the_ct_default():
+def test_generic_recipe_is_the_baseline_and_ct_trains_the_cue_breaking_shape_by_default():
     generic = _settings("nnUNetTrainerCausalText_GenericRecipe")
     assert (generic["probability"], generic["label_aware_probability"], generic["weight_exponent"]) == (0.7, None, 1.0)
-    assert _settings("nnUNetTrainerCausalText", CT) == _settings("nnUNetTrainerCausalText_GenericRecipe", CT) == generic
+    assert _settings("nnUNetTrainerCausalText_GenericRecipe", CT) == generic
+    ct = _settings("nnUNetTrainerCausalText", CT)
+    assert (ct["probability"], ct["label_aware_probability"]) == (0.5, 1.0)   # half factual, label-aware views always
     assert _shares("nnUNetTrainerCausalText_GenericRecipe")[1] < 0.3   # the joint cue broken in ~1/5 (0.5 above)
 
 

@@ -134,6 +134,6 @@ class nnUNetTrainerCausalText_NoCounterfactual(nnUNetTrainerCausalText):
 class nnUNetTrainerCausalText_GenericRecipe(nnUNetTrainerCausalText):
     """The generic recipe (:class:`~nnunet_causal.confounders.recipe.CounterfactualRecipe`'s defaults: 70 % of
     the samples become a view, every kind drawn with probability 0.5, the label-aware one too, entry weights as
-    written) in place of the dictionary's header: on the endoscopy family, the recipe-free baseline the header's
-    recipe is measured against; on CT and MRI, whose headers hold this recipe, the same as the default."""
+    written) in place of the dictionary's header: on the endoscopy and CT families, the baseline the header's
+    recipe is measured against; on MRI, whose header holds this recipe, the same as the default."""
     counterfactual_recipe = CounterfactualRecipe()
