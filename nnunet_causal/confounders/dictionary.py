@@ -162,10 +162,12 @@ def check_recipe(recipe: CounterfactualRecipe, entries: List[ConfounderEntry]) -
                            f"{recipe.label_aware_probability} asks for label-aware views, but {entries[0].source} "
                            f"has no label-aware entry (a simulator that reads the label, e.g. structure_colour, "
                            f"contrast_phase, tissue_contrast); add one or set it to 0")
-    if "probability" in recipe.where and recipe.probability > 0 and not any(e.simulators for e in entries):
-        raise DatasetError(f"{recipe.where['probability']}: probability = {recipe.probability} asks for "
-                           f"counterfactual views, but {entries[0].source} has no entry with a simulator; add one "
-                           f"('description :: simulator') or set it to 0")
+    for key in ("probability", "probability_start"):
+        value = getattr(recipe, key)
+        if key in recipe.where and value and not any(e.simulators for e in entries):
+            raise DatasetError(f"{recipe.where[key]}: {key} = {value} asks for counterfactual views, but "
+                               f"{entries[0].source} has no entry with a simulator; add one "
+                               f"('description :: simulator') or set it to 0")
     known = list(dict.fromkeys(e.group for e in entries))
     unknown = [k for k in (kind_names(recipe.kinds) or ()) if k not in known]
     if unknown:

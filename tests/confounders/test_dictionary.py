@@ -148,6 +148,9 @@ def test_recipe_that_cannot_draw_what_it_asks_for(tmp_path):
     g = _dictionary(tmp_path, "@recipe probability = 0.5\n", "a frame described only\n")
     with pytest.raises(DatasetError, match="line 1: probability = 0.5 asks for counterfactual views"):
         load_recipe(str(g))
+    h = _dictionary(tmp_path, "@recipe probability = 0\n@recipe probability_start = 1\n", "a frame described only\n")
+    with pytest.raises(DatasetError, match="line 2: probability_start = 1.0 asks for counterfactual views"):
+        load_recipe(str(h))
     # the same through dataset.json: the override is named
     dj = {"channel_names": {"0": "R"}, "confounder_dictionary": str(_dictionary(tmp_path, "", "a :: sensor_noise\n")),
           "counterfactual_recipe": {"label_aware_probability": 0.5}}
