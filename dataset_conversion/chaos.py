@@ -16,16 +16,13 @@ in-phase and the out-phase series (they are acquired together).
 
 Slices and masks. Following the CHAOS convention (its evaluation code pairs files by name, not by DICOM
 position), mask i belongs to DICOM file i in file-name order (natural order: numbers compare as numbers),
-and the masks lie in the DICOM pixel grid: mask pixel (row r, column c) = ``pixel_array[r, c]``. Only
-after pairing are the slices ordered by their position along the slice normal
-(``ImagePositionPatient . (row direction x column direction)``), so the volume never depends on how the
-files are named (the CHAOS CT files run head to feet). Geometry: spacing = (column spacing, row spacing,
-distance between slice positions) -- ``PixelSpacing`` is [row spacing, column spacing]; origin = the
-position of the first slice along the normal; direction columns = row direction, column direction,
-normal (from ``ImageOrientationPatient``). Slices with differing orientation, size or pixel spacing,
-positions not stacked along the normal (gantry tilt), duplicate positions or uneven gaps are errors
-naming the series. ``RescaleSlope``/``RescaleIntercept`` are applied (CT in Hounsfield units). The number
-of masks must equal the number of DICOM slices.
+and the masks lie in the DICOM pixel grid: mask pixel (row r, column c) = ``pixel_array[r, c]``. The files of
+a series folder are then read as one volume by :mod:`nnunet_causal.formats.dicom_series` -- slices ordered
+along the slice normal (so the volume never depends on how the files are named; the CHAOS CT files run head
+to feet), its grid from ``PixelSpacing`` / ``ImagePositionPatient`` / ``ImageOrientationPatient``, rescale
+applied (CT in Hounsfield units), and its refusals (mixed orientation, size or spacing, gantry tilt,
+duplicate or missing slices), each naming the series and file -- and every mask follows its slice. The
+number of masks must equal the number of DICOM slices.
 
 Cases: ``CHAOS_CT_<p>``, ``CHAOS_T1in_<p>``, ``CHAOS_T1out_<p>``, ``CHAOS_T2_<p>`` (p = patient number, two
 digits), single channel (``CT``, ``MRI`` or, with ``--modality both``, ``CT_or_MRI`` so that nnU-Net
@@ -69,9 +66,6 @@ SEQUENCES = {  # sequence -> (case prefix, modality, domain, style)
     "T2SPIR": ("T2", "MRI", "chaos_mri_t2spir", "T2-weighted SPIR fat-suppressed abdominal MRI"),
 }
 MODALITIES = ("ct", "mri", "both")
-#: tolerated unevenness of the slice gaps (fraction of the mean gap) and in-plane drift of the slice
-#: positions over the whole stack (fraction of the smaller pixel spacing)
-GAP_TOLERANCE, DRIFT_TOLERANCE_PIXELS = 0.01, 0.5
 
 
 @dataclass
@@ -192,40 +186,6 @@ def scan(input_dir: Path, modality: str = "both") -> List[ChaosSeries]:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-@dataclass
-class _Slice:
-    path: Path
-    pixels: np.ndarray  # (rows, columns), rescaled
-    position: np.ndarray  # ImagePositionPatient
-    orientation: np.ndarray  # ImageOrientationPatient (row direction, column direction)
-    spacing: Tuple[float, float]  # PixelSpacing (row spacing, column spacing)
-    thickness: Optional[float]
-
-
-def read_dicom_slice(path: Path) -> _Slice:
-    """One DICOM slice with its geometry; a corrupt file or missing geometry tag is an error naming it."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path))
-        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
-        position = np.array([float(v) for v in ds.ImagePositionPatient])
-        orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
-        spacing = tuple(float(v) for v in ds.PixelSpacing)
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        thickness = float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
-    except Exception as e:  # noqa: BLE001 - pydicom raises many types for a broken file; reported with its name
-        raise DatasetError(f"{path}: cannot read the DICOM slice (corrupt file or missing geometry tags): {e}") from e
-    if pixels.ndim != 2 or position.shape != (3,) or orientation.shape != (6,) or len(spacing) != 2:
-        raise DatasetError(f"{path}: expected one 2D greyscale slice with ImagePositionPatient (3 values), "
-                           f"ImageOrientationPatient (6) and PixelSpacing (2); got pixels {pixels.shape}")
-    if min(spacing) <= 0:
-        raise DatasetError(f"{path}: PixelSpacing {spacing} must be positive")
-    return _Slice(path, (pixels * np.float32(slope) + np.float32(intercept)).astype(np.float32), position,
-                  orientation, spacing, thickness)
-
-
 def mask_to_labels(mask: np.ndarray, sequence: str, path: Path) -> np.ndarray:
     """CHAOS mask grey values -> label values (CT: >= 128 liver; MR: the grey ranges of :data:`MR_RANGES`)."""
     out = np.zeros(mask.shape, np.uint8)
@@ -247,96 +207,32 @@ def mask_to_labels(mask: np.ndarray, sequence: str, path: Path) -> np.ndarray:
     return out
 
 
-def _check_same_geometry(slices: List[_Slice], series_dir: Path) -> None:
-    """Every slice must share the first one's orientation, size and pixel spacing."""
-    first = slices[0]
-    for s in slices[1:]:
-        for what, a, b, tol in (("ImageOrientationPatient", s.orientation, first.orientation, 1e-4),
-                                ("PixelSpacing", np.array(s.spacing), np.array(first.spacing), 1e-4)):
-            if not np.allclose(a, b, atol=tol):
-                raise DatasetError(f"{s.path}: {what} {a.tolist()} differs from {first.path.name} in the same series "
-                                   f"({b.tolist()}): {series_dir} is not one regular volume")
-        if s.pixels.shape != first.pixels.shape:
-            raise DatasetError(f"{s.path}: size {s.pixels.shape} differs from {first.path.name} "
-                               f"({first.pixels.shape}) in the same series {series_dir}")
-
-
-def _axes(orientation: np.ndarray, path: Path) -> np.ndarray:
-    """3x3 matrix whose columns are the row direction, column direction and slice normal."""
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    if abs(np.linalg.norm(row_dir) - 1) > 1e-3 or abs(np.linalg.norm(col_dir) - 1) > 1e-3 \
-            or abs(float(np.dot(row_dir, col_dir))) > 1e-3:
-        raise DatasetError(f"{path}: ImageOrientationPatient {orientation.tolist()} is not two orthonormal directions")
-    row_dir = row_dir / np.linalg.norm(row_dir)  # remove the rounding of the DICOM decimal strings
-    col_dir = col_dir - np.dot(col_dir, row_dir) * row_dir
-    col_dir = col_dir / np.linalg.norm(col_dir)
-    return np.stack([row_dir, col_dir, np.cross(row_dir, col_dir)], axis=1)
-
-
-def _stack_order(slices: List[_Slice], axes: np.ndarray, series_dir: Path) -> Tuple[np.ndarray, float]:
-    """Indices of ``slices`` sorted along the normal, and the (even) distance between them."""
-    normal = axes[:, 2]
-    heights = np.array([float(np.dot(s.position, normal)) for s in slices])
-    order = np.argsort(heights, kind="stable")
-    base = slices[order[0]].position
-    tolerance = DRIFT_TOLERANCE_PIXELS * min(slices[0].spacing)
-    for i in order[1:]:  # positions must move along the normal only (no gantry tilt / shear)
-        offset = slices[i].position - base
-        drift = offset - np.dot(offset, normal) * normal
-        if np.linalg.norm(drift) > tolerance:
-            raise DatasetError(f"{slices[i].path}: ImagePositionPatient is off the slice normal of {series_dir} by "
-                               f"{np.linalg.norm(drift):.3f} mm (tilted or sheared stack)")
-    if len(slices) == 1:
-        return order, slices[0].thickness or 1.0
-    gaps = np.diff(heights[order])
-    mean = float(gaps.mean())
-    if gaps.min() <= 1e-3 or (gaps.max() - gaps.min()) > GAP_TOLERANCE * mean + 1e-3:
-        raise DatasetError(f"{series_dir}: slices are not evenly spaced along the normal (gaps "
-                           f"{np.round(gaps, 3).tolist()[:8]} mm): duplicate or missing slices")
-    return order, mean
-
-
-def _volume_dtype(volume: np.ndarray):
-    """int16 for whole-valued volumes that fit (CT in HU, most MR), float32 otherwise."""
-    if np.all(volume == np.round(volume)) and volume.min() >= -32768 and volume.max() <= 32767:
-        return np.int16
-    return np.float32
-
-
 def read_series(series: ChaosSeries):
     """``(SimpleITK image, label array (z, y, x) uint8 in LABELS values, or None)`` of one series.
 
-    Masks are paired with DICOM files in file-name order, then both are ordered along the slice normal
-    (see the module docstring). Errors name the offending file or series folder.
+    The volume is read by :mod:`nnunet_causal.formats.dicom_series` (slices ordered along the normal, its
+    checks and errors); mask i belongs to DICOM file i in file-name order and moves with its slice.
     """
-    import SimpleITK as sitk
+    from nnunet_causal.formats.dicom_series import read_series_image, series_from_files
 
-    series_dir = series.dicom_files[0].parent
-    slices = [read_dicom_slice(p) for p in series.dicom_files]
-    _check_same_geometry(slices, series_dir)
-    labels = None
-    if series.mask_files is not None:
-        if len(series.mask_files) != len(slices):
-            raise DatasetError(f"{series.mask_files[0].parent if series.mask_files else series_dir}: "
-                               f"{len(series.mask_files)} masks for {len(slices)} DICOM slices in {series_dir}")
-        labels = [_read_mask(m, s, series.sequence) for m, s in zip(series.mask_files, slices)]
-    axes = _axes(slices[0].orientation, slices[0].path)
-    order, dz = _stack_order(slices, axes, series_dir)
-    volume = np.stack([slices[i].pixels for i in order])
-    image = sitk.GetImageFromArray(volume.astype(_volume_dtype(volume)))
-    row_spacing, col_spacing = slices[0].spacing
-    image.SetSpacing((col_spacing, row_spacing, dz))  # x runs along a row (column index), y along a column
-    image.SetOrigin(tuple(float(v) for v in slices[order[0]].position))
-    image.SetDirection(tuple(float(v) for v in axes.ravel()))
-    label = None if labels is None else np.stack([labels[i] for i in order])
-    return image, label
+    folder = series.dicom_files[0].parent
+    volume = series_from_files(folder, series.dicom_files)
+    image = read_series_image(volume)
+    if series.mask_files is None:
+        return image, None
+    if len(series.mask_files) != len(series.dicom_files):
+        raise DatasetError(f"{series.mask_files[0].parent if series.mask_files else folder}: "
+                           f"{len(series.mask_files)} masks for {len(series.dicom_files)} DICOM slices in {folder}")
+    mask_of = dict(zip(series.dicom_files, series.mask_files))
+    size = (volume.grid.size[1], volume.grid.size[0])  # (rows, columns)
+    return image, np.stack([_read_mask(mask_of[f], f, size, series.sequence) for f in volume.files])
 
 
-def _read_mask(path: Path, dicom: _Slice, sequence: str) -> np.ndarray:
+def _read_mask(path: Path, dicom: Path, size: Tuple[int, int], sequence: str) -> np.ndarray:
     lab = mask_to_labels(read_gray(path), sequence, path)
-    if lab.shape != dicom.pixels.shape:
+    if lab.shape != size:
         raise DatasetError(f"{path}: mask size {lab.shape[1]}x{lab.shape[0]} differs from its DICOM slice "
-                           f"{dicom.path} ({dicom.pixels.shape[1]}x{dicom.pixels.shape[0]})")
+                           f"{dicom} ({size[1]}x{size[0]})")
     return lab
 
 

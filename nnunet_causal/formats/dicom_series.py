@@ -127,6 +127,24 @@ def scan_dicom_folder(folder: Path) -> List[DicomSeries]:
     return [_checked_series(folder, uid, items) for uid, items in sorted(by_series.items())]
 
 
+def series_from_files(folder: Path, files: Sequence[Path]) -> DicomSeries:
+    """``files`` as one series, checked as :func:`scan_dicom_folder` checks each series, whatever their
+    SeriesInstanceUID says: for layouts in which a folder is one series (CHAOS's ``DICOM_anon``). A file that
+    is not DICOM is an error naming it."""
+    import pydicom
+
+    if not files:
+        raise DatasetError(f"{folder}: no DICOM files")
+    items = []
+    for f in files:
+        try:
+            items.append((Path(f), pydicom.dcmread(f, stop_before_pixels=True)))
+        except Exception as e:  # noqa: BLE001 - pydicom raises many types for damaged files
+            raise DatasetError(f"{f}: cannot read the DICOM header: {e}") from e
+    uid = str(getattr(items[0][1], "SeriesInstanceUID", "") or "") or Path(folder).name
+    return _checked_series(Path(folder), uid, items)
+
+
 def _require(ds, path: Path, *names: str) -> None:
     missing = [n for n in names if getattr(ds, n, None) in (None, "")]
     if missing:

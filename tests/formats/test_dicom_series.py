@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nnunet_causal.errors import DatasetError
-from nnunet_causal.formats.dicom_series import read_series_image, scan_dicom_folder
+from nnunet_causal.formats.dicom_series import read_series_image, scan_dicom_folder, series_from_files
 from nnunet_causal.formats.geometry import Grid, grid_differences
 from tests.formats.dicom_fixtures import edit, position, rotation, series, volume
 
@@ -48,6 +48,23 @@ def test_several_series_in_one_folder_are_split_by_uid(tmp_path):
     found = scan_dicom_folder(tmp_path / "mixed")
     assert [(s.series_uid, len(s.files)) for s in found] == [("1.2.3.1", 6), ("1.2.3.2", 4)]
     assert found[0].case_id == "S_1_2_3_1"
+
+
+def test_files_read_as_one_series_whatever_their_uids(tmp_path):
+    img = volume(direction=rotation(0, 15, 0))
+    files = series(tmp_path / "s", img)
+    for i, f in enumerate(files):  # one folder, one series, but each file with its own UID (or none)
+        edit(f, SeriesInstanceUID=f"1.2.3.{i}")
+    with pytest.raises(DatasetError, match="only one slice"):
+        scan_dicom_folder(tmp_path / "s")  # grouped by UID: six one-slice series
+    s = series_from_files(tmp_path / "s", list(reversed(files)))
+    assert s.files == tuple(files) and grid_differences(Grid.of(img), s.grid, 1e-9) == []
+    assert np.array_equal(_array(read_series_image(s)), _array(img))
+    files[2].write_bytes(b"not a dicom" * 30)
+    with pytest.raises(DatasetError, match=rf"{files[2].name}: cannot read the DICOM header"):
+        series_from_files(tmp_path / "s", files)
+    with pytest.raises(DatasetError, match="no DICOM files"):
+        series_from_files(tmp_path / "s", [])
 
 
 def test_localizer_series_are_skipped(tmp_path):
