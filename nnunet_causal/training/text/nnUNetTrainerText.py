@@ -31,6 +31,7 @@ from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_se
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.text_plans import PLANS_KEY, foreground_label_names, get_text_settings
 from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
+from nnunet_causal.training.text.mirroring import mirroring_note
 from nnunet_causal.training.text.plan_settings import add_text_settings
 from nnunet_causal.training.text.presence import (PresenceLoss, calibrate_presence, embed_presence_negatives,
                                                   presence_settings, write_calibration)
@@ -59,6 +60,8 @@ class nnUNetTrainerText(nnUNetTrainer):
     presence_negatives = 32
     #: the calibrated threshold keeps at least this fraction of the validation fold's present structures
     presence_min_kept = 0.98
+    #: False: no mirroring when a label is named by its side (:mod:`nnunet_causal.training.text.mirroring`)
+    mirror_lateral_labels = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -96,6 +99,15 @@ class nnUNetTrainerText(nnUNetTrainer):
         ``nnUNet_causal_prompt_file`` may reword the trained prompts; never in training."""
         return build_text_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
                                   enable_deep_supervision)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's own, without mirroring (training and prediction) when a label is named by its side."""
+        rotation, dummy_2d, patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        note = "" if self.mirror_lateral_labels else mirroring_note(foreground_label_names(self.dataset_json))
+        if note and mirror_axes is not None:
+            self.print_to_log_file(note)
+            mirror_axes = self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, patch_size, mirror_axes
 
     def initialize(self):
         check_plans_at_training_start(self)  # a cross-modality dataset must not be planned with the CT window
