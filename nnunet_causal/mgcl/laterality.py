@@ -11,8 +11,8 @@ words; the mirror caption isolates laterality.)
 
 Choices, so that no mirror caption is a false negative:
 
-* only captions of *lateral* structures are mirrored, i.e. labels whose name holds a side word
-  (``kidney_left``, ``Left-Kidney``, ``adrenal gland right``); "the right lobe of the liver" stays untouched;
+* only captions of *lateral* structures are mirrored, i.e. labels whose name names a side
+  (``kidney_left``, ``Left-Kidney``, ``Parotid_L``); "the right lobe of the liver" stays untouched;
 * only captions naming exactly one side: "the left and right kidneys are normal" mirrored means the same;
 * side words are the whole words ``left`` / ``right`` (case kept); ``sinister`` / ``dexter`` and
   abbreviations are not mirrored.
@@ -22,13 +22,15 @@ from __future__ import annotations
 import re
 from typing import Iterable, List, Optional
 
+from nnunet_causal.text.words import side_of_label
+
 _SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
-_LABEL_TOKEN = re.compile(r"[^a-z]+")
 
 
 def is_lateral_label(label: str) -> bool:
-    """Whether a label name holds a side word (``kidney_left``, ``Right-Kidney``, ``lung right``)."""
-    return bool({"left", "right"} & set(_LABEL_TOKEN.split(label.lower())))
+    """Whether a label name names a side (``kidney_left``, ``Right-Kidney``, ``Parotid_L``;
+    :func:`nnunet_causal.text.words.side_of_label`)."""
+    return side_of_label(label) is not None
 
 
 def mirror_caption(text: str) -> Optional[str]:

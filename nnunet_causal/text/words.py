@@ -114,3 +114,18 @@ def lexicon() -> Dict[str, object]:
 def side_of(word: str) -> Optional[str]:
     """The side a (full) side word names: left / right / both, else None."""
     return SIDE_WORDS.get(word)
+
+
+_LABEL_TOKENS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
+
+
+def side_of_label(name: str) -> Optional[str]:
+    """The side a label *name* is on: ``left`` / ``right``, else None. A side word (:data:`SIDE_WORDS`:
+    ``kidney_left``, ``Right-Kidney``, ``Lt_Kidney``) or a lone ``L`` / ``R`` token (``Parotid_L``,
+    ``OpticNrv_R``) names it; ``L5`` in ``vertebrae_L5`` does not (a token with a digit is not a side)."""
+    for token in _LABEL_TOKENS.split(str(name)):
+        side = SIDE_WORDS.get(token.lower()) or SIDE_LETTERS.get(token.lower())
+        if side in ("left", "right"):
+            return side
+    return None
+

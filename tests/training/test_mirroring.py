@@ -18,9 +18,10 @@ PLAIN = {**LATERAL, "labels": {"background": 0, "liver": 1, "spleen": 2}}
 
 
 def test_side_words_are_whole_words_in_any_spelling():
-    names = ["background", "kidney_left", "Right-Kidney", "lung right", "adrenal gland LEFT", "leftover", "brightness",
-             "liver"]
-    assert lateral_labels(names) == ["kidney_left", "Right-Kidney", "lung right", "adrenal gland LEFT"]
+    names = ["background", "kidney_left", "Right-Kidney", "lung right", "adrenal gland LEFT", "Parotid_L", "OpticNrv_R",
+             "Lt_Kidney", "leftover", "brightness", "liver", "vertebrae_L5", "L1", "both kidneys"]
+    assert lateral_labels(names) == ["kidney_left", "Right-Kidney", "lung right", "adrenal gland LEFT", "Parotid_L",
+                                     "OpticNrv_R", "Lt_Kidney"]
     assert mirroring_note(["liver", "spleen"]) == ""
     note = mirroring_note([f"rib_left_{i}" for i in range(1, 9)])
     assert "rib_left_1, rib_left_2" in note and "and 2 more" in note and "without mirroring" in note

@@ -11,22 +11,20 @@ labelled left (CT Dice 0.28); trained without mirroring it was found (0.92), and
 0.874 on CT and from 0.686 to 0.852 on MR.
 
 The rule, as TotalSegmentator's models (trained with ``nnUNetTrainerNoMirroring``): when any foreground label
-name holds a side word (``left`` / ``right`` as a whole word: ``kidney_left``, ``Left-Kidney``, ``lung right``),
-the text trainers train and predict without mirroring, and say so once in the training log. Nothing else in
+name names a side (``kidney_left``, ``Left-Kidney``, ``Lt_Kidney``, ``Parotid_L``; not ``vertebrae_L5``), the
+text trainers train and predict without mirroring, and say so once in the training log. Nothing else in
 nnU-Net's augmentation changes. A trainer subclass with ``mirror_lateral_labels = True`` keeps mirroring.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, List
 
-SIDE_WORDS = frozenset({"left", "right"})
-_NON_LETTERS = re.compile(r"[^a-z]+")
+from nnunet_causal.text.words import side_of_label
 
 
 def lateral_labels(label_names: Iterable[str]) -> List[str]:
-    """The names among ``label_names`` that hold a side word (``background`` never does)."""
-    return [n for n in label_names if SIDE_WORDS & set(_NON_LETTERS.split(str(n).lower()))]
+    """The names among ``label_names`` that name a side (:func:`~nnunet_causal.text.words.side_of_label`)."""
+    return [n for n in label_names if side_of_label(n)]
 
 
 def mirroring_note(label_names: Iterable[str]) -> str:
