@@ -102,7 +102,8 @@ class nnUNetTrainerText(nnUNetTrainer):
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """nnU-Net's own, without mirroring (training and prediction) when a label is named by its side."""
-        rotation, dummy_2d, patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation, dummy_2d, patch_size, mirror_axes = configured
         note = "" if self.mirror_lateral_labels else mirroring_note(foreground_label_names(self.dataset_json))
         if note and mirror_axes is not None:
             self.print_to_log_file(note)
