@@ -81,3 +81,28 @@ def test_a_subclass_may_keep_mirroring(env):
     t = make(KeepsMirroring, LATERAL)
     assert t.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3] == (0, 1)
     assert t.inference_allowed_mirroring_axes == (0, 1)
+
+
+@pytest.mark.parametrize("saved_axes, expected", [((0, 1), (0, 1)), (None, None)])
+def test_a_resumed_training_keeps_the_mirroring_of_its_checkpoint(env, tmp_path, saved_axes, expected):
+    """--c from a checkpoint that mirrored (trained before the rule) mirrors to its end, with a log line; one
+    trained under the rule stays without mirroring."""
+    from nnunetv2 import paths
+
+    from nnunet_causal.training.text.nnUNetTrainerText import nnUNetTrainerText
+
+    data = Path(paths.nnUNet_preprocessed) / DATASET / "nnUNetPlans_2d"
+    data.mkdir(parents=True)
+    (data / "case_0.b2nd").touch()   # initialize() reads the data format from the file endings only
+    first = make(nnUNetTrainerText, LATERAL)
+    first.initialize()
+    first.inference_allowed_mirroring_axes = saved_axes
+    checkpoint = str(tmp_path / "checkpoint_latest.pth")
+    first.save_checkpoint(checkpoint)
+
+    resumed = make(nnUNetTrainerText, LATERAL)
+    resumed.load_checkpoint(checkpoint)
+    assert resumed.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3] == expected
+    assert resumed.inference_allowed_mirroring_axes == expected
+    kept = log_text(resumed).count("resumed from a checkpoint trained with mirroring (axes (0, 1))")
+    assert kept == (1 if saved_axes else 0)

@@ -13,13 +13,24 @@ from 0.789 to 0.857 on CT and from 0.770 to 0.836 on MR.
 The rule, as TotalSegmentator's models (trained with ``nnUNetTrainerNoMirroring``): when any foreground label
 name names a side (``kidney_left``, ``Left-Kidney``, ``Lt_Kidney``, ``Parotid_L``; not ``vertebrae_L5``), the
 text trainers train and predict without mirroring, and say so once in the training log. Nothing else in
-nnU-Net's augmentation changes. A trainer subclass with ``mirror_lateral_labels = True`` keeps mirroring.
+nnU-Net's augmentation changes. A trainer subclass with ``mirror_lateral_labels = True`` keeps mirroring. A
+training resumed with ``--c`` from a checkpoint that mirrored (a model trained before this rule, or by such a
+subclass) keeps mirroring to its end, and says so in the log: a model's augmentation does not change half-way.
 """
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Iterable, List, Optional, Sequence, Union
 
 from nnunet_causal.text.words import side_of_label
+
+
+#: the checkpoint mirror axes of a training that did not resume from a checkpoint
+NOT_RESUMED = "not resumed"
+
+
+def resumed_with_mirroring(checkpoint_axes: Union[str, Optional[Sequence[int]]]) -> bool:
+    """True when a training resumed from a checkpoint whose model mirrored (its axes are not None)."""
+    return checkpoint_axes is not NOT_RESUMED and checkpoint_axes is not None
 
 
 def lateral_labels(label_names: Iterable[str]) -> List[str]:
