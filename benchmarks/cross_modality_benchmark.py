@@ -19,7 +19,7 @@ nnU-Net's own 2D plan with the widths halved, as in ``lodo_benchmark.py``), trai
   ``"counterfactual_recipe"`` entry (its family dictionary's own recipe; the ``[modality]`` group is one kind
   among the others);
 * ``causal (cross-modality recipe)``: the same trainer on the declared dataset: the default for a dataset
-  declared cross-modality (80 % of the samples a view of the dictionary's ``[modality]`` kind alone, one kind
+  declared cross-modality (35 % of the samples a view of the dictionary's ``[modality]`` kind alone, one kind
   per view; :data:`nnunet_causal.data.cross_modality.CROSS_MODALITY_RECIPE`).
 
 Per direction the split trains on the source modality's training phantoms and validates on the target
