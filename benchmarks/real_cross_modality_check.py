@@ -147,7 +147,7 @@ def prepare(root: Path, direction: str, env: dict, log: Path) -> dict:
             shutil.copy(raw / "labelsTr" / f"{case}.nii.gz", folder / "labels")
             (folder / "done").write_text("")
         sets[modality] = folder
-    return {"datasets": out, "sets": sets, "source": source, "target": target}
+    return {"datasets": out, "sets": sets, "source": source, "target": target, "recipe": {}}
 
 
 def report(results: dict, schedule: str) -> str:
