@@ -19,18 +19,9 @@ subclass) keeps mirroring to its end, and says so in the log: a model's augmenta
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List
 
 from nnunet_causal.text.words import side_of_label
-
-
-#: the checkpoint mirror axes of a training that did not resume from a checkpoint
-NOT_RESUMED = "not resumed"
-
-
-def resumed_with_mirroring(checkpoint_axes: Union[str, Optional[Sequence[int]]]) -> bool:
-    """True when a training resumed from a checkpoint whose model mirrored (its axes are not None)."""
-    return checkpoint_axes is not NOT_RESUMED and checkpoint_axes is not None
 
 
 def lateral_labels(label_names: Iterable[str]) -> List[str]:

@@ -31,7 +31,7 @@ from nnunet_causal.inference.stock_prompts import applies_prompt_file, caller_se
 from nnunet_causal.networks.builder import build_text_network
 from nnunet_causal.networks.text_plans import PLANS_KEY, foreground_label_names, get_text_settings
 from nnunet_causal.training.cross_modality_check import check_plans_at_training_start
-from nnunet_causal.training.text.mirroring import NOT_RESUMED, mirroring_note, resumed_with_mirroring
+from nnunet_causal.training.text.mirroring import mirroring_note
 from nnunet_causal.training.text.plan_settings import add_text_settings
 from nnunet_causal.training.text.presence import (PresenceLoss, calibrate_presence, embed_presence_negatives,
                                                   presence_settings, write_calibration)
@@ -62,8 +62,8 @@ class nnUNetTrainerText(nnUNetTrainer):
     presence_min_kept = 0.98
     #: False: no mirroring when a label is named by its side (:mod:`nnunet_causal.training.text.mirroring`)
     mirror_lateral_labels = False
-    #: the mirror axes of the checkpoint this run resumed from (``--c``); NOT_RESUMED for a new training
-    checkpoint_mirroring_axes = NOT_RESUMED
+    #: the mirror axes of the checkpoint this run resumed from (``--c``); None for a new training
+    checkpoint_mirroring_axes = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -109,7 +109,7 @@ class nnUNetTrainerText(nnUNetTrainer):
         rotation, dummy_2d, patch_size, mirror_axes = configured
         note = "" if self.mirror_lateral_labels else mirroring_note(foreground_label_names(self.dataset_json))
         if note and mirror_axes is not None:
-            if resumed_with_mirroring(self.checkpoint_mirroring_axes):
+            if self.checkpoint_mirroring_axes is not None:
                 self.print_to_log_file(f"resumed from a checkpoint trained with mirroring (axes "
                                        f"{tuple(self.checkpoint_mirroring_axes)}): it keeps mirroring; a new "
                                        f"training of this dataset would not ({note})")
