@@ -14,7 +14,7 @@ The declaration (written by :func:`declare_cross_modality`, read by the cross-mo
     "imaging_family": "ct",                       # the confounder dictionary of the source modality
     "cross_modality": {"input_normalization": "rank", "source_channel_names": {"0": "CT"}},
     "counterfactual_recipe": {"probability": 0.35, "kinds": "modality", "group_probability": 0.0,
-                              "label_aware_probability": 1.0, "max_kinds": 1}
+                              "label_aware_probability": 1.0, "max_kinds": 1, "intervention_probability": 0.25}
 
 ``imaging_family`` keeps the family the original channel names gave (a channel named ``"zscore"`` names
 none), so the CT dictionary, with its ``[modality]`` group, still applies. ``input_normalization`` is the
@@ -49,9 +49,9 @@ ZSCORE = "zscore"
 RECIPE_KEY = "counterfactual_recipe"
 #: the network's own input normalisation on a declared dataset
 INPUT_NORMALIZATION = "rank"
-#: 35 % of the samples a view of the [modality] kind alone; 65 % factual (before GIN/IPA)
+#: 35 % of the samples a view of the [modality] kind alone, a GIN/IPA view on 25 %: about half stay factual
 CROSS_MODALITY_RECIPE = {"probability": 0.35, "kinds": MODALITY_KIND, "group_probability": 0.0,
-                         "label_aware_probability": 1.0, "max_kinds": 1}
+                         "label_aware_probability": 1.0, "max_kinds": 1, "intervention_probability": 0.25}
 
 
 def declare_cross_modality(dataset_json: Mapping) -> dict:
