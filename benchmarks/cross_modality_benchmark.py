@@ -20,7 +20,7 @@ nnU-Net's own 2D plan with the widths halved, as in ``lodo_benchmark.py``), trai
   among the others);
 * ``causal (cross-modality recipe)``: the same trainer on the declared dataset: the default for a dataset
   declared cross-modality (35 % of the samples a view of the dictionary's ``[modality]`` kind alone, one kind
-  per view; :data:`nnunet_causal.data.cross_modality.CROSS_MODALITY_RECIPE`).
+  per view, and 25 % a GIN/IPA view; :data:`nnunet_causal.data.cross_modality.CROSS_MODALITY_RECIPE`).
 
 Per direction the split trains on the source modality's training phantoms and validates on the target
 modality's (so nnU-Net's pseudo Dice in the training log is a held-out-modality learning curve). Reported per

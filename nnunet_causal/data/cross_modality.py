@@ -25,13 +25,16 @@ it) is gone before the first convolution; ``"none"`` keeps nnU-Net's normalised 
 cross-modality recipe, :data:`CROSS_MODALITY_RECIPE`; read by ``nnUNetTrainerCausalText`` over the
 dictionary's header, see :mod:`nnunet_causal.confounders.recipe`) turns 35 % of the samples into a view of
 the dictionary's ``[modality]`` kind alone (each structure loses or inverts its contrast, the other modality's
-texture, noise and bias field; one kind per view, the in-modality kinds off), so the default trainer trains the
-cross-modality recipe on a declared dataset without a trainer of its own; keys the dataset already sets are
-kept. Measured against the dictionary's own kinds on half of the samples (``benchmarks/RESULTS_cross_modality.md``):
-mixed with the in-modality kinds the modality views did not carry to MR, alone they did. The share is the
-trade between the two modalities: on the synthetic CT -> MR benchmark (3 seeds, 4000 steps) views on 80 % of
-the samples gave MR 0.836 / CT 0.857 (6.7 points of CT under stock), on 35 % MR 0.776 / CT 0.913 (1.1 under
-stock); MR -> CT 0.786 / 0.876 (8.2 under) against 0.723 / 0.924 (3.4 under). A dataset that meets only the
+texture, noise and bias field; one kind per view, the in-modality kinds off) and, drawn apart, gives 25 % a GIN/IPA
+view (the causal trainer's own default is half), so that about half of the samples stay fully factual; the default
+trainer trains the cross-modality recipe on a declared dataset without a trainer of its own; keys the dataset
+already sets are kept. Measured against the dictionary's own kinds on half of the samples
+(``benchmarks/RESULTS_cross_modality.md``): mixed with the in-modality kinds the modality views did not carry to
+MR, alone they did. The shares of views are the trade between the two modalities: on the synthetic benchmark
+(3 seeds, 4000 steps, held-out / source modality) [modality] views on 80 % and GIN/IPA on 50 % of the samples
+gave CT -> MR 0.836 / 0.857 and MR -> CT 0.786 / 0.876 (6.7 and 8.2 points of the source under stock); 35 % and
+50 % gave 0.776 / 0.913 and 0.723 / 0.924 (1.1 and 3.4 under); 35 % and 25 % (the recipe) give 0.776 / 0.915 and
+0.738 / 0.941 (0.9 and 1.7 under). A dataset that meets only the
 other modality may set ``"probability": 0.8``. Datasets without
 the key keep the stock normalisation (CT window for CT: the better choice when train and test are both CT).
 """
