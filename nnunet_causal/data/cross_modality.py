@@ -35,7 +35,7 @@ MR, alone they did. The shares of views are the trade between the two modalities
 gave CT -> MR 0.836 / 0.857 and MR -> CT 0.786 / 0.876 (6.7 and 8.2 points of the source under stock); 35 % and
 50 % gave 0.776 / 0.913 and 0.723 / 0.924 (1.1 and 3.4 under); 35 % and 25 % (the recipe) give 0.776 / 0.915 and
 0.738 / 0.941 (0.9 and 1.7 under). A dataset that meets only the
-other modality may set ``"probability": 0.8``. Datasets without
+other modality may set ``"probability": 0.8, "intervention_probability": 0.5``. Datasets without
 the key keep the stock normalisation (CT window for CT: the better choice when train and test are both CT).
 """
 from __future__ import annotations

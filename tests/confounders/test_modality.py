@@ -169,8 +169,8 @@ def test_modality_kind_is_drawn_only_on_a_declared_dataset():
 
 def test_declared_dataset_recipe_draws_views_of_the_modality_kind_alone():
     """The cross-modality recipe (dataset.json after ``declare_cross_modality``): about 35 % of the samples
-    get a view, each view is exactly one ``[modality]`` entry, no in-modality kind is ever drawn; GIN/IPA views
-    on 25 % of the samples."""
+    get a view, each view is exactly one ``[modality]`` entry, no in-modality kind is ever drawn; the recipe
+    asks for GIN/IPA views on 25 % of the samples."""
     from nnunet_causal.confounders.counterfactual import CounterfactualSampler
     from nnunet_causal.confounders.dictionary import confounder_entries_for_dataset, recipe_for_dataset
     from nnunet_causal.confounders.frames import ChannelFrame, IntensityFrame
