@@ -55,18 +55,19 @@ SHAPES: List[Tuple[str, str]] = [(f"S{i:02d}", s) for i, s in enumerate([
 _MODS = {"abdomen": ["CT", "MRI", "CT scan", "MR"], "thorax": ["CT", "chest CT", "CT angiography"],
          "heart": ["cardiac MRI", "CT", "cine MRI"], "head and neck": ["CT", "MRI", "CT scan"],
          "brain": ["MRI", "MR", "brain MRI"], "bones": ["CT", "MRI", "CT scan"],
-         "endoscopy": ["colonoscopy", "endoscopy", "video frame"]}
+         "endoscopy": ["colonoscopy", "endoscopy", "video frame"], "families": ["CT", "MRI", "CT scan"]}
 _REGS = {"abdomen": ["abdominal", "abdominopelvic", "upper abdominal"], "thorax": ["chest", "thoracic"],
          "heart": ["cardiac", "chest"], "head and neck": ["head and neck", "head-and-neck", "neck"],
          "brain": ["brain", "cranial"], "bones": ["whole-body", "trunk", "pelvic"],
-         "endoscopy": ["colonic", "endoscopic"]}
+         "endoscopy": ["colonic", "endoscopic"], "families": ["whole-body"]}
 _PHASES = ["portal-venous", "arterial", "venous", "delayed", "late arterial"]
 _SEQS = ["T1", "T2", "T1-weighted", "FLAIR", "T2w"]
 _VIEWS = ["axial", "coronal", "sagittal"]
 _FAMILY_CONTEXT = {"abdomen": "abdomen", "thorax": "thorax", "vessels": "abdomen", "heart": "heart",
                    "head and neck": "head and neck", "brain": "brain", "bones": "bones", "spine": "bones",
                    "muscles": "bones", "lesions": "abdomen", "brats": "brain", "endoscopy": "endoscopy",
-                   "parts": "abdomen", "short forms": "abdomen", "collectives": "bones"}
+                   "parts": "abdomen", "short forms": "abdomen", "collectives": "bones",
+                   "families": "families", "placed parts": "abdomen"}
 
 
 def context_for(family: str, i: int) -> Dict[str, str]:
@@ -159,6 +160,42 @@ PARTS = [
     ("parts", "aortic lumen", ["aorta"]), ("parts", "left ventricle cavity", ["heart_ventricle_left"]),
     ("parts", "liver segment 4", ["liver_segment_4"]), ("parts", "body of the stomach", ["stomach"]),
 ]
+_HAN = ["esophagus", "thyroid_gland", "common_carotid_artery_right", "common_carotid_artery_left", "spinal_cord",
+        "optic_nerve_left", "optic_nerve_right", "brainstem", "parotid_gland_left", "parotid_gland_right",
+        "submandibular_gland_right", "submandibular_gland_left", "mandible", "optic_chiasm", "lacrimal_gland_left",
+        "lacrimal_gland_right", "cochlea_left", "cochlea_right", "pituitary_gland", "arytenoid", "buccal_mucosa",
+        "oral_cavity", "cricopharyngeal_inlet", "eye_anterior_left", "eye_anterior_right", "eye_posterior_left",
+        "eye_posterior_right", "glottis", "supraglottic_larynx", "lips"]
+_CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", "heart_ventricle_right"]
+_ABDOMINAL = ["liver", "spleen", "kidney_right", "kidney_left", "gallbladder", "stomach", "pancreas",
+              "adrenal_gland_right", "adrenal_gland_left", "duodenum", "small_bowel", "colon"]
+#: whole families: a count before a plural, organs at risk, organs / muscles of a region
+FAMILIES = [
+    ("families", "four heart chambers", _CHAMBERS), ("families", "all four cardiac chambers", _CHAMBERS),
+    ("families", "head and neck organs at risk", _HAN), ("families", "organs at risk of the head and neck", _HAN),
+    ("families", "head and neck OARs", _HAN), ("families", "head-and-neck organs", _HAN),
+    ("families", "abdominal organs", _ABDOMINAL), ("families", "organs of the abdomen", _ABDOMINAL),
+    ("families", "pelvic organs", ["urinary_bladder", "prostate", "uterus"]),
+    ("families", "thoracic organs", ["heart", "trachea", "esophagus"] + _LOBES),
+    ("families", "abdominal muscles", ["rectus_abdominis_right", "rectus_abdominis_left", "external_oblique_right",
+                                       "external_oblique_left", "internal_oblique_right", "internal_oblique_left"]),
+    ("families", "muscles of the back", ["autochthon_left", "autochthon_right", "erector_spinae_left",
+                                         "erector_spinae_right", "transversospinalis_left", "transversospinalis_right"]),
+    ("families", "pharyngeal constrictor muscles", ["superior_pharyngeal_constrictor", "middle_pharyngeal_constrictor",
+                                                    "inferior_pharyngeal_constrictor"]),
+    ("families", "larynx", ["glottis", "supraglottic_larynx"]),
+    ("families", "two kidneys", ["kidney_left", "kidney_right"]),
+    ("families", "renal cysts and tumours", ["kidney_cyst_left", "kidney_cyst_right", "kidney_tumor"]),
+]
+#: parts placed on their whole by a position word, and possessives
+PLACED_PARTS = [
+    ("placed parts", "lower pole of the right kidney", ["kidney_right"]),
+    ("placed parts", "upper pole of the left kidney", ["kidney_left"]),
+    ("placed parts", "anterior wall of the stomach", ["stomach"]),
+    ("placed parts", "medial wall of the bladder", ["urinary_bladder"]),
+    ("placed parts", "posterior segment of the right lung", _LOBES[2:]),
+    ("placed parts", "liver's left lobe", ["liver"]), ("placed parts", "spleen's lower pole", ["spleen"]),
+]
 SHORT = [
     ("short forms", "R femur", ["femur_right"]), ("short forms", "lt kidney", ["kidney_left"]),
     ("short forms", "rt adrenal", ["adrenal_gland_right"]), ("short forms", "IVC", ["inferior_vena_cava"]),
@@ -185,6 +222,8 @@ def positive_phrases() -> Iterator[Tuple[str, str, List[str]]]:
     yield from COLLECTIVES
     yield from PARTS
     yield from SHORT
+    yield from FAMILIES
+    yield from PLACED_PARTS
 
 
 NEGATIVE_SHAPES: List[Tuple[str, str]] = [(f"N{i}", s) for i, s in enumerate([

@@ -11,7 +11,9 @@
   of a term are the terms naming it as parent), ``union`` (the label is the union of its parts: the
   knowledge base answers with the parts), ``vocabularies`` (named subsets) and ``sources``;
 * ``bases``: side-free structures with their names; a base plus a side is one term, a base alone is both;
-* ``groups``: merged categories (``lung`` = the five lobes, ``lumbar spine`` = L1-L5, ...), per side.
+* ``groups``: merged categories and families (``lung`` = the five lobes, ``lumbar spine`` = L1-L5,
+  ``heart chamber``, ``head and neck organ at risk`` = the HaN-Seg structures, ``abdominal organ``, ...),
+  per side; ``alias`` names another group.
 
 This floor sits on :mod:`nnunet_causal.text.words` and :mod:`nnunet_causal.text.label_text` and imports
 nothing above it: grounding stages (:mod:`nnunet_causal.text.grounding`) read a :class:`Vocabulary`, and

@@ -37,6 +37,8 @@ def minilm():
     ("fourth and fifth lumbar vertebrae", ["fourth lumbar vertebrae", "fifth lumbar vertebrae"]),
     ("liver/spleen", ["liver", "spleen"]),
     ("prostate or uterus", None), ("liver", None),
+    ("renal cysts and tumours", ["renal cysts", "renal tumours"]),       # the organ word goes to a bare lesion
+    ("liver and tumours", ["liver", "tumours"]),                         # ... only from a lesion phrase
 ])
 def test_split_list(prompt, parts):
     assert split_list(prompt) == parts
@@ -55,6 +57,48 @@ def test_lists_resolve_to_the_union_of_their_parts(prompt, terms, vocab):
     res = resolve_prompt(prompt, vocab)
     assert sorted(res.terms) == sorted(terms), res.as_dict()
     assert ("and" in res.used) == (not res.parts)   # "and" is used only as part of a name
+
+
+_CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", "heart_ventricle_right"]
+
+
+# ------------------------------------------------------------------ families, counts, placed parts, possessives
+@pytest.mark.parametrize("prompt,terms", [
+    ("the four heart chambers", _CHAMBERS), ("Segment all four cardiac chambers on cine MRI", _CHAMBERS),
+    ("two kidneys", ["kidney_left", "kidney_right"]),
+    ("Contour the head and neck organs at risk on the planning CT", 30),
+    ("organs at risk of the head and neck", 30), ("head-and-neck OARs", 30),
+    ("Target structure: abdominal organs", ["liver", "spleen", "kidney_right", "kidney_left", "gallbladder", "stomach",
+                                            "pancreas", "adrenal_gland_right", "adrenal_gland_left", "duodenum",
+                                            "small_bowel", "colon"]),
+    ("pelvic organs", ["urinary_bladder", "prostate", "uterus"]),
+    ("muscles of the back", ["autochthon_left", "autochthon_right", "erector_spinae_left", "erector_spinae_right",
+                             "transversospinalis_left", "transversospinalis_right"]),
+    ("the larynx", ["glottis", "supraglottic_larynx"]),
+    ("renal cysts and tumours", ["kidney_cyst_left", "kidney_cyst_right", "kidney_tumor"]),
+    ("lower pole of the right kidney", ["kidney_right"]), ("the anterior wall of the stomach", ["stomach"]),
+    ("posterior segment of the right lung", ["lung_upper_lobe_right", "lung_middle_lobe_right",
+                                             "lung_lower_lobe_right"]),
+    ("the liver's left lobe", ["liver"]), ("the left kidney's upper pole", ["kidney_left"]),
+])
+def test_families_counts_and_placed_parts(prompt, terms, vocab):
+    res = resolve_prompt(prompt, vocab)
+    if isinstance(terms, int):   # the head-and-neck organs at risk: every structure of the HaN-Seg vocabulary
+        han = load_vocabulary("han")
+        assert sorted(res.terms) == sorted(han.terms) and len(han.terms) == terms, res.as_dict()
+    else:
+        assert sorted(res.terms) == sorted(terms), res.as_dict()
+
+
+def test_a_family_answers_with_the_members_a_model_holds_and_what_it_cannot_is_refused():
+    btcv = load_vocabulary("btcv")
+    held = resolve_prompt("abdominal organs", btcv).terms
+    assert held and set(held) <= set(btcv.terms) and {"liver", "spleen", "pancreas"} <= set(held)
+    assert resolve_prompt("the four heart chambers", btcv).terms == []
+    assert resolve_prompt("organs at risk", load_vocabulary("han")).terms == []   # at risk of what: no guess
+    # a position word is dropped only with a part word: "lower lobe of the left lung" is the lobe itself
+    assert resolve_prompt("lower lobe of the left lung", load_vocabulary("all")).terms == ["lung_lower_lobe_left"]
+    assert resolve_prompt("lower kidney", load_vocabulary("all")).terms == []
 
 
 def test_a_list_with_a_part_that_names_nothing_names_nothing(vocab, minilm):

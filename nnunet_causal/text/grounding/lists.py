@@ -9,7 +9,9 @@ sharing between parts are undone here, before grounding, so that every part is a
 * laterality distributes *where written*: a side word that opens the first part is given to later parts
   that have no side of their own and are not the explicit plural of another noun ("left kidney and
   adrenal" -> "left adrenal", but "left kidney and adrenals" keeps both adrenals); a side that closes the last part ("kidney and adrenal on the left") is given to the earlier
-  parts. A side written inside a middle part stays with that part.
+  parts. A side written inside a middle part stays with that part;
+* an organ word distributes to a later part that is a bare lesion noun: "renal cysts and tumours" ->
+  "renal cysts", "renal tumours" (a tumour alone would be any tumour).
 
 "or" is not a separator: "prostate or uterus" is one structure of AMOS, and "A or B" asks for one of them.
 The resolver tries the whole prompt in the knowledge base first, so names that contain "and"
@@ -25,6 +27,9 @@ from nnunet_causal.text.words import ARTICLES, ORDINALS, SIDE_WORDS, normalize
 _SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|/|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
                         r"|\bplus\b|\band\b)\s*", re.IGNORECASE)
 _ORDINAL_FORM = re.compile(r"^(?:\d{1,2}(?:st|nd|rd|th)?)$")
+#: nouns that name a lesion only together with the organ it is of
+_LESION_NOUNS = {"tumor", "tumors", "tumour", "tumours", "cyst", "cysts", "lesion", "lesions", "mass", "masses",
+                 "nodule", "nodules", "metastasis", "metastases", "cancer", "cancers", "stone", "stones"}
 
 
 def has_separator(prompt: str) -> bool:
@@ -80,4 +85,9 @@ def split_list(prompt: str) -> Optional[List[str]]:
             words[i] = [lead] + ws
         elif trail is not None and i < len(words) - 1:
             words[i] = ws + [trail]
+    # 3. the organ words of the first part go to later parts that are a bare lesion noun
+    organ = [w for w in words[0][:-1] if w not in SIDE_WORDS]
+    if organ and words[0][-1] in _LESION_NOUNS:
+        words = [ws if i == 0 or len(ws) != 1 or ws[0] not in _LESION_NOUNS else organ + ws
+                 for i, ws in enumerate(words)]
     return [" ".join(ws) for ws in words]

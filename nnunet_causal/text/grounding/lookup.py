@@ -5,7 +5,10 @@
 * knowledge -- synonyms, abbreviations, Latin / adjectival forms, filler words removed ("hepatic region"
   -> liver), laterality parsed explicitly ("kidney on the left"), plurals and "both" / "bilateral" ->
   merged categories ("suprarenal glands" -> both adrenals; a side-less plural is both sides, never one
-  member), vertebra and rib numbers and ordinals ("fifth lumbar vertebra" -> vertebrae_L5);
+  member) and families ("heart chambers", "head and neck organs at risk", "abdominal organs": the
+  knowledge base's ``groups``), a count before a plural read as "all" ("the four heart chambers"), a
+  possessive read as its noun ("the liver's"), vertebra and rib numbers and ordinals ("fifth lumbar
+  vertebra" -> vertebrae_L5);
 * placement (:func:`place`) -- a structure the knowledge base knows but the vocabulary (a model's) does not
   hold is answered by its parts the vocabulary holds (``lung`` -> the lobes), else widened to the nearest
   whole it holds (``liver_segment_4`` -> ``liver``, with a note), else refused. A lesion is never placed on
@@ -23,6 +26,18 @@ from nnunet_causal.text.words import FILLERS, REGION_LETTER, normalize, ordinal
 _VERT = re.compile(r"^(?:vertebra )?([ctls])\s?(\d{1,2})(?: vertebra| vertebral body| level)?$")
 _VERT_WORDS = re.compile(r"^(?:(\w+) )?(cervical|thoracic|dorsal|lumbar|sacral) vertebra(?: (\d{1,2}))?$")
 _RIB = re.compile(r"^(?:(\d{1,2})(?:st|nd|rd|th)?|(\w+))? ?rib(?: (\d{1,2}))?$")
+#: a count before a plural names the whole set ("the four heart chambers", "two kidneys")
+CARDINALS = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"}
+#: multi-word forms read as one word of the knowledge base's names ("organs at risk" -> the groups' "oar")
+_PHRASE_FORMS = ((re.compile(r"\borgans? at risk\b"), "oar"), (re.compile(r"\b(\w+) s\b"), r"\1"))
+
+
+def canonical_text(text: str) -> str:
+    """``text`` normalised, with :data:`_PHRASE_FORMS` applied ("the liver's" -> "the liver")."""
+    out = normalize(text)
+    for pattern, repl in _PHRASE_FORMS:
+        out = pattern.sub(repl, out)
+    return out
 
 
 def numbered(core: str, side: Optional[str]) -> Optional[List[str]]:
@@ -48,13 +63,18 @@ def numbered(core: str, side: Optional[str]) -> Optional[List[str]]:
 
 def knowledge_lookup(text: str, vocab: Vocabulary) -> Optional[List[str]]:
     """Terms of ``vocab`` that ``text`` names by the knowledge stage, or None."""
-    side, core, plural = vocab.parse(text)
+    side, core, plural = vocab.parse(canonical_text(text))
+    if plural:
+        core = " ".join(w for w in core.split() if w not in CARDINALS)
     if not core:
         return None
     if plural and side is None:
         side = "both"
     idx = vocab.index()
-    for c in dict.fromkeys([core, " ".join(w for w in core.split() if w not in FILLERS)]):
+    words = core.split()
+    leading = next((i for i, w in enumerate(words) if w not in FILLERS), len(words))
+    # as written, without filler words, without leading fillers only ("structure abdominal organs")
+    for c in dict.fromkeys([core, " ".join(w for w in words if w not in FILLERS), " ".join(words[leading:])]):
         if not c:
             continue
         hit = numbered(c, side)

@@ -8,7 +8,8 @@ Tried in this order, each on the phrase as written and on its reordered form ("t
 2. part-of: the words naming a part ("lobe", "wall", "bulb", "head", "segment", "lumen", "cavity",
    "silhouette", ... in ``resources/prompt_words.json``) are removed and the rest must name a structure
    on its own ("urinary bladder wall" -> urinary bladder, "duodenal bulb" -> duodenum, "right femoral head"
-   -> right femur); the result says which part was widened to which whole. Only part words are ever
+   -> right femur), then also the words placing the part on its whole ("lower pole of the right kidney"
+   -> right kidney); the result says which part was widened to which whole. Only such words are ever
    removed: "kidney stone", "liver tumour" and "aortic valve" keep their entity word and name nothing
    unless the knowledge base knows them whole;
 3. location: "X in the Y" is X when X names a structure alone and Y a place ("lymph nodes in the
@@ -82,7 +83,7 @@ def ground_phrase(phrase: str, vocab: Vocabulary) -> Optional[PhraseHit]:
         hit = _known(form, vocab)
         if hit:
             return hit
-    parts = lexicon()["parts"]
+    parts, positions = lexicon()["parts"], lexicon()["positions"]
     for form in forms:
         words = normalize(form).split()
         removed = [w for w in words if w in parts]
@@ -91,11 +92,16 @@ def ground_phrase(phrase: str, vocab: Vocabulary) -> Optional[PhraseHit]:
             kept.pop()
         while kept and kept[0] in ("of", "the"):
             kept.pop(0)
-        if removed and kept and any(w not in SIDE_WORDS and w not in SIDE_LETTERS for w in kept):
-            hit = _known(" ".join(kept), vocab)
-            if hit and not any(vocab.terms[t].is_lesion for t in hit.terms if t in vocab.terms):
-                hit.part_words, hit.exact = removed, False
-                return hit
+        if not removed:
+            continue
+        # the part words alone, then with the words placing the part on its whole ("lower pole")
+        placed = [w for w in kept if w not in positions]
+        for rest, dropped in ((kept, removed), (placed, removed + [w for w in kept if w in positions])):
+            if rest and any(w not in SIDE_WORDS and w not in SIDE_LETTERS for w in rest):
+                hit = _known(" ".join(rest), vocab)
+                if hit and not any(vocab.terms[t].is_lesion for t in hit.terms if t in vocab.terms):
+                    hit.part_words, hit.exact = dropped, False
+                    return hit
     return _located(phrase, vocab)
 
 
