@@ -185,6 +185,12 @@ FAMILIES = [
                                                     "inferior_pharyngeal_constrictor"]),
     ("families", "larynx", ["glottis", "supraglottic_larynx"]),
     ("families", "two kidneys", ["kidney_left", "kidney_right"]),
+    ("families", "arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
+                                          "internal_carotid_artery_right", "internal_carotid_artery_left"]),
+    ("families", "left neck veins", ["internal_jugular_vein_left"]),
+    ("families", "pelvic veins", ["iliac_vena_left", "iliac_vena_right"]),
+    ("families", "bones of the leg", ["femur_left", "femur_right", "patella", "tibia", "fibula", "tarsal",
+                                      "metatarsal", "phalanges_feet"]),
     ("families", "renal cysts and tumours", ["kidney_cyst_left", "kidney_cyst_right", "kidney_tumor"]),
 ]
 #: parts placed on their whole by a position word, and possessives

@@ -80,6 +80,13 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("posterior segment of the right lung", ["lung_upper_lobe_right", "lung_middle_lobe_right",
                                              "lung_lower_lobe_right"]),
     ("the liver's left lobe", ["liver"]), ("the left kidney's upper pole", ["kidney_left"]),
+    # families by kind and region, from the knowledge base's attributes
+    ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
+                              "internal_carotid_artery_right", "internal_carotid_artery_left"]),
+    ("Segment the left neck veins on CT", ["internal_jugular_vein_left"]),
+    ("pelvic veins", ["iliac_vena_left", "iliac_vena_right"]),
+    ("all bones of the leg", ["femur_left", "femur_right", "patella", "tibia", "fibula", "tarsal", "metatarsal",
+                              "phalanges_feet"]),
 ])
 def test_families_counts_and_placed_parts(prompt, terms, vocab):
     res = resolve_prompt(prompt, vocab)
@@ -99,6 +106,16 @@ def test_a_family_answers_with_the_members_a_model_holds_and_what_it_cannot_is_r
     # a position word is dropped only with a part word: "lower lobe of the left lung" is the lobe itself
     assert resolve_prompt("lower lobe of the left lung", load_vocabulary("all")).terms == ["lung_lower_lobe_left"]
     assert resolve_prompt("lower kidney", load_vocabulary("all")).terms == []
+    # a kind noun names a family only as a plural, after "all", or as a collective; regions must be known
+    everything = load_vocabulary("all")
+    assert resolve_prompt("the bone", everything).terms == []
+    assert resolve_prompt("kidney vessels", everything).terms == []
+    bones = resolve_prompt("the skeleton", everything).terms
+    assert bones == resolve_prompt("all bones", everything).terms and {"femur_left", "skull", "sacrum"} <= set(bones)
+    assert not any("cartilage" in t or "disc" in t for t in bones)
+    vessels = resolve_prompt("blood vessels", everything).terms
+    assert "aorta" in vessels and "heart" not in vessels and not any(t.startswith("heart_") for t in vessels)
+    assert "aorta_true_lumen" not in vessels   # a part whose whole is a member
 
 
 def test_a_list_with_a_part_that_names_nothing_names_nothing(vocab, minilm):

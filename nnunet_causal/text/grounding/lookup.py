@@ -8,7 +8,8 @@
   member) and families ("heart chambers", "head and neck organs at risk", "abdominal organs": the
   knowledge base's ``groups``), a count before a plural read as "all" ("the four heart chambers"), a
   possessive read as its noun ("the liver's"), vertebra and rib numbers and ordinals ("fifth lumbar
-  vertebra" -> vertebrae_L5);
+  vertebra" -> vertebrae_L5), and last families named by a kind and a region ("arteries of the neck",
+  :mod:`~nnunet_causal.text.grounding.families`);
 * placement (:func:`place`) -- a structure the knowledge base knows but the vocabulary (a model's) does not
   hold is answered by its parts the vocabulary holds (``lung`` -> the lobes), else widened to the nearest
   whole it holds (``liver_segment_4`` -> ``liver``, with a note), else refused. A lesion is never placed on
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from nnunet_causal.text.grounding.families import family_terms
 from nnunet_causal.text.knowledge import Vocabulary
 from nnunet_causal.text.words import FILLERS, REGION_LETTER, normalize, ordinal
 
@@ -92,7 +94,8 @@ def knowledge_lookup(text: str, vocab: Vocabulary) -> Optional[List[str]]:
                 terms = vocab.expand(hit[0], hit[1], side if key[0] is None else None)
                 if terms:
                     return terms
-    return None
+    named = [w for w in canonical_text(text).split() if vocab.parse(w)[1]]   # side words and articles out
+    return family_terms(named, side, vocab)
 
 
 def exact_lookup(text: str, vocab: Vocabulary) -> Optional[str]:
