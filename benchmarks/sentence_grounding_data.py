@@ -201,6 +201,8 @@ PLACED_PARTS = [
     ("placed parts", "medial wall of the bladder", ["urinary_bladder"]),
     ("placed parts", "posterior segment of the right lung", _LOBES[2:]),
     ("placed parts", "liver's left lobe", ["liver"]), ("placed parts", "spleen's lower pole", ["spleen"]),
+    ("placed parts", "aortic arch", ["aorta"]), ("placed parts", "descending aorta", ["aorta"]),
+    ("placed parts", "sigmoid colon", ["colon"]),
 ]
 SHORT = [
     ("short forms", "R femur", ["femur_right"]), ("short forms", "lt kidney", ["kidney_left"]),

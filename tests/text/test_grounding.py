@@ -80,6 +80,8 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("posterior segment of the right lung", ["lung_upper_lobe_right", "lung_middle_lobe_right",
                                              "lung_lower_lobe_right"]),
     ("the liver's left lobe", ["liver"]), ("the left kidney's upper pole", ["kidney_left"]),
+    ("Segment the aortic arch on CTA", ["aorta"]), ("descending thoracic aorta", ["aorta"]),
+    ("sigmoid colon", ["colon"]), ("left zygomatic arch", ["zygomatic_arch_left"]),   # a name with a part word
     # families by kind and region, from the knowledge base's attributes
     ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
                               "internal_carotid_artery_right", "internal_carotid_artery_left"]),
