@@ -99,6 +99,17 @@ def test_families_counts_and_placed_parts(prompt, terms, vocab):
         assert sorted(res.terms) == sorted(terms), res.as_dict()
 
 
+@pytest.mark.parametrize("prompt,terms", [
+    ("segment the liver and exclude the gallbladder", ["liver"]),      # what is excluded is not asked for
+    ("the spleen, if present", ["spleen"]), ("spleen (if visible)", ["spleen"]),
+    ("enhancing tumour on T1 post-contrast", ["enhancing_tumor"]),     # "contrast" anchors "T1 post"
+    ("mediastinal lymph nodes", ["lymph_nodes"]), ("the cervical spinal cord", ["spinal_cord"]),
+    ("the myocardium of the left ventricle", ["heart_myocardium"]),
+])
+def test_conditions_exclusions_and_qualified_names(prompt, terms, vocab):
+    assert sorted(resolve_prompt(prompt, vocab).terms) == sorted(terms)
+
+
 def test_a_family_answers_with_the_members_a_model_holds_and_what_it_cannot_is_refused():
     btcv = load_vocabulary("btcv")
     held = resolve_prompt("abdominal organs", btcv).terms

@@ -24,6 +24,7 @@ from nnunet_causal.intervention.commands import lexicon as L
 from nnunet_causal.intervention.commands.causal_knowledge import CausalKnowledge, find_phrases
 from nnunet_causal.text.resolver import resolve_phrase
 from nnunet_causal.text.vocabulary import ARTICLES, FILLERS, SIDE_WORDS, Vocabulary, load_vocabulary
+from nnunet_causal.text.words import lexicon as prompt_lexicon
 
 MAX_SPAN = 7
 _ARTICLES = {"the", "a", "an", "this", "that", "its", "their", "my", "our", "your"}
@@ -161,10 +162,10 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
                     and len(content[0]) <= 5:
                 continue  # "rules" read as the plural of "rul" (the right upper lobe); "ribs", "hips" stay
             res = resolve_phrase(text, vocabulary)
-            in_model = bool(res.terms)
+            in_model = bool(res.terms) and not _places_a_part(res)
             if not in_model:
                 other = resolve_phrase(text, full)
-                if not other.terms:
+                if not other.terms or _places_a_part(other):
                     continue
                 res = other
             side, _, _ = vocabulary.parse(text)
@@ -185,6 +186,13 @@ def _ground(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder
     clause.structures.sort(key=lambda s: s.start)
     if encoder is not None and not any(s.in_model for s in clause.structures):
         _ground_by_embedding(clause, vocabulary, claimed, encoder)
+
+
+def _places_a_part(res) -> bool:
+    """Did grounding drop a position word ("upper part of the liver" -> liver)? In a command that word is
+    where to edit, so the span is left to the shorter one ("part of the liver") and the word to the location."""
+    positions = prompt_lexicon()["positions"]
+    return any(w in positions for item in res.explanation.get("widened", []) for w in item.get("part_words", []))
 
 
 def _ground_by_embedding(clause: Clause, vocabulary: Vocabulary, claimed: List[bool], encoder) -> None:

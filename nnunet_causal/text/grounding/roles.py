@@ -195,7 +195,7 @@ def _cut(words: List[str], rest: List[int], lex, known) -> List[int]:
 
 def _trim(words: List[str], run: List[int], lex) -> List[int]:
     out = list(run)
-    strip = lex["function"] | lex["imaging_nouns"]
+    strip = lex["function"] | lex["imaging_nouns"] | {"and", "or"}   # a connector with nothing on one side
     while out and words[out[0]] in strip and words[out[0]] not in ("both", "all"):
         out.pop(0)
     while out and words[out[-1]] in strip:
