@@ -105,6 +105,8 @@ def test_families_counts_and_placed_parts(prompt, terms, vocab):
     ("enhancing tumour on T1 post-contrast", ["enhancing_tumor"]),     # "contrast" anchors "T1 post"
     ("mediastinal lymph nodes", ["lymph_nodes"]), ("the cervical spinal cord", ["spinal_cord"]),
     ("the myocardium of the left ventricle", ["heart_myocardium"]),
+    ("both SMGs", ["submandibular_gland_left", "submandibular_gland_right"]), ("UB", ["urinary_bladder"]),
+    ("glioblastoma on FLAIR", ["whole_tumor"]),
 ])
 def test_conditions_exclusions_and_qualified_names(prompt, terms, vocab):
     assert sorted(resolve_prompt(prompt, vocab).terms) == sorted(terms)
