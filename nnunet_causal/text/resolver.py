@@ -111,6 +111,12 @@ def _known(phrase: str, vocabulary: Vocabulary) -> Optional[Resolution]:
         terms, exact = placed.terms, False
     else:
         terms, exact = vocabulary.order(hit.terms), hit.exact
+        whole = ground_phrase(phrase, vocabulary.with_knowledge())
+        missing = [t for t in (whole.terms if whole else []) if t not in terms and t not in vocabulary.terms]
+        if missing:  # a set the model holds in part ("head and neck organs at risk" of an abdominal model)
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            notes.append(f"'{phrase}' names {len(terms) + len(missing)} structures; this vocabulary holds "
+                         f"{len(terms)} (not held: {shown})")
     if hit.part_words:
         notes.append(f"part words {', '.join(repr(w) for w in hit.part_words)} widened to the whole: "
                      f"{', '.join(terms)}")

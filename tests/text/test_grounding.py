@@ -114,8 +114,12 @@ def test_conditions_exclusions_and_qualified_names(prompt, terms, vocab):
 
 def test_a_family_answers_with_the_members_a_model_holds_and_what_it_cannot_is_refused():
     btcv = load_vocabulary("btcv")
-    held = resolve_prompt("abdominal organs", btcv).terms
+    res = resolve_prompt("abdominal organs", btcv)
+    held = res.terms
     assert held and set(held) <= set(btcv.terms) and {"liver", "spleen", "pancreas"} <= set(held)
+    # ... and says what of the family it does not hold
+    assert f"holds {len(held)}" in res.message and "colon" in res.message and "liver" not in res.message
+    assert resolve_prompt("liver", btcv).message == ""
     assert resolve_prompt("the four heart chambers", btcv).terms == []
     assert resolve_prompt("organs at risk", load_vocabulary("han")).terms == []   # at risk of what: no guess
     # a position word is dropped only with a part word: "lower lobe of the left lung" is the lobe itself
