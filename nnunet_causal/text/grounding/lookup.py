@@ -65,7 +65,8 @@ def numbered(core: str, side: Optional[str]) -> Optional[List[str]]:
 
 def knowledge_lookup(text: str, vocab: Vocabulary) -> Optional[List[str]]:
     """Terms of ``vocab`` that ``text`` names by the knowledge stage, or None."""
-    side, core, plural = vocab.parse(canonical_text(text))
+    text = canonical_text(text)
+    side, core, plural = vocab.parse(text)
     if plural:
         core = " ".join(w for w in core.split() if w not in CARDINALS)
     if not core:
@@ -94,7 +95,7 @@ def knowledge_lookup(text: str, vocab: Vocabulary) -> Optional[List[str]]:
                 terms = vocab.expand(hit[0], hit[1], side if key[0] is None else None)
                 if terms:
                     return terms
-    named = [w for w in canonical_text(text).split() if vocab.parse(w)[1]]   # side words and articles out
+    named = [w for w in text.split() if vocab.parse(w)[1]]   # side words and articles out
     return family_terms(named, side, vocab)
 
 
