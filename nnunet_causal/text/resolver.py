@@ -111,7 +111,8 @@ def _known(phrase: str, vocabulary: Vocabulary) -> Optional[Resolution]:
         terms, exact = placed.terms, False
     else:
         terms, exact = vocabulary.order(hit.terms), hit.exact
-        whole = ground_phrase(phrase, vocabulary.with_knowledge())
+        # an exact hit is one canonical name, never a set held in part
+        whole = None if hit.exact else ground_phrase(phrase, vocabulary.with_knowledge())
         missing = [t for t in (whole.terms if whole else []) if t not in terms and t not in vocabulary.terms]
         if missing:  # a set the model holds in part ("head and neck organs at risk" of an abdominal model)
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

@@ -69,7 +69,11 @@ def _is_kind(name: str, system: Optional[str], kind: str) -> bool:
     if system != "cardiovascular":
         return False
     artery, vein = any(k in name for k in _ARTERY), any(k in name for k in _VEIN)
-    return {"artery": artery, "vein": vein}.get(kind, artery or vein or "vessel" in name or "sinus" in name)
+    if kind == "artery":
+        return artery
+    if kind == "vein":
+        return vein
+    return artery or vein or "vessel" in name or "sinus" in name
 
 
 def family_terms(words: List[str], side: Optional[str], vocab: Vocabulary) -> Optional[List[str]]:
