@@ -6,7 +6,8 @@
   the labels of BTCV / AMOS / CHAOS / BraTS / ACDC / KiTS / LiTS / MSD, head-and-neck organs at risk
   (HaN-Seg) and endoscopy targets. Each has ``synonyms`` (abbreviations, lay, Latin, adjectival forms and
   the names dataset label maps use), ``side`` (left / right / null), the side-free ``base`` it is one side
-  of, ``system`` (organ system), ``region`` (body region), ``lesion_of`` (the organ a lesion is *of*: a
+  of, ``system`` (organ system), ``region`` (body region), ``also_regions`` (further regions a structure runs
+  through: the aorta is filed under the thorax and also lies in the abdomen), ``lesion_of`` (the organ a lesion is *of*: a
   lesion is never its organ, nor the organ its lesion), ``parent`` (the whole it is a part of; the parts
   of a term are the terms naming it as parent), ``union`` (the label is the union of its parts: the
   knowledge base answers with the parts), ``vocabularies`` (named subsets) and ``sources``;
@@ -48,6 +49,11 @@ class Term:
     parent: Optional[str] = None
     union: bool = False
     sources: Dict[str, List[str]] = field(default_factory=dict)
+    also_regions: Tuple[str, ...] = ()
+
+    def lies_in(self, regions) -> bool:
+        """Whether the structure lies in any of ``regions`` (its ``region`` or one of its ``also_regions``)."""
+        return self.region in regions or any(r in regions for r in self.also_regions)
 
     @property
     def is_lesion(self) -> bool:
@@ -89,7 +95,7 @@ class Vocabulary:
             if n in terms:
                 mine = terms[n]
                 mine.synonyms = list(dict.fromkeys(mine.synonyms + t.synonyms))
-                for attr in ("side", "base", "system", "region", "lesion_of", "parent"):
+                for attr in ("side", "base", "system", "region", "lesion_of", "parent", "also_regions"):
                     setattr(mine, attr, getattr(mine, attr) or getattr(t, attr))
             else:
                 terms[n] = copy.deepcopy(t)
@@ -235,7 +241,7 @@ def _children(terms: Mapping[str, Term]) -> Dict[str, List[str]]:
 def _term(name: str, v: dict) -> Term:
     return Term(name, list(v.get("synonyms", [])), v.get("side"), v.get("base"), list(v.get("vocabularies", [])),
                 v.get("system"), v.get("region"), v.get("lesion_of"), v.get("parent"), bool(v.get("union")),
-                dict(v.get("sources", {})))
+                dict(v.get("sources", {})), tuple(v.get("also_regions", ())))
 
 
 @lru_cache(maxsize=1)

@@ -291,8 +291,11 @@ def _explain(res: Resolution, parsed, vocabulary: Vocabulary) -> Dict[str, objec
                if r == "context:region" and w in lex["region_of"]}
     kb = vocabulary.with_knowledge()
     for t in res.terms:
-        region = kb.terms[t].region if t in kb.terms else None
-        clash = sorted(r for r in regions if region and r in lex["incompatible_regions"].get(region, []))
+        term = kb.terms.get(t)
+        region = term.region if term is not None else None
+        lies_in = (region, *term.also_regions) if region else ()
+        clash = sorted(r for r in regions
+                       if lies_in and all(r in lex["incompatible_regions"].get(x, []) for x in lies_in))
         if clash:
             out["contradictions"].append(f"{t} lies in the {region}, but the context says {', '.join(clash)}")
     return out

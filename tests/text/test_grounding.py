@@ -82,6 +82,7 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("the liver's left lobe", ["liver"]), ("the left kidney's upper pole", ["kidney_left"]),
     ("Segment the aortic arch on CTA", ["aorta"]), ("descending thoracic aorta", ["aorta"]),
     ("sigmoid colon", ["colon"]), ("left zygomatic arch", ["zygomatic_arch_left"]),   # a name with a part word
+    ("LK", ["kidney_left"]), ("Segment the RK on CT", ["kidney_right"]), ("AAo", ["aorta"]),   # abbreviations
     # families by kind and region, from the knowledge base's attributes
     ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
                               "internal_carotid_artery_right", "internal_carotid_artery_left"]),
@@ -135,6 +136,12 @@ def test_a_family_answers_with_the_members_a_model_holds_and_what_it_cannot_is_r
     vessels = resolve_prompt("blood vessels", everything).terms
     assert "aorta" in vessels and "heart" not in vessels and not any(t.startswith("heart_") for t in vessels)
     assert "aorta_true_lumen" not in vessels   # a part whose whole is a member
+    # a structure that runs through two regions belongs to both regions' families
+    abdominal = resolve_prompt("abdominal vessels", everything).terms
+    assert {"aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein"} <= set(abdominal)
+    assert "brachiocephalic_trunk" not in abdominal
+    assert "inferior_vena_cava" in resolve_prompt("thoracic vessels", everything).terms
+    assert "aorta" not in resolve_prompt("arteries of the neck", everything).terms
 
 
 def test_a_list_with_a_part_that_names_nothing_names_nothing(vocab, minilm):

@@ -87,7 +87,7 @@ def family_terms(words: List[str], side: Optional[str], vocab: Vocabulary) -> Op
     regions = REGIONS.get(region_text)
     members = [t for t in vocab.terms.values()
                if _is_kind(t.name, t.system, kind) and not t.is_lesion and not t.union
-               and (regions is None or t.region in regions)
+               and (regions is None or t.lies_in(regions))
                and (side not in ("left", "right") or t.side == side)]
     names = {t.name for t in members}
     kept = [t.name for t in members if not any(a in names for a in vocab.ancestors_of(t.name))]
