@@ -176,6 +176,8 @@ FAMILIES = [
     ("families", "head and neck OARs", _HAN), ("families", "head-and-neck organs", _HAN),
     ("families", "abdominal organs", _ABDOMINAL), ("families", "organs of the abdomen", _ABDOMINAL),
     ("families", "pelvic organs", ["urinary_bladder", "prostate", "uterus"]),
+    ("families", "organs in the pelvis", ["urinary_bladder", "prostate", "uterus"]),
+    ("families", "abdominal arteries", ["aorta", "celiac_trunk", "renal_arteries", "superior_mesenteric_artery"]),
     ("families", "thoracic organs", ["heart", "trachea", "esophagus"] + _LOBES),
     ("families", "abdominal muscles", ["rectus_abdominis_right", "rectus_abdominis_left", "external_oblique_right",
                                        "external_oblique_left", "internal_oblique_right", "internal_oblique_left"]),

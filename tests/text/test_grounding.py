@@ -33,6 +33,8 @@ def minilm():
     ("kidney and adrenal on the left", ["kidney left", "adrenal on left"]),
     ("left and right kidney", ["left kidney", "right kidney"]),
     ("left kidney and adrenals", ["left kidney", "adrenals"]),          # explicit plural keeps both sides
+    ("structure, the liver", ["liver"]),                                # a filler-only part is no item
+    ("organs, liver and spleen", ["liver", "spleen"]),
     ("liver and right kidney", ["liver", "right kidney"]),               # a side inside a later part stays
     ("fourth and fifth lumbar vertebrae", ["fourth lumbar vertebrae", "fifth lumbar vertebrae"]),
     ("liver/spleen", ["liver", "spleen"]),
@@ -72,6 +74,11 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
                                             "pancreas", "adrenal_gland_right", "adrenal_gland_left", "duodenum",
                                             "small_bowel", "colon"]),
     ("pelvic organs", ["urinary_bladder", "prostate", "uterus"]),
+    # a filler head names the kind of thing of the place, not the place ("pelvis" alone is the bony pelvis)
+    ("organs in the pelvis", ["urinary_bladder", "prostate", "uterus"]),
+    ("Target structure: organs of the abdomen", ["liver", "spleen", "kidney_right", "kidney_left", "gallbladder",
+                                                 "stomach", "pancreas", "adrenal_gland_right", "adrenal_gland_left",
+                                                 "duodenum", "small_bowel", "colon"]),
     ("muscles of the back", ["autochthon_left", "autochthon_right", "erector_spinae_left", "erector_spinae_right",
                              "transversospinalis_left", "transversospinalis_right"]),
     ("the larynx", ["glottis", "supraglottic_larynx"]),

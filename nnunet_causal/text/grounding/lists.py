@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional
 
-from nnunet_causal.text.words import ARTICLES, ORDINALS, SIDE_WORDS, normalize
+from nnunet_causal.text.words import ARTICLES, FILLERS, ORDINALS, SIDE_WORDS, normalize
 
 _SEPARATOR = re.compile(r"\s*(?:,|;|\+|&|/|\band also\b|\bas well as\b|\balong with\b|\btogether with\b"
                         r"|\bplus\b|\band\b)\s*", re.IGNORECASE)
@@ -50,8 +50,15 @@ def _plural(word: str) -> bool:
 
 def split_list(prompt: str) -> Optional[List[str]]:
     """The parts of a list prompt as self-contained phrases, or None when ``prompt`` is not a list
-    (fewer than two non-empty parts)."""
+    (fewer than two non-empty parts). A part of filler words alone ("structure" of "Target structure: the
+    liver") is no item: it is dropped, and the one part left is returned alone."""
     raw = [p for p in _SEPARATOR.split(prompt) if p and normalize(p)]
+    if len(raw) < 2:
+        return None
+    items = [p for p in raw if not all(w in FILLERS for w in _content(p))]
+    if len(items) == 1:
+        return [" ".join(_content(items[0]))]
+    raw = items
     if len(raw) < 2:
         return None
     words = [_content(p) for p in raw]

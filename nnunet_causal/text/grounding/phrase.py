@@ -27,7 +27,7 @@ from typing import List, Optional
 from nnunet_causal.errors import PromptError
 from nnunet_causal.text.grounding.lookup import exact_lookup, knowledge_lookup
 from nnunet_causal.text.knowledge import Vocabulary
-from nnunet_causal.text.words import SIDE_LETTERS, SIDE_WORDS, lexicon, normalize
+from nnunet_causal.text.words import FILLERS, SIDE_LETTERS, SIDE_WORDS, lexicon, normalize
 
 _LIST_WORDS = {"and", "or", "plus", "as", "with"}
 
@@ -56,12 +56,18 @@ def check_sides(prompt: str, phrase: str) -> None:
 
 def reordered(phrase: str) -> Optional[str]:
     """"A of the B" / "A in the B" -> "B A" (None when the phrase has no such preposition)."""
+    split = _preposition_split(phrase)
+    return " ".join(split[1] + split[0]) if split else None
+
+
+def _preposition_split(phrase: str):
+    """``(A words, B words)`` of "A of / in / within / inside the B", or None."""
     words = normalize(phrase).split()
     for i, w in enumerate(words[1:], start=1):
         if w in ("of", "in", "within", "inside"):
             rest = [x for x in words[i + 1:] if x not in ("the", "a", "an")]
             if rest:
-                return " ".join(rest + words[:i])
+                return words[:i], rest
     return None
 
 
@@ -78,7 +84,13 @@ def ground_phrase(phrase: str, vocab: Vocabulary) -> Optional[PhraseHit]:
     forms = [phrase]
     other = reordered(phrase)
     if other:
-        forms.append(other)
+        # a filler head ("organs in the pelvis") says what kind of thing of the place is meant: the reordered
+        # form ("pelvis organs") comes first, else the filler would drop and leave the place ("pelvis")
+        head, place = _preposition_split(phrase)
+        if all(w in FILLERS for w in head):
+            forms.insert(0, " ".join(place + head[-1:]))   # "structure, organs in the pelvis" -> "pelvis organs"
+        else:
+            forms.append(other)
     for form in forms:
         hit = _known(form, vocab)
         if hit:
