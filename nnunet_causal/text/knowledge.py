@@ -7,10 +7,10 @@
   (HaN-Seg) and endoscopy targets. Each has ``synonyms`` (abbreviations, lay, Latin, adjectival forms and
   the names dataset label maps use), ``side`` (left / right / null), the side-free ``base`` it is one side
   of, ``system`` (organ system), ``region`` (body region), ``also_regions`` (further regions a structure runs
-  through: the aorta is filed under the thorax and also lies in the abdomen), ``lesion_of`` (the organ a lesion is *of*: a
-  lesion is never its organ, nor the organ its lesion), ``parent`` (the whole it is a part of; the parts
-  of a term are the terms naming it as parent), ``union`` (the label is the union of its parts: the
-  knowledge base answers with the parts), ``vocabularies`` (named subsets) and ``sources``;
+  through: the aorta is filed under the thorax and also lies in the abdomen), ``lesion_of`` (the organ a
+  lesion is *of*: a lesion is never its organ, nor the organ its lesion), ``parent`` (the whole it is a
+  part of; the parts of a term are the terms naming it as parent), ``union`` (the label is the union of its
+  parts: the knowledge base answers with the parts), ``vocabularies`` (named subsets) and ``sources``;
 * ``bases``: side-free structures with their names; a base plus a side is one term, a base alone is both;
 * ``groups``: merged categories and families (``lung`` = the five lobes, ``lumbar spine`` = L1-L5,
   ``heart chamber``, ``head and neck organ at risk`` = the HaN-Seg structures, ``abdominal organ``, ...),
