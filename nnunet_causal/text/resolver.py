@@ -298,4 +298,10 @@ def _explain(res: Resolution, parsed, vocabulary: Vocabulary) -> Dict[str, objec
                        if lies_in and all(r in lex["incompatible_regions"].get(x, []) for x in lies_in))
         if clash:
             out["contradictions"].append(f"{t} lies in the {region}, but the context says {', '.join(clash)}")
+    sides = {SIDE_WORDS.get(w) or lex["side_short"].get(w) or SIDE_LETTERS.get(w) for w in side_words}
+    if len(sides) == 1 and sides <= {"left", "right"} and res.terms \
+            and all(t in kb.terms and kb.terms[t].side is None for t in res.terms):
+        side = sides.pop()
+        out["notes"].append(f"'{side}' is not held apart: {', '.join(res.terms)} has no {side} side of its own "
+                            f"in the knowledge base, so the answer is the whole structure")
     return out

@@ -90,6 +90,9 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("Segment the aortic arch on CTA", ["aorta"]), ("descending thoracic aorta", ["aorta"]),
     ("sigmoid colon", ["colon"]), ("left zygomatic arch", ["zygomatic_arch_left"]),   # a name with a part word
     ("LK", ["kidney_left"]), ("Segment the RK on CT", ["kidney_right"]), ("AAo", ["aorta"]),   # abbreviations
+    ("the left lateral ventricle", ["ventricle_frontal_horn_left", "ventricle_occipital_horn_left",
+                                    "ventricle_body_left", "ventricle_temporal_horn_left", "ventricle_trigone_left"]),
+    ("cervical esophagus", ["esophagus"]), ("the tumour-associated oedema on FLAIR", ["peritumoral_edema"]),
     # families by kind and region, from the knowledge base's attributes
     ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
                               "internal_carotid_artery_right", "internal_carotid_artery_left"]),
@@ -241,3 +244,13 @@ def test_extended_development_set_returns_no_wrong_structure(use_embedding, voca
             assert (sorted(terms) in accepted) if accepted else not terms, (prompt, terms)
     assert not wrong
     assert found / positives >= (0.94 if use_embedding else 0.9)
+
+
+def test_a_side_the_knowledge_base_does_not_hold_apart_is_said():
+    everything = load_vocabulary("all")
+    res = resolve_prompt("the left hippocampus on T1 MRI", everything)
+    assert res.terms == ["hippocampus"]
+    assert any("'left' is not held apart" in n for n in res.explanation["notes"]), res.explanation
+    for prompt in ("left kidney", "both kidneys", "the hippocampus"):
+        notes = resolve_prompt(prompt, everything).explanation["notes"]
+        assert not any("not held apart" in n for n in notes), (prompt, notes)
