@@ -93,6 +93,10 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("the left lateral ventricle", ["ventricle_frontal_horn_left", "ventricle_occipital_horn_left",
                                     "ventricle_body_left", "ventricle_temporal_horn_left", "ventricle_trigone_left"]),
     ("cervical esophagus", ["esophagus"]), ("the tumour-associated oedema on FLAIR", ["peritumoral_edema"]),
+    # size and generic descriptors go when the phrase names nothing with them; a name that holds one keeps it
+    ("a small polyp", ["polyp"]), ("the large polyp on colonoscopy", ["polyp"]), ("main bronchi", ["lung_airways"]),
+    ("small bowel", ["small_bowel"]), ("minor salivary glands", []),
+    ("the L-spine on MRI", ["vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "vertebrae_L4", "vertebrae_L5"]),
     # families by kind and region, from the knowledge base's attributes
     ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",
                               "internal_carotid_artery_right", "internal_carotid_artery_left"]),

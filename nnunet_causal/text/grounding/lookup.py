@@ -7,7 +7,9 @@
   merged categories ("suprarenal glands" -> both adrenals; a side-less plural is both sides, never one
   member) and families ("heart chambers", "head and neck organs at risk", "abdominal organs": the
   knowledge base's ``groups``), a count before a plural read as "all" ("the four heart chambers"), a
-  possessive read as its noun ("the liver's"), vertebra and rib numbers and ordinals ("fifth lumbar
+  possessive read as its noun ("the liver's"), size and generic descriptors dropped when the phrase does not
+  name a structure with them ("a small polyp", "main bronchi"; "small bowel" keeps its word), vertebra and
+  rib numbers and ordinals ("fifth lumbar
   vertebra" -> vertebrae_L5), and last families named by a kind and a region ("arteries of the neck",
   :mod:`~nnunet_causal.text.grounding.families`);
 * placement (:func:`place`) -- a structure the knowledge base knows but the vocabulary (a model's) does not
@@ -23,13 +25,16 @@ from typing import List, Optional, Tuple
 
 from nnunet_causal.text.grounding.families import family_terms
 from nnunet_causal.text.knowledge import Vocabulary
-from nnunet_causal.text.words import FILLERS, REGION_LETTER, normalize, ordinal
+from nnunet_causal.text.words import FILLERS, REGION_LETTER, lexicon, normalize, ordinal
 
 _VERT = re.compile(r"^(?:vertebra )?([ctls])\s?(\d{1,2})(?: vertebra| vertebral body| level)?$")
 _VERT_WORDS = re.compile(r"^(?:(\w+) )?(cervical|thoracic|dorsal|lumbar|sacral) vertebra(?: (\d{1,2}))?$")
 _RIB = re.compile(r"^(?:(\d{1,2})(?:st|nd|rd|th)?|(\w+))? ?rib(?: (\d{1,2}))?$")
 #: a count before a plural names the whole set ("the four heart chambers", "two kidneys")
 CARDINALS = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"}
+#: descriptors a phrase names its structure without ("a small polyp"); "minor" is kept: minor salivary glands
+#: are not the major ones
+_DROPPED_DESCRIPTORS = frozenset(lexicon()["descriptors"]) - {"minor"}
 #: multi-word forms read as one word of the knowledge base's names ("organs at risk" -> the groups' "oar")
 _PHRASE_FORMS = ((re.compile(r"\borgans? at risk\b"), "oar"), (re.compile(r"\b(\w+) s\b"), r"\1"))
 
@@ -76,8 +81,11 @@ def knowledge_lookup(text: str, vocab: Vocabulary) -> Optional[List[str]]:
     idx = vocab.index()
     words = core.split()
     leading = next((i for i, w in enumerate(words) if w not in FILLERS), len(words))
-    # as written, without filler words, without leading fillers only ("structure abdominal organs")
-    for c in dict.fromkeys([core, " ".join(w for w in words if w not in FILLERS), " ".join(words[leading:])]):
+    # as written, without filler words, without leading fillers only ("structure abdominal organs"), without
+    # descriptors too ("large polyp")
+    described = " ".join(w for w in words if w not in FILLERS and w not in _DROPPED_DESCRIPTORS)
+    for c in dict.fromkeys([core, " ".join(w for w in words if w not in FILLERS), " ".join(words[leading:]),
+                            described]):
         if not c:
             continue
         hit = numbered(c, side)
