@@ -96,6 +96,14 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     # size and generic descriptors go when the phrase names nothing with them; a name that holds one keeps it
     ("a small polyp", ["polyp"]), ("the large polyp on colonoscopy", ["polyp"]), ("main bronchi", ["lung_airways"]),
     ("small bowel", ["small_bowel"]), ("minor salivary glands", []),
+    # a sentence ends the phrase; a clause after a semicolon is no list item; a filler-only run gives way
+    ("Can you give me a mask of the spleen? The patient has splenomegaly.", ["spleen"]),
+    ("Segment the liver. Use the portal venous phase.", ["liver"]), ("Find the pancreas; it may be atrophic.",
+                                                                     ["pancreas"]),
+    ("The region of interest is the left kidney", ["kidney_left"]),
+    ("Segment the right and left lungs separately", ["lung_upper_lobe_left", "lung_lower_lobe_left",
+                                                     "lung_upper_lobe_right", "lung_middle_lobe_right",
+                                                     "lung_lower_lobe_right"]),
     ("the L-spine on MRI", ["vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "vertebrae_L4", "vertebrae_L5"]),
     # families by kind and region, from the knowledge base's attributes
     ("arteries of the neck", ["common_carotid_artery_right", "common_carotid_artery_left",

@@ -29,10 +29,12 @@ from typing import Dict, List, Optional
 
 from nnunet_causal.text.grounding.lookup import exact_lookup, knowledge_lookup
 from nnunet_causal.text.knowledge import Vocabulary
-from nnunet_causal.text.words import SIDE_LETTERS, SIDE_WORDS, lexicon, prompt_words
+from nnunet_causal.text.words import FILLERS, SIDE_LETTERS, SIDE_WORDS, lexicon, prompt_words
 
 CONTEXT_KINDS = ("modality", "sequence", "phase", "view", "region")
-_PUNCTUATION = re.compile(r"[,;:()\[\]{}!?+&/]|\.(?:\s|$)")
+_PUNCTUATION = re.compile(r"([,;:()\[\]{}!?+&/]|\.(?:\s|$))")
+#: punctuation that ends a sentence: a phrase never runs on into the next sentence
+_SENTENCE_END = re.compile(r"^(?:[!?]|\.\s*)$")
 
 
 @dataclass
@@ -128,9 +130,13 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
     lex = lexicon()
     words: List[str] = []
     breaks: List[int] = []
-    for chunk in _PUNCTUATION.split(prompt):
+    sentences: List[int] = []   # positions that start a new sentence
+    pieces = _PUNCTUATION.split(prompt)   # chunks at even indices, the punctuation between them at odd ones
+    for k in range(0, len(pieces), 2):
         breaks.append(len(words))
-        words += prompt_words(chunk)
+        if k and _SENTENCE_END.match(pieces[k - 1]):
+            sentences.append(len(words))
+        words += prompt_words(pieces[k])
     roles: List[str] = [""] * len(words)
     known = vocabulary.words
     if exact_lookup(" ".join(words), vocabulary) or knowledge_lookup(" ".join(words), vocabulary):
@@ -144,11 +150,11 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
             roles[i] = "task"
     rest = [i for i, r in enumerate(roles) if not r]
     whole = _trim(words, rest, lex)
-    phrase = _cut(words, rest, lex, known)
+    phrase = _cut(words, rest, lex, known, sentences)
     if not any(words[i] not in lex["function"] for i in phrase):
         # nothing but context ("brain MRI", "heart CT"): the region words may be the structure
         rest = [i for i, r in enumerate(roles) if r == "context:region" or not r]
-        phrase = _cut(words, rest, lex, known)
+        phrase = _cut(words, rest, lex, known, sentences)
     for i in phrase:
         w = words[i]
         roles[i] = "side" if w in SIDE_WORDS or w in lex["side_short"] or w in SIDE_LETTERS else "structure"
@@ -159,10 +165,11 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
     return ParsedPrompt(words, roles, phrase, breaks, whole if whole != phrase else [])
 
 
-def _cut(words: List[str], rest: List[int], lex, known) -> List[int]:
-    """The structure phrase among positions ``rest``: runs split where context or task words intervene
-    and cut at a boundary word after content; the first run holding a vocabulary word (else the first
-    with content), trimmed of function words, a trailing locative phrase without vocabulary words removed."""
+def _cut(words: List[str], rest: List[int], lex, known, sentences=()) -> List[int]:
+    """The structure phrase among positions ``rest``: runs split where context or task words intervene or
+    a sentence starts (``sentences``), and cut at a boundary word after content; the first run holding a
+    vocabulary word other than a filler (else one holding any vocabulary word, else the first with
+    content), trimmed of function words, a trailing locative phrase without vocabulary words removed."""
     runs: List[List[int]] = []
     cur: List[int] = []
     content = stop = False
@@ -170,7 +177,7 @@ def _cut(words: List[str], rest: List[int], lex, known) -> List[int]:
     for i in rest:
         w = words[i]
         gap, last = i != last + 1, i
-        if cur and gap and content and not _joinable(words, cur[-1], i, lex):
+        if cur and (i in sentences or gap and content and not _joinable(words, cur[-1], i, lex)):
             runs.append(cur)
             cur, content, stop = [], False, False
         if stop:
@@ -183,7 +190,8 @@ def _cut(words: List[str], rest: List[int], lex, known) -> List[int]:
     runs.append(cur)
     runs = [_trim(words, r, lex) for r in runs]
     runs = [r for r in runs if r]
-    out = next((r for r in runs if any(words[i] in known for i in r)), runs[0] if runs else [])
+    out = next((r for r in runs if any(words[i] in known and words[i] not in FILLERS for i in r)),
+               next((r for r in runs if any(words[i] in known for i in r)), runs[0] if runs else []))
     for k, i in enumerate(out):  # "liver in the patient": the locative phrase names nothing we know
         if k and words[i] in lex["locatives"] and not _side_phrase(words, i):
             tail = [words[j] for j in out[k + 1:] if words[j] not in lex["function"]]
