@@ -95,7 +95,7 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("cervical esophagus", ["esophagus"]), ("the tumour-associated oedema on FLAIR", ["peritumoral_edema"]),
     # size and generic descriptors go when the phrase names nothing with them; a name that holds one keeps it
     ("a small polyp", ["polyp"]), ("the large polyp on colonoscopy", ["polyp"]), ("main bronchi", ["lung_airways"]),
-    ("small bowel", ["small_bowel"]), ("minor salivary glands", []),
+    ("small bowel", ["small_bowel"]), ("minor salivary glands", []), ("a pedunculated polyp", ["polyp"]),
     # a sentence ends the phrase; a clause after a semicolon is no list item; a filler-only run gives way
     ("Can you give me a mask of the spleen? The patient has splenomegaly.", ["spleen"]),
     ("Segment the liver. Use the portal venous phase.", ["liver"]), ("Find the pancreas; it may be atrophic.",
