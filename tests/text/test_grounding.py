@@ -90,6 +90,8 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("Segment the aortic arch on CTA", ["aorta"]), ("descending thoracic aorta", ["aorta"]),
     ("sigmoid colon", ["colon"]), ("left zygomatic arch", ["zygomatic_arch_left"]),   # a name with a part word
     ("LK", ["kidney_left"]), ("Segment the RK on CT", ["kidney_right"]), ("AAo", ["aorta"]),   # abbreviations
+    ("Ao", ["aorta"]), ("right IJV", ["internal_jugular_vein_right"]), ("LV myo", ["heart_myocardium"]),
+    ("Lens_L", ["eye_lens_left"]),
     ("the left lateral ventricle", ["ventricle_frontal_horn_left", "ventricle_occipital_horn_left",
                                     "ventricle_body_left", "ventricle_temporal_horn_left", "ventricle_trigone_left"]),
     ("cervical esophagus", ["esophagus"]), ("the tumour-associated oedema on FLAIR", ["peritumoral_edema"]),
