@@ -34,7 +34,9 @@ SIDE_LETTERS = {"l": "left", "r": "right"}
 ORDINALS = {w: i for i, w in enumerate(["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh",
                                         "eighth", "ninth", "tenth", "eleventh", "twelfth"])}
 REGION_LETTER = {"cervical": "C", "thoracic": "T", "dorsal": "T", "lumbar": "L", "sacral": "S"}
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+#: a lower-case letter followed by a capital starts a new word ("OpticChiasm"), except before a closing run of
+#: two or more capitals ("BraTS", "dMRI" stay one word; "KidneyL" splits)
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])(?![A-Z]{2,}\b)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 

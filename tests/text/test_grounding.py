@@ -41,6 +41,8 @@ def minilm():
     ("prostate or uterus", None), ("liver", None),
     ("renal cysts and tumours", ["renal cysts", "renal tumours"]),       # the organ word goes to a bare lesion
     ("liver and tumours", ["liver", "tumours"]),                         # ... only from a lesion phrase
+    ("liver and kidney lesions", ["liver lesions", "kidney lesions"]),   # a last "organ lesions" shares its noun
+    ("liver and the kidney tumour", ["liver", "kidney tumour"]),         # ... not past an article
 ])
 def test_split_list(prompt, parts):
     assert split_list(prompt) == parts
@@ -91,6 +93,11 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("sigmoid colon", ["colon"]), ("left zygomatic arch", ["zygomatic_arch_left"]),   # a name with a part word
     ("LK", ["kidney_left"]), ("Segment the RK on CT", ["kidney_right"]), ("AAo", ["aorta"]),   # abbreviations
     ("Ao", ["aorta"]), ("right IJV", ["internal_jugular_vein_right"]), ("LV myo", ["heart_myocardium"]),
+    ("lesions of the kidney", ["kidney_tumor", "kidney_cyst_left", "kidney_cyst_right"]),
+    ("liver and kidney tumours", ["liver_tumor", "kidney_tumor"]),
+    ("the BraTS regions", ["whole_tumor", "tumor_core", "enhancing_tumor"]),
+    ("brain tumour sub-regions on MRI", ["whole_tumor", "tumor_core", "enhancing_tumor"]),
+    ("cardiac substructures", ["heart_myocardium"] + _CHAMBERS),
     ("Lens_L", ["eye_lens_left"]),
     ("the left lateral ventricle", ["ventricle_frontal_horn_left", "ventricle_occipital_horn_left",
                                     "ventricle_body_left", "ventricle_temporal_horn_left", "ventricle_trigone_left"]),

@@ -11,7 +11,9 @@ sharing between parts are undone here, before grounding, so that every part is a
   adrenal" -> "left adrenal", but "left kidney and adrenals" keeps both adrenals); a side that closes the last part ("kidney and adrenal on the left") is given to the earlier
   parts. A side written inside a middle part stays with that part;
 * an organ word distributes to a later part that is a bare lesion noun: "renal cysts and tumours" ->
-  "renal cysts", "renal tumours" (a tumour alone would be any tumour).
+  "renal cysts", "renal tumours" (a tumour alone would be any tumour); the lesion noun of a last part
+  "organ lesions" goes back to earlier one-word parts: "liver and kidney lesions" -> "liver lesions",
+  "kidney lesions".
 
 "or" is not a separator: "prostate or uterus" is one structure of AMOS, and "A or B" asks for one of them.
 The resolver tries the whole prompt in the knowledge base first, so names that contain "and"
@@ -97,4 +99,10 @@ def split_list(prompt: str) -> Optional[List[str]]:
     if organ and words[0][-1] in _LESION_NOUNS:
         words = [ws if i == 0 or len(ws) != 1 or ws[0] not in _LESION_NOUNS else organ + ws
                  for i, ws in enumerate(words)]
+    # 4. the lesion noun of a last part "organ lesions" goes back to earlier parts of one bare word
+    elif len(normalize(raw[-1]).split()) == 2 and words[-1][-1] in _LESION_NOUNS \
+            and words[-1][0] not in _LESION_NOUNS:   # "liver and the kidney tumour" is not shared
+        noun = words[-1][-1]
+        words = [ws + [noun] if len(ws) == 1 and ws[0] not in _LESION_NOUNS and ws[0] not in SIDE_WORDS else ws
+                 for ws in words[:-1]] + [words[-1]]
     return [" ".join(ws) for ws in words]
