@@ -9,7 +9,8 @@ Roles (word lists in ``resources/prompt_words.json``, :func:`nnunet_causal.text.
 * ``task`` -- verbs and nouns of imaging and delineation ("segment", "outline", "mask", "depicted",
   "anatomy", "please");
 * ``structure`` / ``side`` -- the words of the structure phrase: what remains once context and task words
-  are removed, cut before a relative clause or a copula ("the liver, which is enlarged"), with leading
+  are removed, cut before a relative clause, a copula or a clause verb ("the liver, which is enlarged",
+  "the pancreas; it may be atrophic") and at the end of its sentence, with leading
   and trailing function words dropped. A trailing locative phrase that names nothing of the vocabulary
   ("in the patient") is cut too; one that does ("tumour in the liver") stays, for the phrase stages to
   read as a whole;
