@@ -235,6 +235,11 @@ def resolve_prompt(prompt: str, vocabulary: Vocabulary, encoder: Optional[TextEn
     check_prompt(prompt)
     parsed = parse_prompt(prompt, vocabulary.with_knowledge())
     phrase = parsed.phrase
+    if phrase and parsed.negated:   # "do not segment the liver": no structure is asked for
+        res = Resolution(prompt, message=f"the prompt asks not to segment '{phrase}'; name the structure to segment")
+        res.ignored = list(parsed.words)
+        res.explanation = _explain(res, parsed, vocabulary)
+        return res
     if not phrase:
         res = Resolution(prompt)
         res.ignored = list(parsed.words)

@@ -110,6 +110,8 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     ("Segment the liver. Use the portal venous phase.", ["liver"]), ("Find the pancreas; it may be atrophic.",
                                                                      ["pancreas"]),
     ("The region of interest is the left kidney", ["kidney_left"]),
+    ("The liver is normal. Segment the spleen.", ["spleen"]),   # the phrase a task word asks for
+    ("No kidney. Segment the spleen.", ["spleen"]),
     ("Segment the right and left lungs separately", ["lung_upper_lobe_left", "lung_lower_lobe_left",
                                                      "lung_upper_lobe_right", "lung_middle_lobe_right",
                                                      "lung_lower_lobe_right"]),
@@ -275,3 +277,9 @@ def test_a_side_the_knowledge_base_does_not_hold_apart_is_said():
     for prompt in ("left kidney", "both kidneys", "the hippocampus"):
         notes = resolve_prompt(prompt, everything).explanation["notes"]
         assert not any("not held apart" in n for n in notes), (prompt, notes)
+
+
+@pytest.mark.parametrize("prompt", ["Do not segment the liver.", "never outline the liver", "Don't mask the spleen"])
+def test_a_negated_request_names_nothing_and_says_why(prompt):
+    res = resolve_prompt(prompt, load_vocabulary("all"))
+    assert res.terms == [] and "asks not to segment" in res.message, res.as_dict()

@@ -10,7 +10,8 @@ Roles (word lists in ``resources/prompt_words.json``, :func:`nnunet_causal.text.
   "anatomy", "please");
 * ``structure`` / ``side`` -- the words of the structure phrase: what remains once context and task words
   are removed, cut before a relative clause, a copula or a clause verb ("the liver, which is enlarged",
-  "the pancreas; it may be atrophic") and at the end of its sentence, with leading
+  "the pancreas; it may be atrophic") and at the end of its sentence; of several such phrases the one a
+  task word asks for ("The liver is normal. Segment the spleen."), else the first; with leading
   and trailing function words dropped. A trailing locative phrase that names nothing of the vocabulary
   ("in the patient") is cut too; one that does ("tumour in the liver") stays, for the phrase stages to
   read as a whole;
@@ -36,6 +37,7 @@ CONTEXT_KINDS = ("modality", "sequence", "phase", "view", "region")
 _PUNCTUATION = re.compile(r"([,;:()\[\]{}!?+&/]|\.(?:\s|$))")
 #: punctuation that ends a sentence: a phrase never runs on into the next sentence
 _SENTENCE_END = re.compile(r"^(?:[!?]|\.\s*)$")
+_NEGATIONS = {"not", "never", "don", "dont", "doesn", "doesnt", "without"}
 
 
 @dataclass
@@ -49,6 +51,8 @@ class ParsedPrompt:
     breaks: List[int] = field(default_factory=list)
     #: positions of every word left once context and task words are removed (the phrase before cuts)
     whole_at: List[int] = field(default_factory=list)
+    #: the task verb before the phrase is negated ("do not segment the liver")
+    negated: bool = False
 
     @property
     def phrase(self) -> str:
@@ -118,10 +122,11 @@ def _known_pair(first: str, second: str, lex, vocabulary: Vocabulary) -> bool:
     return len(core.split()) == 2 and any((s, core) in idx for s in (None, side))
 
 
-def _is_segment_noun(words: List[str], i: int, known) -> bool:
-    """"segment" as a part (liver segment 4, segment 2 of the liver), not the verb."""
+def _is_segment_noun(words: List[str], i: int, known, breaks=()) -> bool:
+    """"segment" as a part (liver segment 4, segment 2 of the liver), not the verb. After punctuation
+    (``breaks``) the word before it is of another chunk ("No kidney. Segment the spleen.")."""
     nxt = words[i + 1] if i + 1 < len(words) else ""
-    prev = words[i - 1] if i > 0 else ""
+    prev = words[i - 1] if i > 0 and i not in breaks else ""
     return words[i] in ("segment", "segments") and (nxt[:1].isdigit() or nxt in ("i", "ii", "iii", "iv", "v", "vi",
                                                                                   "vii", "viii") or prev in known)
 
@@ -147,7 +152,7 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
         return ParsedPrompt(words, roles, at, breaks)
     _mark_context(words, roles, lex, breaks, vocabulary)
     for i, w in enumerate(words):
-        if not roles[i] and w in lex["task"] and not _is_segment_noun(words, i, known):
+        if not roles[i] and w in lex["task"] and not _is_segment_noun(words, i, known, breaks):
             roles[i] = "task"
     rest = [i for i, r in enumerate(roles) if not r]
     whole = _trim(words, rest, lex)
@@ -163,7 +168,36 @@ def parse_prompt(prompt: str, vocabulary: Vocabulary) -> ParsedPrompt:
         if not roles[i]:
             roles[i] = "function" if w in lex["function"] or w in lex["descriptors"] else (
                 "known" if w in known else "unknown")
-    return ParsedPrompt(words, roles, phrase, breaks, whole if whole != phrase else [])
+    return ParsedPrompt(words, roles, phrase, breaks, whole if whole != phrase else [],
+                        _negated(words, phrase, lex))
+
+
+def _before(words: List[str], i: int, lex) -> int:
+    """The position of the last word before ``i`` that is not a function word (-1 when none)."""
+    k = i - 1
+    while k >= 0 and words[k] in lex["function"]:
+        k -= 1
+    return k
+
+
+def _after_task(words: List[str], run: List[int], lex, rest) -> bool:
+    """Does ``run`` follow a task word ("segment the spleen", "a mask of the spleen")?"""
+    k = _before(words, run[0], lex)
+    return k >= 0 and k not in rest and words[k] in lex["task"]
+
+
+def _negated(words: List[str], phrase: List[int], lex) -> bool:
+    """"do not segment the liver", "never outline the liver", "don't mask the liver": a negation word right
+    before the task word that precedes the phrase."""
+    if not phrase:
+        return False
+    k = _before(words, phrase[0], lex)
+    if k < 0 or words[k] not in lex["task"]:
+        return False
+    k -= 1
+    while k >= 0 and words[k] in ("do", "does", "please", "t"):
+        k -= 1
+    return k >= 0 and words[k] in _NEGATIONS
 
 
 def _cut(words: List[str], rest: List[int], lex, known, sentences=()) -> List[int]:
@@ -191,7 +225,10 @@ def _cut(words: List[str], rest: List[int], lex, known, sentences=()) -> List[in
     runs.append(cur)
     runs = [_trim(words, r, lex) for r in runs]
     runs = [r for r in runs if r]
-    out = next((r for r in runs if any(words[i] in known and words[i] not in FILLERS for i in r)),
+    naming = [r for r in runs if any(words[i] in known and words[i] not in FILLERS for i in r)]
+    rest_at = set(rest)
+    # a run a task word asks for wins over one merely mentioned ("The liver is normal. Segment the spleen.")
+    out = next((r for r in naming if _after_task(words, r, lex, rest_at)), naming[0] if naming else
                next((r for r in runs if any(words[i] in known for i in r)), runs[0] if runs else []))
     for k, i in enumerate(out):  # "liver in the patient": the locative phrase names nothing we know
         if k and words[i] in lex["locatives"] and not _side_phrase(words, i):
