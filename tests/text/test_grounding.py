@@ -105,6 +105,8 @@ _CHAMBERS = ["heart_atrium_left", "heart_atrium_right", "heart_ventricle_left", 
     # size and generic descriptors go when the phrase names nothing with them; a name that holds one keeps it
     ("a small polyp", ["polyp"]), ("the large polyp on colonoscopy", ["polyp"]), ("main bronchi", ["lung_airways"]),
     ("small bowel", ["small_bowel"]), ("minor salivary glands", []), ("a pedunculated polyp", ["polyp"]),
+    ("the 2.5 cm polyp", ["polyp"]), ("a 5mm nodule in the lung", ["lung_nodules"]), ("rib 5", ["rib_left_5",
+                                                                                                "rib_right_5"]),
     # a sentence ends the phrase; a clause after a semicolon is no list item; a filler-only run gives way
     ("Can you give me a mask of the spleen? The patient has splenomegaly.", ["spleen"]),
     ("Segment the liver. Use the portal venous phase.", ["liver"]), ("Find the pancreas; it may be atrophic.",

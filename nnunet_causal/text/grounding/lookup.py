@@ -36,7 +36,9 @@ CARDINALS = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "t
 #: are not the major ones
 _DROPPED_DESCRIPTORS = frozenset(lexicon()["descriptors"]) - {"minor"}
 #: multi-word forms read as one word of the knowledge base's names ("organs at risk" -> the groups' "oar")
-_PHRASE_FORMS = ((re.compile(r"\borgans? at risk\b"), "oar"), (re.compile(r"\b(\w+) s\b"), r"\1"))
+#: a size with its unit is a descriptor ("the 2.5 cm polyp", "a 5mm nodule")
+_PHRASE_FORMS = ((re.compile(r"\borgans? at risk\b"), "oar"), (re.compile(r"\b(\w+) s\b"), r"\1"),
+                 (re.compile(r"\b\d+(?: \d+)? ?(?:mm|cm)\b ?"), ""))
 
 
 def canonical_text(text: str) -> str:
