@@ -51,9 +51,14 @@ class Term:
     sources: Dict[str, List[str]] = field(default_factory=dict)
     also_regions: Tuple[str, ...] = ()
 
+    @property
+    def regions(self) -> Tuple[str, ...]:
+        """Every region the structure lies in: ``region``, then ``also_regions`` (empty when no region)."""
+        return (self.region, *self.also_regions) if self.region else ()
+
     def lies_in(self, regions) -> bool:
-        """Whether the structure lies in any of ``regions`` (its ``region`` or one of its ``also_regions``)."""
-        return self.region in regions or any(r in regions for r in self.also_regions)
+        """Whether the structure lies in any of ``regions``."""
+        return any(r in regions for r in self.regions)
 
     @property
     def is_lesion(self) -> bool:

@@ -296,13 +296,11 @@ def _explain(res: Resolution, parsed, vocabulary: Vocabulary) -> Dict[str, objec
                if r == "context:region" and w in lex["region_of"]}
     kb = vocabulary.with_knowledge()
     for t in res.terms:
-        term = kb.terms.get(t)
-        region = term.region if term is not None else None
-        lies_in = (region, *term.also_regions) if region else ()
+        lies_in = kb.terms[t].regions if t in kb.terms else ()
         clash = sorted(r for r in regions
                        if lies_in and all(r in lex["incompatible_regions"].get(x, []) for x in lies_in))
         if clash:
-            out["contradictions"].append(f"{t} lies in the {region}, but the context says {', '.join(clash)}")
+            out["contradictions"].append(f"{t} lies in the {lies_in[0]}, but the context says {', '.join(clash)}")
     sides = {SIDE_WORDS.get(w) or lex["side_short"].get(w) or SIDE_LETTERS.get(w) for w in side_words}
     if len(sides) == 1 and sides <= {"left", "right"} and res.terms \
             and all(t in kb.terms and kb.terms[t].side is None for t in res.terms):

@@ -8,9 +8,8 @@
   member) and families ("heart chambers", "head and neck organs at risk", "abdominal organs": the
   knowledge base's ``groups``), a count before a plural read as "all" ("the four heart chambers"), a
   possessive read as its noun ("the liver's"), size and generic descriptors dropped when the phrase does not
-  name a structure with them ("a small polyp", "main bronchi"; "small bowel" keeps its word), vertebra and
-  rib numbers and ordinals ("fifth lumbar
-  vertebra" -> vertebrae_L5), and last families named by a kind and a region ("arteries of the neck",
+  name a structure with them ("a small polyp", "the 2.5 cm polyp", "main bronchi"; "small bowel" keeps its
+  word), vertebra and rib numbers and ordinals ("fifth lumbar vertebra" -> vertebrae_L5), and last families named by a kind and a region ("arteries of the neck",
   :mod:`~nnunet_causal.text.grounding.families`);
 * placement (:func:`place`) -- a structure the knowledge base knows but the vocabulary (a model's) does not
   hold is answered by its parts the vocabulary holds (``lung`` -> the lobes), else widened to the nearest
