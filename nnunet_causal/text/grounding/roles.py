@@ -202,9 +202,10 @@ def _negated(words: List[str], phrase: List[int], lex) -> bool:
 
 def _cut(words: List[str], rest: List[int], lex, known, sentences=()) -> List[int]:
     """The structure phrase among positions ``rest``: runs split where context or task words intervene or
-    a sentence starts (``sentences``), and cut at a boundary word after content; the first run holding a
-    vocabulary word other than a filler (else one holding any vocabulary word, else the first with
-    content), trimmed of function words, a trailing locative phrase without vocabulary words removed."""
+    a sentence starts (``sentences``), and cut at a boundary word after content. Of the runs holding a
+    vocabulary word other than a filler, the first a task word asks for, else the first of them (else one
+    holding any vocabulary word, else the first with content); trimmed of function words, a trailing
+    locative phrase without vocabulary words removed."""
     runs: List[List[int]] = []
     cur: List[int] = []
     content = stop = False
